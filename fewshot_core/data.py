@@ -1,0 +1,236 @@
+"""Datasets as in-memory uint8 tensors: ``digits`` (embedded), ``cifar10`` (from disk) and ``synthetic``.
+
+Images are kept as (N, 3, H, W) uint8 and normalised per batch, so a whole CIFAR-10 training set
+costs 150 MB and batches need no worker processes (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("digits", "cifar10", "synthetic")
+CIFAR_RECORD = 1 + 3 * 32 * 32
+CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR_TEST_FILE = "test_batch.bin"
+
+
+class DataError(RuntimeError):
+    """A dataset that cannot be loaded; the message names the path and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Training and test images (uint8, N x 3 x H x W), labels, and per-channel statistics."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def input_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+
+def load(name: str, root: str | os.PathLike | None = None, input_size: int | None = None,
+         download: bool = False, seed: int = 0) -> ImageData:
+    """Load a dataset by name; ``input_size`` resizes (digits, synthetic) or must match (cifar10)."""
+    if name == "digits":
+        return load_digits(input_size or 16)
+    if name == "cifar10":
+        if root is None:
+            raise DataError("dataset 'cifar10' needs data.root: the directory holding CIFAR-10")
+        data = load_cifar10(root, download=download)
+        if input_size not in (None, 32):
+            data = _resized(data, input_size)
+        return data
+    if name == "synthetic":
+        return synthetic(input_size=input_size or 16, seed=seed)
+    raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+
+
+def _to_uint8_resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize float images in [0, 1] bilinearly and return uint8."""
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    xf = x.float().div_(255)
+    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(xf.mean(dim=(0, 2, 3)).tolist()), tuple(std.tolist())
+
+
+def _resized(data: ImageData, size: int) -> ImageData:
+    tr = _to_uint8_resized(data.train_x.float() / 255, size)
+    te = _to_uint8_resized(data.test_x.float() / 255, size)
+    mean, std = _channel_stats(tr)
+    return ImageData(data.name, tr, data.train_y, te, data.test_y, data.num_classes, mean, std)
+
+
+def load_digits(input_size: int = 16, test_fraction: float = 0.2) -> ImageData:
+    """scikit-learn's 8x8 handwritten digits (shipped with it), resized, as three identical channels.
+
+    The test part is a fixed stratified-by-order slice (every fifth image), independent of seeds.
+    """
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1).repeat(1, 3, 1, 1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    x = _to_uint8_resized(x, input_size)
+    test = torch.zeros(len(y), dtype=torch.bool)
+    test[:: round(1 / test_fraction)] = True
+    mean, std = _channel_stats(x[~test])
+    return ImageData("digits", x[~test], y[~test], x[test], y[test], 10, mean, std)
+
+
+def synthetic(n_train: int = 512, n_test: int = 128, input_size: int = 16, num_classes: int = 10,
+              seed: int = 0) -> ImageData:
+    """Random images and labels of any size, for tests."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (3, input_size, input_size)
+    x = torch.randint(0, 256, (n_train + n_test, *shape), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, num_classes, (n_train + n_test,), generator=g)
+    return ImageData("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes,
+                     (0.5, 0.5, 0.5), (0.289, 0.289, 0.289))
+
+
+def read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parse one file of the official binary format (label byte + 3,072 pixel bytes per record)."""
+    if not path.is_file():
+        raise DataError(f"CIFAR-10 batch file missing: {path}. Restore it from cifar-10-binary.tar.gz.")
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % CIFAR_RECORD:
+        raise DataError(
+            f"CIFAR-10 batch file {path} is truncated or corrupt: {raw.size} bytes is not a whole "
+            f"number of {CIFAR_RECORD}-byte records. Delete it and extract it again."
+        )
+    rec = raw.reshape(-1, CIFAR_RECORD)
+    labels = rec[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DataError(f"CIFAR-10 batch file {path} is corrupt: label {labels.max()} outside 0..9")
+    images = rec[:, 1:].reshape(-1, 3, 32, 32)
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels)
+
+
+def _find_cifar(root: Path) -> tuple[str, Path] | None:
+    for layout, sub in (("bin", "cifar-10-batches-bin"), ("py", "cifar-10-batches-py")):
+        if (root / sub).is_dir():
+            return layout, root / sub
+    if (root / CIFAR_TRAIN_FILES[0]).exists() or (root / CIFAR_TEST_FILE).exists():
+        return "bin", root
+    if (root / "data_batch_1").exists():
+        return "py", root
+    return None
+
+
+def load_cifar10(root: str | os.PathLike, download: bool = False) -> ImageData:
+    """CIFAR-10 from ``root``: the official binary layout (parsed with numpy, no pickle), or the
+    python layout through torchvision, whose MD5 check runs before anything is unpickled."""
+    root = Path(root)
+    found = _find_cifar(root) if root.is_dir() else None
+    if found is None and download:
+        import torchvision
+
+        root.mkdir(parents=True, exist_ok=True)
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        found = _find_cifar(root)
+    if found is None:
+        raise DataError(
+            f"CIFAR-10 not found in {root}: expected cifar-10-batches-bin/ (the official binary "
+            "version) or cifar-10-batches-py/ (the python version) there. Extract the archive into "
+            "that directory, point data.root at it, or set data.download: true to let torchvision "
+            "download it."
+        )
+    layout, path = found
+    if layout == "bin":
+        parts = [read_cifar_bin(path / f) for f in CIFAR_TRAIN_FILES]
+        train_x = torch.cat([p[0] for p in parts])
+        train_y = torch.cat([p[1] for p in parts])
+        test_x, test_y = read_cifar_bin(path / CIFAR_TEST_FILE)
+    else:
+        import torchvision
+
+        base = path.parent
+        try:
+            tr = torchvision.datasets.CIFAR10(str(base), train=True, download=False)
+            te = torchvision.datasets.CIFAR10(str(base), train=False, download=False)
+        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
+            raise DataError(
+                f"CIFAR-10 python batches in {path} failed torchvision's MD5 check ({err}). "
+                "Extract cifar-10-python.tar.gz there again, or use the binary version."
+            ) from err
+        train_x = torch.from_numpy(tr.data).permute(0, 3, 1, 2).contiguous()
+        train_y = torch.tensor(tr.targets)
+        test_x = torch.from_numpy(te.data).permute(0, 3, 1, 2).contiguous()
+        test_y = torch.tensor(te.targets)
+    mean, std = _channel_stats(train_x)
+    return ImageData("cifar10", train_x, train_y, test_x, test_y, 10, mean, std)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/validation split of ``n`` training images from a seed."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = int(round(n * val_fraction))
+    if n_val == 0 or n_val == n:
+        raise DataError(f"a validation fraction of {val_fraction} of {n} images leaves an empty split")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def write_split(path: str | os.PathLike, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
+    """Write split indices as JSON (atomically: temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"train": train_idx.tolist(), "val": val_idx.tolist()}))
+    os.replace(tmp, path)
+
+
+def normalize(x: torch.Tensor, data: ImageData) -> torch.Tensor:
+    """uint8 images to normalised float."""
+    mean = torch.tensor(data.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(data.std, device=x.device).view(1, 3, 1, 1)
+    return (x.float().div_(255) - mean) / std
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and (optionally) horizontal flip, drawn from ``generator``."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, 3, h, w)
+    cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, 3, h, w)
+    out = padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(3).view(1, 3, 1, 1), rows, cols]
+    if flip:
+        flips = torch.rand(n, generator=generator) < 0.5
+        out[flips] = out[flips].flip(-1)
+    return out
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None,
+            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Minibatches in a random order drawn from ``generator`` (sequential when it is None)."""
+    n = len(y)
+    if n == 0:
+        raise DataError("the dataset split is empty: nothing to iterate over")
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for i in range(0, stop, batch_size):
+        idx = order[i : i + batch_size]
+        yield x[idx], y[idx]

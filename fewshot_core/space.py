@@ -1,0 +1,435 @@
+"""The NAS-Bench-201 search space: operations, edges, masks, the supernet and standalone networks.
+
+A sub-supernet is the one :class:`Supernet` module plus a boolean mask of shape (6 edges, 5 ops);
+disabling an operation changes the mask, never the module (DESIGN.md §1).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES: tuple[str, ...] = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
+#: (target node, source node) of each edge, in edge order.
+EDGE_NODES: tuple[tuple[int, int], ...] = tuple(
+    (int(e.split("<-")[0]), int(e.split("<-")[1])) for e in EDGES
+)
+NUM_EDGES, NUM_OPS = len(EDGES), len(OPS)
+CONV_OPS: tuple[str, ...] = ("nor_conv_1x1", "nor_conv_3x3")
+ForwardMode = Literal["mixture", "single_path"]
+
+
+class MaskError(ValueError):
+    """A mask or architecture that names no valid network."""
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def full_mask() -> np.ndarray:
+    """The root supernet's mask: every operation enabled on every edge."""
+    return np.ones((NUM_EDGES, NUM_OPS), dtype=bool)
+
+
+def _reaches_output(edge_alive: Sequence[bool]) -> bool:
+    """True when node 3 is reachable from node 0 through edges flagged alive."""
+    reached = {0}
+    for (dst, src), alive in zip(EDGE_NODES, edge_alive):  # edges are in topological order
+        if alive and src in reached:
+            reached.add(dst)
+    return 3 in reached
+
+
+def validate_mask(mask: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Return ``mask`` as a (6, 5) bool array, or raise :class:`MaskError` saying what is wrong.
+
+    Every edge needs at least one enabled operation, and at least one architecture of the mask
+    must connect the cell's input to its output through operations other than ``none``.
+    """
+    m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
+    if m.shape != (NUM_EDGES, NUM_OPS):
+        raise MaskError(f"mask must have shape ({NUM_EDGES}, {NUM_OPS}), got {m.shape}")
+    if m.dtype != bool:
+        if not np.isin(m, (0, 1)).all():
+            raise MaskError("mask must be boolean (or 0/1)")
+        m = m.astype(bool)
+    empty = [EDGES[e] for e in range(NUM_EDGES) if not m[e].any()]
+    if empty:
+        raise MaskError(f"edge(s) {', '.join(empty)} have every operation disabled")
+    if not _reaches_output(m[:, 1:].any(axis=1)):
+        raise MaskError(
+            "mask disconnects the cell's output: no architecture it holds links node 0 to node 3 "
+            "through an operation other than 'none'"
+        )
+    return m.copy()
+
+
+def arch_to_mask(arch: str) -> np.ndarray:
+    """The one-operation-per-edge mask of an architecture string (no connectivity check)."""
+    ops = parse_arch(arch)
+    m = np.zeros((NUM_EDGES, NUM_OPS), dtype=bool)
+    for e, op in enumerate(ops):
+        m[e, OPS.index(op)] = True
+    return m
+
+
+def mask_to_arch(mask: np.ndarray) -> str:
+    """The architecture string of a single-path mask; error if an edge has not exactly one op."""
+    m = np.asarray(mask, dtype=bool)
+    counts = m.sum(axis=1)
+    if m.shape != (NUM_EDGES, NUM_OPS) or (counts != 1).any():
+        raise MaskError(f"not a single-path mask (enabled ops per edge: {counts.tolist()})")
+    return format_arch([OPS[int(np.flatnonzero(row)[0])] for row in m])
+
+
+def parse_arch(arch: str) -> list[str]:
+    """The six operations, in edge order, of a benchmark string ``|op~0|+|op~0|op~1|+|...|``."""
+    nodes = arch.strip().split("+")
+    if len(nodes) != 3:
+        raise MaskError(f"architecture {arch!r} must have 3 nodes separated by '+'")
+    by_edge: dict[str, str] = {}
+    for dst, node in enumerate(nodes, start=1):
+        items = [t for t in node.split("|") if t]
+        if len(items) != dst:
+            raise MaskError(f"architecture {arch!r}: node {dst} needs {dst} inputs, got {len(items)}")
+        for item in items:
+            op, _, src = item.partition("~")
+            if op not in OPS:
+                raise MaskError(f"architecture {arch!r}: unknown operation {op!r}; known: {OPS}")
+            if not src.isdigit() or int(src) >= dst:
+                raise MaskError(f"architecture {arch!r}: bad input {item!r} for node {dst}")
+            by_edge[f"{dst}<-{int(src)}"] = op
+    if set(by_edge) != set(EDGES):
+        raise MaskError(f"architecture {arch!r} does not name every edge once")
+    return [by_edge[e] for e in EDGES]
+
+
+def format_arch(ops: Sequence[str]) -> str:
+    """The benchmark string of six operations given in edge order."""
+    nodes = []
+    for dst in (1, 2, 3):
+        items = [f"{ops[e]}~{src}" for e, (d, src) in enumerate(EDGE_NODES) if d == dst]
+        nodes.append("|" + "|".join(items) + "|")
+    return "+".join(nodes)
+
+
+def architectures(mask: np.ndarray) -> list[str]:
+    """Every architecture string a mask holds, in lexicographic op-index order."""
+    m = np.asarray(mask, dtype=bool)
+    choices = [[OPS[o] for o in np.flatnonzero(row)] for row in m]
+    return [format_arch(ops) for ops in itertools.product(*choices)]
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU, convolution (no bias), batch norm: the benchmark's ``nor_conv_kxk`` and ResNet halves."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, affine: bool = True) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(self.relu(x)))
+
+
+class ResNetBasicBlock(nn.Module):
+    """The benchmark's stride-2 reduction block between stages."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3)
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(kernel_size=2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+_POOL_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def avg_pool_3x3(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """``scale`` times the 3x3, stride-1 average with padding excluded from the count.
+
+    Computed as a depthwise convolution with a ones kernel times the reciprocal of the count:
+    several times faster on the CPU than ``F.avg_pool2d(..., count_include_pad=False)``, same values.
+    """
+    c, h, w = x.shape[1:]
+    key = (c, h, w, x.device, x.dtype, scale)
+    if key not in _POOL_CACHE:
+        if len(_POOL_CACHE) > 64:
+            _POOL_CACHE.clear()
+        ones = torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype)
+        count = F.conv2d(ones, torch.ones(1, 1, 3, 3, device=x.device, dtype=x.dtype), padding=1)
+        _POOL_CACHE[key] = (torch.ones(c, 1, 3, 3, device=x.device, dtype=x.dtype), scale / count)
+    kernel, inv_count = _POOL_CACHE[key]
+    return F.conv2d(x, kernel, padding=1, groups=c) * inv_count
+
+
+class AvgPool(nn.Module):
+    """``avg_pool_3x3``: stride 1, padding 1, padding excluded from the average."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return avg_pool_3x3(x)
+
+
+class Zero(nn.Module):
+    """``none``: outputs zeros of the input's shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
+class _Skeleton(nn.Module):
+    """The benchmark's macro skeleton; subclasses supply the search cells."""
+
+    def __init__(self, C: int, N: int, num_classes: int, input_size: int) -> None:
+        super().__init__()
+        if C < 1 or N < 1 or num_classes < 2:
+            raise ValueError(f"need C >= 1, N >= 1, num_classes >= 2; got C={C}, N={N}, num_classes={num_classes}")
+        self.C, self.N, self.num_classes, self.input_size = C, N, num_classes, input_size
+        self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        cells: list[nn.Module] = []
+        c_prev = C
+        for stage, c in enumerate((C, 2 * C, 4 * C)):
+            if stage > 0:
+                cells.append(ResNetBasicBlock(c_prev, c))
+            cells.extend(self._make_cell(c) for _ in range(N))
+            c_prev = c
+        self.cells = nn.ModuleList(cells)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU())
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def _make_cell(self, C: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.lastact(x).mean(dim=(2, 3)))
+
+
+# ----------------------------------------------------------------------------- standalone network
+
+
+class InferCell(nn.Module):
+    """One cell of a single architecture; ``edges[e]`` is the operation on edge ``EDGES[e]``."""
+
+    def __init__(self, ops: Sequence[str], C: int) -> None:
+        super().__init__()
+        self.op_names = tuple(ops)
+        self.edges = nn.ModuleList(_make_op(op, C) for op in ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for dst in (1, 2, 3):
+            nodes.append(sum(self.edges[e](nodes[src]) for e, (d, src) in enumerate(EDGE_NODES) if d == dst))
+        return nodes[3]
+
+
+def _make_op(op: str, C: int) -> nn.Module:
+    if op == "none":
+        return Zero()
+    if op == "skip_connect":
+        return nn.Identity()
+    if op == "avg_pool_3x3":
+        return AvgPool()
+    return ReLUConvBN(C, C, 1 if op == "nor_conv_1x1" else 3)
+
+
+class StandaloneNet(_Skeleton):
+    """The benchmark's network for one architecture (BN affine everywhere, as in NAS-Bench-201)."""
+
+    def __init__(self, arch: str, C: int = 16, N: int = 5, num_classes: int = 10, input_size: int = 32) -> None:
+        self.arch = format_arch(parse_arch(arch))
+        super().__init__(C, N, num_classes, input_size)
+
+    def _make_cell(self, C: int) -> nn.Module:
+        return InferCell(parse_arch(self.arch), C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x)
+        return self._head(x)
+
+
+def standalone(arch: str, C: int = 16, N: int = 5, num_classes: int = 10, input_size: int = 32) -> StandaloneNet:
+    """Build the single network an architecture string names."""
+    return StandaloneNet(arch, C=C, N=N, num_classes=num_classes, input_size=input_size)
+
+
+# ----------------------------------------------------------------------------- supernet
+
+
+class ConvBN(nn.Module):
+    """Convolution and non-affine BN of one ``nor_conv_kxk`` in a search cell; the ReLU is shared."""
+
+    def __init__(self, C: int, kernel: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(C, C, kernel, padding=kernel // 2, bias=False)
+        self.bn = nn.BatchNorm2d(C, affine=False)
+
+
+class SearchCell(nn.Module):
+    """A cell holding every operation of every edge.
+
+    The forward pass groups work by source node: the ReLU, the pooling and the convolutions of all
+    edges leaving one node run once, as one batched convolution per kernel size and one batch norm.
+    """
+
+    def __init__(self, C: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(
+            nn.ModuleDict({op: ConvBN(C, 1 if op == "nor_conv_1x1" else 3) for op in CONV_OPS})
+            for _ in EDGES
+        )
+        # One ReLU module per source node (0, 1, 2): the input of every conv leaving that node.
+        self.relus = nn.ModuleList(nn.ReLU() for _ in range(3))
+
+    def _convs(self, x: torch.Tensor, src: int, convs: list[tuple[ConvBN, float]], kernel: int) -> torch.Tensor:
+        """Run ConvBNs that all read ``x`` as one convolution and one batch norm.
+
+        Each module's output is scaled by its mixture weight inside the batch norm (as its affine
+        weight), so the mixture costs no extra pass over the activations.
+        """
+        mods = [m for m, _ in convs]
+        weight = mods[0].conv.weight if len(mods) == 1 else torch.cat([m.conv.weight for m in mods])
+        y = F.conv2d(self.relus[src](x), weight, padding=kernel // 2)
+        bns = [m.bn for m in mods]
+        bn0, C = bns[0], bns[0].num_features
+        scale = None
+        if any(w != 1.0 for _, w in convs):
+            scale = torch.tensor([w for _, w in convs], dtype=y.dtype, device=y.device).repeat_interleave(C)
+        tracking = bn0.running_mean is not None
+        if len(bns) == 1 or not tracking:
+            rm, rv = bn0.running_mean, bn0.running_var
+        else:
+            rm = torch.cat([b.running_mean for b in bns])
+            rv = torch.cat([b.running_var for b in bns])
+        use_batch_stats = self.training or not tracking
+        out = F.batch_norm(y, rm, rv, scale, None, use_batch_stats, bn0.momentum, bn0.eps)
+        if self.training and tracking:
+            with torch.no_grad():
+                for i, b in enumerate(bns):
+                    if len(bns) > 1:
+                        b.running_mean.copy_(rm[i * C : (i + 1) * C])
+                        b.running_var.copy_(rv[i * C : (i + 1) * C])
+                    b.num_batches_tracked.add_(1)
+        return out
+
+    def forward(self, x: torch.Tensor, weights: list[list[tuple[int, float]]]) -> torch.Tensor:
+        """``weights[e]`` lists (op index, weight) of the operations that run on edge ``e``."""
+        acc: list[torch.Tensor | None] = [x, None, None, None]
+        for src in (0, 1, 2):
+            h = acc[src]
+            if h is None:  # nothing reached this node: it holds zeros, which still flow through BN
+                h = torch.zeros_like(x)
+            out_edges = _OUT_EDGES[src]
+            terms: list[tuple[int, torch.Tensor]] = []  # (target node, weighted term)
+            for op_idx in (2, 3):
+                sel = [(e, w) for e in out_edges for o, w in weights[e] if o == op_idx]
+                if sel:
+                    mods = [(self.edges[e][OPS[op_idx]], w) for e, w in sel]
+                    y = self._convs(h, src, mods, 1 if op_idx == 2 else 3)
+                    chunks = y.chunk(len(sel), dim=1) if len(sel) > 1 else (y,)
+                    terms.extend((EDGE_NODES[e][0], chunk) for (e, _), chunk in zip(sel, chunks))
+            for e in out_edges:
+                for op_idx, w in weights[e]:
+                    if op_idx == 1:
+                        terms.append((EDGE_NODES[e][0], h if w == 1.0 else h * w))
+                    elif op_idx == 4:
+                        terms.append((EDGE_NODES[e][0], avg_pool_3x3(h, w)))
+            for dst, term in terms:
+                acc[dst] = term if acc[dst] is None else acc[dst] + term
+        return acc[3] if acc[3] is not None else torch.zeros_like(x)
+
+
+_OUT_EDGES: tuple[tuple[int, ...], ...] = tuple(
+    tuple(e for e, (_, s) in enumerate(EDGE_NODES) if s == src) for src in range(3)
+)
+
+
+class Supernet(_Skeleton):
+    """Every NAS-Bench-201 architecture in one module, restricted by a (6, 5) boolean mask.
+
+    ``mixture`` mode averages each edge's enabled operations (the authors' joint mode);
+    ``single_path`` draws one enabled operation per edge per forward call, shared by all cells.
+    """
+
+    def __init__(
+        self,
+        C: int = 16,
+        N: int = 5,
+        num_classes: int = 10,
+        input_size: int = 32,
+        mode: ForwardMode = "mixture",
+        mask: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(C, N, num_classes, input_size)
+        self.mode: ForwardMode = mode
+        self.mask = full_mask() if mask is None else validate_mask(mask)
+        self.path_generator = torch.Generator().manual_seed(0)
+
+    def _make_cell(self, C: int) -> nn.Module:
+        return SearchCell(C)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self._mask.copy()
+
+    @mask.setter
+    def mask(self, mask: np.ndarray) -> None:
+        self._mask = validate_mask(mask)
+
+    @property
+    def mode(self) -> ForwardMode:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: ForwardMode) -> None:
+        if mode not in ("mixture", "single_path"):
+            raise ValueError(f"forward mode must be 'mixture' or 'single_path', got {mode!r}")
+        self._mode = mode
+
+    def sample_arch(self, generator: torch.Generator | None = None) -> str:
+        """Draw one architecture of the mask uniformly (one enabled op per edge)."""
+        gen = self.path_generator if generator is None else generator
+        ops = []
+        for row in self._mask:
+            enabled = np.flatnonzero(row)
+            ops.append(OPS[int(enabled[torch.randint(len(enabled), (1,), generator=gen).item()])])
+        return format_arch(ops)
+
+    def edge_weights(self, arch: str | None = None) -> list[list[tuple[int, float]]]:
+        """Per edge, the (op index, weight) pairs the forward pass runs for the mask or one arch."""
+        m = self._mask if arch is None else arch_to_mask(arch)
+        if arch is not None and (m & ~self._mask).any():
+            raise MaskError(f"architecture {arch} is not inside the supernet's mask")
+        return [[(int(o), 1.0 / row.sum()) for o in np.flatnonzero(row)] for row in m]
+
+    def forward(self, x: torch.Tensor, arch: str | None = None) -> torch.Tensor:
+        """Logits; ``arch`` runs one architecture of the mask, whatever the mode."""
+        if arch is None and self._mode == "single_path":
+            arch = self.sample_arch()
+        weights = self.edge_weights(arch)
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x, weights) if isinstance(cell, SearchCell) else cell(x)
+        return self._head(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
