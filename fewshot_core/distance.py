@@ -1,0 +1,83 @@
+"""The split distance (DESIGN.md §5) and its internal, external, by-level and between-metric tables.
+
+For partitions A and B of the same operation set O (n = |O|), with G(o, A) the operations grouped
+with o in A (o excluded):  S(A, B) = sum_o |G(o, A) symmetric-difference G(o, B)| / (2 (n - 1)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from itertools import combinations
+
+import pandas as pd
+
+Partition = Sequence[Iterable[Hashable]]
+PAIR_COLUMNS = ["kind", "metric_a", "metric_b", "seed_a", "seed_b", "node_a", "node_b",
+                "depth_a", "depth_b", "edge_a", "edge_b", "same_depth", "distance"]
+
+
+def _mates(partition: Partition) -> dict[Hashable, frozenset]:
+    mates: dict[Hashable, frozenset] = {}
+    for group in partition:
+        g = frozenset(group)
+        for o in g:
+            if o in mates:
+                raise ValueError(f"operation {o!r} appears in two groups of {partition}")
+            mates[o] = g - {o}
+    return mates
+
+
+def split_distance(a: Partition, b: Partition) -> float:
+    """How far apart two partitions of the same operations are; 0 when equal, at most n/2."""
+    ga, gb = _mates(a), _mates(b)
+    if set(ga) != set(gb):
+        raise ValueError(f"partitions of different operation sets: {sorted(map(str, ga))} vs {sorted(map(str, gb))}")
+    n = len(ga)
+    if n < 2:
+        return 0.0
+    return sum(len(ga[o] ^ gb[o]) for o in ga) / (2 * (n - 1))
+
+
+def _pair(kind: str, x: pd.Series, y: pd.Series) -> dict:
+    return {
+        "kind": kind, "metric_a": x.metric, "metric_b": y.metric, "seed_a": int(x.seed), "seed_b": int(y.seed),
+        "node_a": x.node, "node_b": y.node, "depth_a": int(x.depth), "depth_b": int(y.depth),
+        "edge_a": int(x.edge), "edge_b": int(y.edge), "same_depth": bool(x.depth == y.depth),
+        "distance": split_distance(x.groups, y.groups),
+    }
+
+
+def pair_table(splits: pd.DataFrame) -> pd.DataFrame:
+    """Every compared pair of splits, one row each.
+
+    ``internal``: two splits of the same tree (metric, seed). ``external``: two splits of one metric's
+    trees grown from different seeds. ``between_metrics``: two metrics' splits at the same seed and
+    node. ``same_depth`` marks the pairs that the by-level figures keep.
+    Needs columns metric, seed, node, depth, edge, groups.
+    """
+    rows: list[dict] = []
+    splits = splits.sort_values(["metric", "seed", "depth", "node"]).reset_index(drop=True)
+    for _, tree in splits.groupby(["metric", "seed"], sort=True):
+        rows += [_pair("internal", x, y) for (_, x), (_, y) in combinations(tree.iterrows(), 2)]
+    for _, runs in splits.groupby("metric", sort=True):
+        seeds = sorted(runs.seed.unique())
+        for sa, sb in combinations(seeds, 2):
+            ta, tb = runs[runs.seed == sa], runs[runs.seed == sb]
+            rows += [_pair("external", x, y) for _, x in ta.iterrows() for _, y in tb.iterrows()]
+    for _, at in splits.groupby(["seed", "node"], sort=True):
+        rows += [_pair("between_metrics", x, y) for (_, x), (_, y) in combinations(at.iterrows(), 2)]
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def summarise(pairs: pd.DataFrame, by_level: bool = False) -> pd.DataFrame:
+    """Mean internal and external distance per metric and seed (external: the seed of either side
+    of a pair counts for both), optionally restricted to same-depth pairs and grouped by depth."""
+    p = pairs[pairs.kind.isin(["internal", "external"])]
+    if by_level:
+        p = p[p.same_depth]
+    both = pd.concat([
+        p.assign(metric=p.metric_a, seed=p.seed_a, depth=p.depth_a),
+        p[p.kind == "external"].assign(metric=p.metric_a, seed=p.seed_b, depth=p.depth_b),
+    ])
+    keys = ["kind", "metric", "seed"] + (["depth"] if by_level else [])
+    return both.groupby(keys, sort=True).distance.mean().reset_index()

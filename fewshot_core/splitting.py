@@ -1,0 +1,252 @@
+"""Splitting a (sub-)supernet: exact min-cut partitions, edge selection, policies and split records.
+
+DESIGN.md §3. The tree's shape depends on the configuration alone (:func:`tree_levels`), so the
+workflow lays out its jobs before any metric runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from fewshot_core.space import EDGES, NUM_EDGES, OPS
+
+EDGE_SELECTION = ("mincut", "order", "random")
+ROOT = "r"
+
+
+class SplitError(ValueError):
+    """A split that cannot be made as asked; the message says why."""
+
+
+# ----------------------------------------------------------------------------- partitions
+
+
+@lru_cache(maxsize=None)
+def set_partitions(n: int, b: int) -> tuple[tuple[int, ...], ...]:
+    """Every partition of ``range(n)`` into ``b`` non-empty blocks, as restricted growth strings.
+
+    ``labels[i]`` is the block of item ``i``; blocks are numbered by first appearance, so each
+    partition appears once, in lexicographic order.
+    """
+    out: list[tuple[int, ...]] = []
+
+    def grow(prefix: list[int], used: int) -> None:
+        i = len(prefix)
+        if i == n:
+            if used == b:
+                out.append(tuple(prefix))
+            return
+        if used + (n - i) < b:
+            return
+        for label in range(min(used + 1, b)):
+            grow(prefix + [label], max(used, label + 1))
+
+    grow([], 0)
+    return tuple(out)
+
+
+def _check_similarity(similarity: np.ndarray) -> np.ndarray:
+    s = np.asarray(similarity, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise SplitError(f"similarity matrix must be square, got shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise SplitError("similarity matrix holds NaN or infinite values")
+    if not np.allclose(s, s.T, rtol=1e-9, atol=1e-12):
+        raise SplitError("similarity matrix must be symmetric")
+    return s
+
+
+def cut_cost(similarity: np.ndarray, labels: Sequence[int]) -> float:
+    """Summed similarity of the pairs that ``labels`` puts in different groups."""
+    s = np.asarray(similarity, dtype=np.float64)
+    lab = np.asarray(labels)
+    across = lab[:, None] != lab[None, :]
+    return float(np.triu(s * across, k=1).sum())
+
+
+def partition(similarity: np.ndarray, b: int, balanced: bool = False) -> tuple[list[list[int]], float]:
+    """The globally optimal cut of the items into ``b`` non-empty groups, and its cost.
+
+    Exact, by enumeration. ``balanced`` keeps only group sizes differing by at most one. Ties go to
+    the first partition in lexicographic label order; groups are returned ordered by smallest item.
+    """
+    s = _check_similarity(similarity)
+    n = s.shape[0]
+    if not 2 <= b <= n:
+        raise SplitError(f"branching factor b={b} must be between 2 and the number of operations ({n})")
+    iu = np.triu_indices(n, k=1)
+    weights = s[iu]
+    candidates = np.array(set_partitions(n, b), dtype=np.int64)
+    if balanced:
+        sizes = np.stack([(candidates == g).sum(axis=1) for g in range(b)], axis=1)
+        candidates = candidates[sizes.max(axis=1) - sizes.min(axis=1) <= 1]
+    costs = (candidates[:, iu[0]] != candidates[:, iu[1]]).astype(np.float64) @ weights
+    tol = 1e-12 * (1.0 + np.abs(weights).sum())
+    best = int(np.flatnonzero(costs <= costs.min() + tol)[0])
+    labels = candidates[best]
+    groups = [np.flatnonzero(labels == g).tolist() for g in range(b)]
+    return sorted(groups, key=min), float(costs[best])
+
+
+# ----------------------------------------------------------------------------- policies and tree
+
+
+def constant_policy(n_leaves: int, b: int) -> list[int]:
+    """The paper's Algorithm 1: split by ``b`` at every level while ``n x b <= N``."""
+    if b < 2:
+        raise SplitError(f"branching factor b must be at least 2, got {b}")
+    if n_leaves < b:
+        raise SplitError(f"target number of leaves N={n_leaves} must be at least b={b}")
+    factors, n = [], 1
+    while n * b <= n_leaves:
+        factors.append(b)
+        n *= b
+    return factors
+
+
+def branching_factors(policy: dict) -> list[int]:
+    """Per-level branching factors of a policy: ``{'constant': {'leaves': N, 'b': b}}`` or
+    ``{'levels': [b0, b1, ...]}``."""
+    if "constant" in policy:
+        return constant_policy(int(policy["constant"]["leaves"]), int(policy["constant"]["b"]))
+    if "levels" in policy:
+        factors = [int(b) for b in policy["levels"]]
+        if not factors or min(factors) < 2:
+            raise SplitError(f"policy levels must be a non-empty list of factors >= 2, got {factors}")
+        if len(factors) > NUM_EDGES:
+            raise SplitError(f"{len(factors)} levels exceed the {NUM_EDGES} edges (an edge splits once per path)")
+        return factors
+    raise SplitError(f"unknown policy {policy!r}; use 'constant' (leaves, b) or 'levels' (list)")
+
+
+def tree_levels(factors: Sequence[int]) -> list[list[str]]:
+    """Node names per depth, root first; the last level holds the leaves. Children are the parent's
+    name plus the child index: ``r``, ``r0``, ``r1``, ``r01`` ..."""
+    levels = [[ROOT]]
+    for b in factors:
+        levels.append([f"{node}{i}" for node in levels[-1] for i in range(b)])
+    return levels
+
+
+def parent_of(node: str) -> str:
+    if node == ROOT or not node.startswith(ROOT):
+        raise SplitError(f"{node!r} has no parent")
+    return node[:-1]
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass
+class SplitRecord:
+    """One split: the edge chosen at a node, the operation groups and how they were found."""
+
+    node: str
+    depth: int
+    edge: int
+    groups: list[list[str]]
+    cut: float
+    ops: list[str]
+    similarity: list[list[float]]
+    metric: str
+    seed: int
+    candidates: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def edge_name(self) -> str:
+        return EDGES[self.edge]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SplitRecord:
+        rec = cls(**{**d, "candidates": {int(k): float(v) for k, v in d.get("candidates", {}).items()}})
+        rec.validate()
+        return rec
+
+    def validate(self) -> None:
+        """Raise :class:`SplitError` unless the groups partition the edge's operations."""
+        if not 0 <= self.edge < NUM_EDGES:
+            raise SplitError(f"split at {self.node}: edge index {self.edge} out of range")
+        flat = [op for g in self.groups for op in g]
+        if any(not g for g in self.groups) or sorted(flat) != sorted(self.ops) or len(set(flat)) != len(flat):
+            raise SplitError(
+                f"split at {self.node}: groups {self.groups} are not a partition of the operations {self.ops}"
+            )
+        unknown = set(flat) - set(OPS)
+        if unknown:
+            raise SplitError(f"split at {self.node}: unknown operations {sorted(unknown)}")
+
+    def child_masks(self, parent_mask: np.ndarray) -> list[np.ndarray]:
+        """The parent's mask with the split edge restricted to each group, in group order."""
+        out = []
+        for group in self.groups:
+            m = np.array(parent_mask, dtype=bool, copy=True)
+            m[self.edge] = False
+            m[self.edge, [OPS.index(op) for op in group]] = True
+            out.append(m)
+        return out
+
+
+def candidate_edges(mask: np.ndarray, split_edges: Sequence[int], b: int) -> list[int]:
+    """Edges that may be split: not split before on this path and holding at least ``b`` ops."""
+    m = np.asarray(mask, dtype=bool)
+    return [e for e in range(NUM_EDGES) if e not in split_edges and m[e].sum() >= b]
+
+
+def edge_similarity_ops(mask: np.ndarray, edge: int) -> list[str]:
+    """The operations still enabled on ``edge``: the rows of its similarity matrix."""
+    return [OPS[o] for o in np.flatnonzero(np.asarray(mask, dtype=bool)[edge])]
+
+
+def choose_edge(
+    mode: str,
+    candidates: Sequence[int],
+    depth: int,
+    order: Sequence[int] | None = None,
+    cuts: dict[int, float] | None = None,
+    rng: np.random.Generator | None = None,
+) -> int:
+    """Pick the edge to split: ``order`` (the configured edge for this depth), ``mincut`` (lowest
+    best-cut cost among ``cuts``; ties to the lowest edge index) or ``random`` (from ``rng``)."""
+    if mode not in EDGE_SELECTION:
+        raise SplitError(f"unknown edge selection {mode!r}; allowed: {', '.join(EDGE_SELECTION)}")
+    if not candidates:
+        raise SplitError("no edge can be split: every edge is split already or has too few operations")
+    if mode == "order":
+        if order is None or depth >= len(order):
+            raise SplitError(f"edge selection 'order' needs an edge for depth {depth}; got order={order}")
+        edge = int(order[depth])
+        if edge not in candidates:
+            raise SplitError(
+                f"edge {edge} ({EDGES[edge] if 0 <= edge < NUM_EDGES else '?'}) listed for depth {depth} "
+                f"cannot be split here; candidates: {list(candidates)}"
+            )
+        return edge
+    if mode == "random":
+        if rng is None:
+            raise SplitError("edge selection 'random' needs a seeded generator")
+        return int(candidates[int(rng.integers(len(candidates)))])
+    if not cuts:
+        raise SplitError("edge selection 'mincut' needs the best cut of every candidate edge")
+    return min(sorted(cuts), key=lambda e: (cuts[e], e))
+
+
+def random_partition(ops: Sequence[str], b: int, rng: np.random.Generator, balanced: bool = False) -> list[list[str]]:
+    """The ``random`` baseline: a uniformly drawn partition of ``ops`` into ``b`` groups."""
+    parts = set_partitions(len(ops), b)
+    if balanced:
+        parts = tuple(p for p in parts if max(p.count(g) for g in range(b)) - min(p.count(g) for g in range(b)) <= 1)
+    labels = parts[int(rng.integers(len(parts)))]
+    groups = [[ops[i] for i in range(len(ops)) if labels[i] == g] for g in range(b)]
+    return sorted(groups, key=lambda g: OPS.index(g[0]))
+
+
+def node_rng(seed: int, node: str, purpose: str) -> np.random.Generator:
+    """A generator fixed by the seed, the node's name and what it is for (independent streams)."""
+    return np.random.default_rng([seed, *node.encode(), 0, *purpose.encode()])
