@@ -308,10 +308,12 @@ class SearchCell(nn.Module):
         weight = mods[0].conv.weight if len(mods) == 1 else torch.cat([m.conv.weight for m in mods])
         y = F.conv2d(self.relus[src](x), weight, padding=kernel // 2)
         bns = [m.bn for m in mods]
-        bn0, C = bns[0], bns[0].num_features
+        bn0, C = bns[0], mods[0].conv.out_channels
         scale = None
         if any(w != 1.0 for _, w in convs):
             scale = torch.tensor([w for _, w in convs], dtype=y.dtype, device=y.device).repeat_interleave(C)
+        if not isinstance(bn0, nn.BatchNorm2d):  # batch norm removed (synflow's copy)
+            return y if scale is None else y * scale.view(1, -1, 1, 1)
         tracking = bn0.running_mean is not None
         if len(bns) == 1 or not tracking:
             rm, rv = bn0.running_mean, bn0.running_var
@@ -392,6 +394,17 @@ class Supernet(_Skeleton):
     @mask.setter
     def mask(self, mask: np.ndarray) -> None:
         self._mask = validate_mask(mask)
+
+    def set_mask(self, mask: np.ndarray, connected: bool = True) -> None:
+        """Set the mask; ``connected=False`` also accepts masks whose every architecture leaves the
+        cell's output unreachable (the variants of a split that metrics must still score)."""
+        if connected:
+            self.mask = mask
+            return
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != (NUM_EDGES, NUM_OPS) or not m.any(axis=1).all():
+            validate_mask(m)  # raises with the reason
+        self._mask = m.copy()
 
     @property
     def mode(self) -> ForwardMode:

@@ -1,0 +1,140 @@
+"""Zero-cost metrics: whole-network values, per-split variant values, and similarity matrices.
+
+DESIGN.md §2. ``score(name, model, inputs, targets)`` gives any scalar metric of any classifier;
+:func:`evaluate_split` scores every variant of one split of a supernet; :func:`similarity` turns the
+values into the matrix that the min-cut partitions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fewshot_core.metrics import baselines, gradient_matching, mellor, saliency, synflow, tenas  # noqa: F401  (registration)
+from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, get, preserved
+from fewshot_core.space import OPS, Supernet
+
+__all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "get", "score", "evaluate_split", "similarity",
+           "VariantValue", "PAPER_METRICS"]
+
+#: The metrics of the paper's figures, in its order, with the names it prints.
+PAPER_METRICS = {"gm": "gm", "gradnorm": "gradnorm", "snip": "snip", "grasp": "grasp", "synflow": "synflow",
+                 "jacobcov": "jacobcov", "ntk": "ntk", "lr": "lr"}
+
+
+def _settings(metric: Metric, settings: dict | None) -> dict:
+    unknown = set(settings or {}) - set(metric.defaults)
+    if unknown:
+        raise ValueError(f"metric {metric.name!r} has no setting(s) {sorted(unknown)}; "
+                         f"its settings: {sorted(metric.defaults) or 'none'}")
+    return {**metric.defaults, **(settings or {})}
+
+
+def _run(metric: Metric, model: torch.nn.Module, batches: list[Batch], settings: dict) -> float | torch.Tensor:
+    prep_keys = set(metric.prepare_settings)
+    if metric.prepare is not None:
+        model, batches = metric.prepare(model, batches, **{k: settings[k] for k in prep_keys})
+    return metric.compute(model, batches, **{k: v for k, v in settings.items() if k not in prep_keys})
+
+
+def score(name: str, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, **settings) -> float:
+    """The value of a scalar metric on any classifier; the model is left as the caller gave it."""
+    metric = get(name)
+    if metric.kind != "scalar":
+        raise ValueError(f"metric {name!r} is a {metric.kind} metric: it has no single value per network")
+    with preserved(model):
+        return float(_run(metric, model, [Batch(inputs, targets)], _settings(metric, settings)))
+
+
+@dataclass
+class VariantValue:
+    """The value of one variant (the parent with the split edge restricted to ``op``)."""
+
+    op: str
+    value: float | torch.Tensor
+    seconds: float
+
+
+def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], settings: dict | None = None,
+                   where: str = "") -> tuple[list[VariantValue], float | None]:
+    """Every variant's value on one split, and the parent's value (scalar metrics; else None).
+
+    Variants share the supernet (masks, not copies), its weights and the batches; the work that
+    does not depend on the variant (a metric's ``prepare``) runs once. Runs in mixture mode. A
+    non-finite value raises :class:`MetricError` naming the metric and ``where`` (node and edge).
+    """
+    metric = get(name)
+    if metric.kind == "none":
+        return [], None
+    cfg = _settings(metric, settings)
+    prep_keys = set(metric.prepare_settings)
+    compute_cfg = {k: v for k, v in cfg.items() if k not in prep_keys}
+    if metric.needs_edge:
+        compute_cfg["edge"] = edge
+    parent_mask = net.mask
+    parent_mode = net.mode
+    with preserved(net):
+        net.mode = "mixture"
+        t0 = time.perf_counter()
+        model, prepared = (metric.prepare(net, batches, **{k: cfg[k] for k in prep_keys})
+                           if metric.prepare is not None else (net, batches))
+        shared = time.perf_counter() - t0
+        ops = [OPS[o] for o in np.flatnonzero(parent_mask[edge])]
+        try:
+            parent = None
+            if metric.kind == "scalar":
+                parent = _checked(metric.compute(model, prepared, **compute_cfg), name, where + " (parent)")
+            out = []
+            for op in ops:
+                m = parent_mask.copy()
+                m[edge] = False
+                m[edge, OPS.index(op)] = True
+                model.set_mask(m, connected=False)
+                t0 = time.perf_counter()
+                value = metric.compute(model, prepared, **compute_cfg)
+                if metric.kind == "scalar":
+                    value = _checked(value, name, f"{where} op {op}")
+                elif not torch.isfinite(value).all():
+                    raise MetricError(f"metric {name!r} produced non-finite gradients at {where} op {op}")
+                out.append(VariantValue(op, value, time.perf_counter() - t0 + shared / len(ops)))
+        except MetricError as err:
+            if where and where not in str(err):
+                raise MetricError(f"{err} at {where}") from err
+            raise
+        finally:
+            model.set_mask(parent_mask, connected=False)
+            net.mask = parent_mask
+            net.mode = parent_mode
+    return out, parent
+
+
+def _checked(value: float, name: str, where: str) -> float:
+    v = float(value)
+    if not np.isfinite(v):
+        raise MetricError(f"metric {name!r} produced a non-finite value ({v}) at {where}")
+    return v
+
+
+def similarity(kind: str, values: list[float | torch.Tensor], parent: float | None = None) -> np.ndarray:
+    """The operations' similarity matrix: the mean over batches of the cosine of the variants' vectors
+    (vector metrics), or -|z_i - z_j| with z = (m - m_parent) / |m_parent| (scalar metrics; when
+    the parent's value is 0 the differences are left unnormalised)."""
+    n = len(values)
+    if kind == "vector":
+        v = torch.stack([torch.as_tensor(x, dtype=torch.float64) for x in values])  # (n, R, D)
+        unit = v / v.norm(dim=2, keepdim=True).clamp_min(1e-300)
+        sim = torch.einsum("ird,jrd->ijr", unit, unit).mean(dim=2).numpy()
+        zero = (v.norm(dim=2) == 0).any(dim=1).numpy()
+        sim[zero, :] = 0.0
+        sim[:, zero] = 0.0
+        np.fill_diagonal(sim, 1.0)
+        return (sim + sim.T) / 2
+    if kind == "scalar":
+        m = np.asarray(values, dtype=np.float64)
+        scale = abs(parent) if parent not in (None, 0.0) else 1.0
+        z = (m - (parent or 0.0)) / scale
+        return -np.abs(z[:, None] - z[None, :])
+    return np.zeros((n, n))

@@ -1,0 +1,97 @@
+"""The metric registry, and the guard that leaves a scored model as the caller gave it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+Kind = Literal["scalar", "vector", "none"]
+
+
+class MetricError(RuntimeError):
+    """A metric that cannot produce a finite value; the message names the metric (and the split)."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Inputs and integer targets of one scoring batch."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric.
+
+    ``compute(model, batches, **settings)`` returns a float (scalar metrics) or a (R, D) tensor of
+    R vectors (vector metrics). ``prepare(model, batches, **settings)`` does the work shared by every
+    variant of a split once and returns the (model, batches) that ``compute`` then sees; a prepared
+    model that is not the caller's is the metric's own copy.
+    """
+
+    name: str
+    kind: Kind
+    compute: Callable[..., float | torch.Tensor] | None  # None: no values (the random baseline)
+    citation: str
+    prepare: Callable[..., tuple[nn.Module, list[Batch]]] | None = None
+    defaults: dict = field(default_factory=dict)
+    prepare_settings: tuple[str, ...] = ()  # the settings that go to prepare(), not compute()
+    needs_edge: bool = False  # compute() takes ``edge=`` (gm_nas excludes the split edge's modules)
+
+
+REGISTRY: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    if metric.name in REGISTRY:
+        raise ValueError(f"metric {metric.name!r} registered twice")
+    REGISTRY[metric.name] = metric
+    return metric
+
+
+def get(name: str) -> Metric:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Conv2d and Linear modules, the layers the pruning-based metrics sum over."""
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore weights, buffers, gradients, requires_grad and train/eval modes on exit.
+
+    Metrics run BN in train mode (updating running statistics), flip signs or accumulate
+    gradients; the caller sees none of it.
+    """
+    state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    grads = {n: (None if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    modes = {n: m.training for n, m in model.named_modules()}
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for k, v in model.state_dict(keep_vars=True).items():
+                v.copy_(state[k])
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+            p.grad = grads[n]
+        for n, m in model.named_modules():
+            m.training = modes[n]
+
+
+def finite(name: str, value: float) -> float:
+    """``value`` if finite, else a :class:`MetricError` naming the metric."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise MetricError(f"metric {name!r} produced a non-finite value ({value})")
+    return float(value)

@@ -1,0 +1,70 @@
+"""gradnorm, snip and grasp as zero-cost proxies.
+
+Abdelfattah, Mehrotra, Dudziak, Lane. "Zero-Cost Proxies for Lightweight NAS", ICLR 2021
+(the pruning saliencies come from Lee et al. 2019, SNIP, and Wang et al. 2020, GraSP).
+All three: cross-entropy (mean over the batch) on the given batch, BN in train mode (batch
+statistics), float32, summed over the weights of every Conv2d and Linear layer (biases and BN
+parameters excluded); a layer that receives no gradient contributes zero.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewshot_core.metrics.base import Batch, Metric, preserved, register, weight_layers
+
+CITATION = "Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS, ICLR 2021"
+
+
+def _weight_grads(model: nn.Module, batches: list[Batch]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(weight, d loss / d weight) of every Conv2d/Linear layer, loss summed over the batches."""
+    layers = weight_layers(model)
+    weights = [m.weight for m in layers]
+    model.train()
+    model.zero_grad(set_to_none=True)
+    for b in batches:
+        F.cross_entropy(model(b.inputs), b.targets).backward()
+    return [(w, w.grad) for w in weights]
+
+
+def gradnorm(model: nn.Module, batches: list[Batch]) -> float:
+    """Sum over Conv2d/Linear layers of the L2 norm of the loss gradient w.r.t. the layer's weight."""
+    with preserved(model):
+        return float(sum(g.norm().item() for _, g in _weight_grads(model, batches) if g is not None))
+
+
+def snip(model: nn.Module, batches: list[Batch]) -> float:
+    """Sum over Conv2d/Linear weights of |W * dL/dW| (the connection sensitivity of SNIP)."""
+    with preserved(model):
+        return float(sum((w.detach() * g).abs().sum().item() for w, g in _weight_grads(model, batches) if g is not None))
+
+
+def grasp(model: nn.Module, batches: list[Batch], temperature: float = 1.0) -> float:
+    """-Sum over Conv2d/Linear weights of W * (H g), g = dL/dW detached, H g from a second backward
+    on the same batches (double backward), logits divided by ``temperature``."""
+    with preserved(model):
+        layers = weight_layers(model)
+        weights = [m.weight for m in layers]
+        model.train()
+        g: list[torch.Tensor | None] = [None] * len(weights)
+        for b in batches:
+            loss = F.cross_entropy(model(b.inputs) / temperature, b.targets)
+            part = torch.autograd.grad(loss, weights, allow_unused=True)
+            g = [p if acc is None else (acc if p is None else acc + p) for acc, p in zip(g, part)]
+        hg: list[torch.Tensor | None] = [None] * len(weights)
+        for b in batches:
+            loss = F.cross_entropy(model(b.inputs) / temperature, b.targets)
+            grad_f = torch.autograd.grad(loss, weights, create_graph=True, allow_unused=True)
+            z = sum((gi.detach() * fi).sum() for gi, fi in zip(g, grad_f) if gi is not None and fi is not None)
+            if not isinstance(z, torch.Tensor) or not z.requires_grad:
+                continue  # no weight influences the loss twice: H g is zero
+            part = torch.autograd.grad(z, weights, allow_unused=True)
+            hg = [p if acc is None else (acc if p is None else acc + p) for acc, p in zip(hg, part)]
+        return float(-sum((w.detach() * h).sum().item() for w, h in zip(weights, hg) if h is not None))
+
+
+register(Metric("gradnorm", "scalar", gradnorm, CITATION))
+register(Metric("snip", "scalar", snip, CITATION + "; Lee et al., SNIP, ICLR 2019"))
+register(Metric("grasp", "scalar", grasp, CITATION + "; Wang et al., GraSP, ICLR 2020", defaults={"temperature": 1.0}))

@@ -1,0 +1,103 @@
+"""ntk (condition number of the neural tangent kernel) and lr (number of linear regions).
+
+Chen, Gong, Wang. "Neural Architecture Search on ImageNet in Four GPU Hours: A Theoretically
+Inspired Perspective" (TE-NAS), ICLR 2021.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from fewshot_core.metrics.base import Batch, Metric, finite, preserved, register
+from fewshot_core.space import Supernet
+
+CITATION = "Chen et al., TE-NAS, ICLR 2021"
+
+
+def per_sample_gradients(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """G[i] = d(sum_k f_k(x_i))/d theta over every parameter named ``weight`` (BN gamma included),
+    from one batched forward in the model's current mode; the B backward passes run vectorised."""
+    params = [p for n, p in model.named_parameters() if n.endswith("weight") and p.requires_grad]
+    s = model(x).sum(dim=1)
+    eye = torch.eye(len(x), dtype=s.dtype, device=s.device)
+    grads = torch.autograd.grad(s, params, grad_outputs=eye, is_grads_batched=True, allow_unused=True)
+    return torch.cat([g.reshape(len(x), -1) for g in grads if g is not None], dim=1)
+
+
+def ntk(model: nn.Module, batches: list[Batch]) -> float:
+    """lambda_max / lambda_min of Theta = G G^T (train mode), mean over batches.
+
+    TE-NAS replaces a NaN condition number by 1e5; here a non-finite one is an error.
+    """
+    with preserved(model):
+        model.train()
+        conds = []
+        for b in batches:
+            g = per_sample_gradients(model, b.inputs).double()
+            lam = torch.linalg.eigvalsh(g @ g.T)
+            conds.append((lam[-1] / lam[0]).item())
+        return finite("ntk", float(np.mean(conds)))
+
+
+def linear_regions(model: nn.Module, batches: list[Batch]) -> float:
+    """The number of distinct on/off patterns of all ReLU outputs over every input of the batches.
+
+    TE-NAS computes sum_i 1 / #{j : pattern_j == pattern_i}, which equals this count.
+    """
+    codes: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        codes.append((out.detach().reshape(len(out), -1) > 0))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+    patterns = []
+    try:
+        with preserved(model), torch.no_grad():
+            model.train()
+            for b in batches:
+                codes.clear()
+                model(b.inputs)
+                patterns.append(torch.cat(codes, dim=1).cpu())
+    finally:
+        for h in handles:
+            h.remove()
+    allp = torch.cat(patterns).numpy()
+    packed = np.packbits(allp, axis=1)
+    return float(len(np.unique(packed, axis=0)))
+
+
+def thin_twin(net: Supernet, width: int, seed: int) -> Supernet:
+    """A freshly initialised one-cell-per-stage supernet of ``width`` channels with ``net``'s mask,
+    as TE-NAS counts linear regions on a thin network (C=1, N=1) beside the one it prunes."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        twin = Supernet(C=width, N=1, num_classes=net.num_classes, input_size=net.input_size)
+    twin.set_mask(net.mask, connected=False)
+    return twin.to(next(net.parameters()).device)
+
+
+def lr_prepare(model: nn.Module, batches: list[Batch], crops: int = 1000, crop_size: int = 4,
+               seed: int = 0, width: int | None = 1) -> tuple[nn.Module, list[Batch]]:
+    """TE-NAS's protocol: many small random crops of the batch images, so that patterns repeat,
+    through a thin twin of a supernet (``width`` channels; ``None`` measures the model as given,
+    and so does any classifier that is not a :class:`Supernet`)."""
+    if isinstance(model, Supernet) and width:
+        model = thin_twin(model, width, seed)
+    x = torch.cat([b.inputs for b in batches])
+    g = torch.Generator().manual_seed(seed)
+    n, _, h, w = x.shape
+    idx = torch.randint(0, n, (crops,), generator=g)
+    top = torch.randint(0, h - crop_size + 1, (crops,), generator=g)
+    left = torch.randint(0, w - crop_size + 1, (crops,), generator=g)
+    rows = (top.view(-1, 1) + torch.arange(crop_size)).view(crops, 1, crop_size, 1)
+    cols = (left.view(-1, 1) + torch.arange(crop_size)).view(crops, 1, 1, crop_size)
+    out = x[idx.view(-1, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1), rows.to(x.device), cols.to(x.device)]
+    return model, [Batch(out, torch.zeros(crops, dtype=torch.long))]
+
+
+register(Metric("ntk", "scalar", ntk, CITATION))
+register(Metric("lr", "scalar", linear_regions, CITATION, prepare=lr_prepare,
+                defaults={"crops": 1000, "crop_size": 4, "seed": 0, "width": 1},
+                prepare_settings=("crops", "crop_size", "seed", "width")))
