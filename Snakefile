@@ -12,9 +12,16 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/splits.smk"
 
 
 rule all:
     input:
-        data_splits(),
+        f"{RUN}/splits.parquet",
+        f"{RUN}/split_distance.parquet",
     default_target: True
+
+
+rule splits:
+    input:
+        all_splits(),

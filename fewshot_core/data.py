@@ -22,8 +22,7 @@ CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch.bin"
 
 
-class DataError(RuntimeError):
-    """A dataset that cannot be loaded; the message names the path and what to do."""
+from fewshot_core.errors import DataError  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from fewshot_core.space import EDGES, NUM_EDGES, OPS
+from fewshot_core.nb201 import EDGES, NUM_EDGES, OPS
 
 EDGE_SELECTION = ("mincut", "order", "random")
 ROOT = "r"
 
 
-class SplitError(ValueError):
-    """A split that cannot be made as asked; the message says why."""
+from fewshot_core.errors import SplitError  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- partitions

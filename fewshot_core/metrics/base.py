@@ -13,8 +13,7 @@ from torch import nn
 Kind = Literal["scalar", "vector", "none"]
 
 
-class MetricError(RuntimeError):
-    """A metric that cannot produce a finite value; the message names the metric (and the split)."""
+from fewshot_core.errors import MetricError  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

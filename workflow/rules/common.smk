@@ -1,9 +1,52 @@
 # Helpers shared by the workflow files: output paths and the expansion of the configuration.
+import json
 
+from fewshot_core.splitting import branching_factors
 
 RUN = f"results/{config['run']}"
+FACTORS = branching_factors(config["tree"]["policy"])
+METRICS = list(config["metrics"])
+
+
+wildcard_constraints:
+    metric="|".join(METRICS),
+    seed=r"\d+",
+    level=r"\d+",
 
 
 def data_splits():
     """The train/validation split file of every seed."""
     return expand(f"{RUN}/data/split_seed{{seed}}.json", seed=config["seeds"])
+
+
+def previous_splits(wildcards):
+    """The split files of the levels above ``wildcards.level`` in the same tree."""
+    return [
+        f"{RUN}/{wildcards.metric}/seed{wildcards.seed}/split_L{level}.json"
+        for level in range(int(wildcards.level))
+    ]
+
+
+def all_splits():
+    """Every level's split file of every metric and seed."""
+    return expand(
+        f"{RUN}/{{metric}}/seed{{seed}}/split_L{{level}}.json",
+        metric=METRICS,
+        seed=config["seeds"],
+        level=range(len(FACTORS)),
+    )
+
+
+def metric_settings(wildcards):
+    """One metric's settings as canonical JSON: a change reruns that metric's jobs alone."""
+    return json.dumps(config["metrics"][wildcards.metric].get("settings", {}), sort_keys=True)
+
+
+def tree_args():
+    """The command-line options that describe the tree."""
+    tree = config["tree"]
+    order = ",".join(str(e) for e in tree.get("edge_order", []))
+    return (
+        f"--factors {','.join(map(str, FACTORS))} --edge-selection {tree['edge_selection']}"
+        + (f" --edge-order {order}" if order else "")
+    )

@@ -1,0 +1,233 @@
+"""Training a (sub-)supernet, resumable and deterministic, and evaluating the architectures of a leaf.
+
+DESIGN.md §4: SGD (momentum 0.9, Nesterov), lr 0.025 cosine to 0.001, weight decay 5e-4, gradient
+clipping 5 (GM-NAS); all configurable. The job checkpoints every epoch (model, optimizer,
+scheduler, every random generator, epoch) under a temporary name then renames it; a restarted job
+resumes from its last checkpoint and ends bit-identical to an uninterrupted run on the CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from fewshot_core import data
+from fewshot_core.errors import ArtifactError
+from fewshot_core.pipeline import atomic_write_bytes
+from fewshot_core.space import Supernet
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; ``mode`` is the supernet's forward mode while training."""
+
+    epochs: int
+    batch_size: int = 64
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float = 5.0
+    mode: str = "single_path"
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"training.epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"training.batch_size must be >= 1, got {self.batch_size}")
+        if self.mode not in ("single_path", "mixture"):
+            raise ValueError(f"training.mode must be 'single_path' or 'mixture', got {self.mode!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks the GPU when one is there."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Progress:
+    """Epoch lines to the log, and a one-line bar when the output is a terminal."""
+
+    def __init__(self, total: int, label: str, stream=None) -> None:
+        self.total, self.label, self.t0 = total, label, time.perf_counter()
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+
+    def step(self, done: int, total: int) -> None:
+        if self.tty:
+            width = 30
+            fill = int(width * done / max(total, 1))
+            self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}")
+            self.stream.flush()
+
+    def epoch(self, epoch: int, loss: float, acc: float, images_per_s: float, start_epoch: int) -> None:
+        elapsed = time.perf_counter() - self.t0
+        done = epoch + 1 - start_epoch
+        left = elapsed / max(done, 1) * (self.total - epoch - 1)
+        if self.tty:
+            self.stream.write("\r")
+        print(f"{self.label} epoch {epoch + 1}/{self.total} loss {loss:.4f} acc {acc:.4f} "
+              f"{images_per_s:.0f} img/s, {left:.0f}s left", file=self.stream, flush=True)
+
+
+def _rng_state(gens: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
+    return {k: g.get_state() for k, g in gens.items()}
+
+
+def save_checkpoint(path: Path, net: Supernet, opt, sched, gens, epoch: int, cfg: TrainConfig) -> None:
+    buf = io.BytesIO()
+    torch.save({
+        "version": CHECKPOINT_VERSION, "epoch": epoch, "mask": torch.from_numpy(net.mask),
+        "C": net.C, "N": net.N, "config": asdict(cfg),
+        "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "rng": _rng_state(gens),
+    }, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, net: Supernet) -> dict:
+    """A checkpoint read with ``weights_only=True``; damage or a mismatch is an error naming the file."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, bad pickle opcodes, ...: all mean "damaged"
+        raise ArtifactError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err}); "
+                            "delete it to start this job again") from err
+    if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION:
+        raise ArtifactError(f"checkpoint {path} is not a training checkpoint of this version; delete it")
+    if (ck["C"], ck["N"]) != (net.C, net.N):
+        raise ArtifactError(f"checkpoint {path} is for width C={ck['C']}, N={ck['N']}, "
+                            f"not C={net.C}, N={net.N}; delete it")
+    if not np.array_equal(ck["mask"].numpy(), net.mask):
+        raise ArtifactError(f"checkpoint {path} was written for another mask; delete it")
+    return ck
+
+
+def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainConfig, seed: int,
+          checkpoint: Path | None = None, device: torch.device | None = None, label: str = "train",
+          on_epoch: Callable[[int], None] | None = None) -> list[dict]:
+    """Train ``net`` in place for ``cfg.epochs`` epochs; returns one record per epoch run here.
+
+    ``checkpoint``: where to save after every epoch and resume from when it exists. ``on_epoch`` is
+    called after each checkpoint (tests use it to kill a job at a known point).
+    """
+    device = device or torch.device("cpu")
+    net.to(device)
+    net.mode = cfg.mode
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                          weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.lr_min)
+    gens = {"order": torch.Generator().manual_seed(seed), "augment": torch.Generator().manual_seed(seed + 1),
+            "path": torch.Generator().manual_seed(seed + 2)}
+    net.path_generator = gens["path"]
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = load_checkpoint(Path(checkpoint), net)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        for k, g in gens.items():
+            g.set_state(ck["rng"][k])
+        start = ck["epoch"] + 1
+        print(f"{label}: resuming from {checkpoint} after epoch {start}", flush=True)
+    x_all = d.train_x[torch.as_tensor(train_idx)]
+    y_all = d.train_y[torch.as_tensor(train_idx)]
+    progress = Progress(cfg.epochs, label)
+    history = []
+    steps = math.ceil(len(y_all) / cfg.batch_size)
+    for epoch in range(start, cfg.epochs):
+        net.train()
+        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        for i, (xb, yb) in enumerate(data.batches(x_all, y_all, cfg.batch_size, gens["order"])):
+            if cfg.augment:
+                xb = data.augment(xb, gens["augment"], flip=d.name != "digits")
+            x = data.normalize(xb.to(device), d)
+            y = yb.to(device)
+            opt.zero_grad(set_to_none=True)
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            progress.step(i + 1, steps)
+        sched.step()
+        rate = seen / (time.perf_counter() - t0)
+        rec = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen, "images_per_s": rate,
+               "lr": opt.param_groups[0]["lr"]}
+        history.append(rec)
+        progress.epoch(epoch, rec["loss"], rec["accuracy"], rate, start)
+        if checkpoint is not None:
+            save_checkpoint(Path(checkpoint), net, opt, sched, gens, epoch, cfg)
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return history
+
+
+@torch.no_grad()
+def recalibrate_bn(net: Supernet, arch: str, x: torch.Tensor, batch_size: int) -> None:
+    """Reset every BN's running statistics and re-estimate them for ``arch`` on training images."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+    net.train()
+    for i in range(0, len(x), batch_size):
+        net(x[i : i + batch_size], arch=arch)
+
+
+@torch.no_grad()
+def evaluate_architectures(net: Supernet, d: data.ImageData, train_idx: np.ndarray, val_idx: np.ndarray,
+                           n_archs: int, seed: int, bn_batches: int = 4, batch_size: int = 128,
+                           device: torch.device | None = None) -> pd.DataFrame:
+    """Sample ``n_archs`` architectures of the mask (seeded, distinct when the mask holds enough) and
+    evaluate each with the inherited weights on the validation split, BN statistics recomputed."""
+    device = device or torch.device("cpu")
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+    momenta = {m: m.momentum for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    g = torch.Generator().manual_seed(seed)
+    from fewshot_core.space import architectures
+
+    pool = architectures(net.mask)
+    picks = torch.randperm(len(pool), generator=g)[: min(n_archs, len(pool))].tolist()
+    calib_idx = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=g)[: bn_batches * batch_size]]
+    x_cal = data.normalize(d.train_x[calib_idx], d).to(device)
+    x_val = data.normalize(d.train_x[torch.as_tensor(val_idx)], d).to(device)
+    y_val = d.train_y[torch.as_tensor(val_idx)].to(device)
+    if len(y_val) == 0:
+        raise data.DataError("the validation split is empty: nothing to evaluate on")
+    rows = []
+    try:
+        for i in picks:
+            arch = pool[i]
+            recalibrate_bn(net, arch, x_cal, batch_size)
+            net.eval()
+            loss, correct = 0.0, 0
+            for j in range(0, len(y_val), batch_size):
+                logits = net(x_val[j : j + batch_size], arch=arch)
+                loss += F.cross_entropy(logits, y_val[j : j + batch_size], reduction="sum").item()
+                correct += (logits.argmax(1) == y_val[j : j + batch_size]).sum().item()
+            rows.append({"arch": arch, "val_accuracy": correct / len(y_val), "val_loss": loss / len(y_val)})
+    finally:
+        net.load_state_dict(saved)
+        for m, mom in momenta.items():
+            m.momentum = mom
+    return pd.DataFrame(rows, columns=["arch", "val_accuracy", "val_loss"])
