@@ -270,6 +270,64 @@ def aggregate(args: argparse.Namespace) -> None:
     print(table.to_string(index=False))
 
 
+def _collect_leaves_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tables", nargs="+", required=True, help="train-leaves tables")
+    p.add_argument("--out", required=True)
+
+
+@command("collect-leaves", "gather every evaluated architecture; report the best per leaf and overall", _collect_leaves_args)
+def collect_leaves(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from fewshot_core.pipeline import read_parquet, write_parquet
+
+    table = pd.concat([read_parquet(t) for t in args.tables], ignore_index=True)
+    write_parquet(table, args.out)
+    best_leaf = table.loc[table.groupby(["metric", "seed", "leaf"]).val_accuracy.idxmax()]
+    print("best architecture per leaf:")
+    print(best_leaf.to_string(index=False))
+    best = table.loc[table.groupby(["metric", "seed"]).val_accuracy.idxmax()]
+    print("\nbest architecture per tree (across its leaves):")
+    print(best.to_string(index=False))
+
+
+def _figures_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--splits", required=True, help="splits.parquet of a run")
+    p.add_argument("--distance", required=True, help="split_distance.parquet of a run")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=None, help="the seed whose trees are drawn (default: the first)")
+
+
+@command("figures", "draw the paper's figures and the others from a run's tables (PNG and PDF)", _figures_args)
+def figures(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from fewshot_core.pipeline import read_parquet
+    from fewshot_core.report import draw_all
+
+    for f in draw_all(read_parquet(args.splits), read_parquet(args.distance), Path(args.out_dir), args.seed):
+        print(f)
+
+
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run's results folder, e.g. results/default")
+
+
+@command("summary", "print a run's splits and split distances as tables", _summary_args)
+def summary(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from fewshot_core.errors import ArtifactError
+    from fewshot_core.pipeline import read_parquet
+    from fewshot_core.report import summary_text
+
+    run = Path(args.run_dir)
+    for name in ("splits.parquet", "split_distance.parquet"):
+        if not (run / name).exists():
+            raise ArtifactError(f"{run / name} does not exist: run the workflow (snakemake splits) first")
+    print(summary_text(read_parquet(run / "splits.parquet"), read_parquet(run / "split_distance.parquet")))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fewshot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

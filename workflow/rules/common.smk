@@ -1,5 +1,6 @@
 # Helpers shared by the workflow files: output paths and the expansion of the configuration.
 import json
+import os
 
 from fewshot_core.splitting import branching_factors
 
@@ -49,4 +50,43 @@ def tree_args():
     return (
         f"--factors {','.join(map(str, FACTORS))} --edge-selection {tree['edge_selection']}"
         + (f" --edge-order {order}" if order else "")
+    )
+
+
+def leaf_chunks():
+    """The leaves of one tree, grouped ``leaves_per_job`` to a job (a coarse fan-out saves process
+    starts on a workstation; one leaf per job lets a cluster train them in parallel)."""
+    from fewshot_core.splitting import tree_levels
+
+    leaves = tree_levels(FACTORS)[-1]
+    size = config["training"]["leaves"]["leaves_per_job"]
+    return [leaves[i : i + size] for i in range(0, len(leaves), size)]
+
+
+def all_leaf_tables():
+    return expand(
+        f"{RUN}/{{metric}}/seed{{seed}}/leaves/chunk{{chunk}}.parquet",
+        metric=METRICS,
+        seed=config["seeds"],
+        chunk=range(len(leaf_chunks())),
+    )
+
+
+def tree_splits(wildcards):
+    """Every level's split file of one tree."""
+    return [
+        f"{RUN}/{wildcards.metric}/seed{wildcards.seed}/split_L{level}.json"
+        for level in range(len(FACTORS))
+    ]
+
+
+def train_args():
+    """The command-line options of the leaf training settings."""
+    t = config["training"]
+    leaves, opt = t["leaves"], t["optimizer"]
+    return (
+        f"--epochs {leaves['epochs']} --batch-size {leaves['batch_size']} --mode {leaves['mode']}"
+        f" --archs {leaves['archs']} --lr {opt['lr']} --lr-min {opt['lr_min']}"
+        f" --momentum {opt['momentum']} --weight-decay {opt['weight_decay']} --grad-clip {opt['grad_clip']}"
+        + ("" if leaves["augment"] else " --no-augment")
     )

@@ -1,0 +1,173 @@
+"""The paper's figures and the ones beyond it, drawn with seaborn from a run's tables.
+
+Figure 1: internal (a) and external (b) split distance per metric, spread over seeds.
+Figure 2: the same by depth level, internal on top, external below.
+Beyond the paper: the mean distance between metrics (heat map) and each metric's tree for one seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from fewshot_core.distance import summarise  # noqa: E402
+
+#: Display names, as the paper prints them; metrics beyond the paper keep their registry name.
+DISPLAY = {"gm": "gm", "gm_nas": "gm (GM-NAS)", "gradnorm": "gradnorm", "snip": "snip", "grasp": "grasp",
+           "synflow": "synflow", "jacobcov": "jacobcov", "naswot": "naswot", "ntk": "ntk", "lr": "lr",
+           "nparams": "#params", "random": "random"}
+ORDER = list(DISPLAY)
+SHORT_OPS = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1", "nor_conv_3x3": "conv3x3",
+             "avg_pool_3x3": "pool"}
+Y_LABEL = "split distance S (operations moved)"
+
+
+def _order(metrics: pd.Series) -> list[str]:
+    present = set(metrics)
+    return [DISPLAY[m] for m in ORDER if m in present]
+
+
+def _save(fig: plt.Figure, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.savefig(out[0], dpi=150, bbox_inches="tight")
+    fig.savefig(out[1], bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _box_and_points(ax: plt.Axes, df: pd.DataFrame, x: str, order: list[str], hue: str | None = None) -> None:
+    sns.boxplot(data=df, x=x, y="distance", hue=hue, order=order, ax=ax, color="#cfe0f3" if hue is None else None,
+                showfliers=False, linewidth=1)
+    sns.stripplot(data=df, x=x, y="distance", hue=hue, order=order, ax=ax, dodge=hue is not None,
+                  color="#1f4e79" if hue is None else None, size=4, alpha=0.8, legend=False)
+
+
+def figure_split_distance(pairs: pd.DataFrame, out: Path) -> list[Path]:
+    """Figure 1: mean internal and external split distance per metric, one point per seed."""
+    per_seed = summarise(pairs).assign(metric_name=lambda d: d.metric.map(DISPLAY))
+    n_seeds = per_seed.seed.nunique()
+    order = _order(per_seed.metric)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(order) * 2), 4), sharey=True)
+    for ax, kind, letter in zip(axes, ("internal", "external"), "ab"):
+        _box_and_points(ax, per_seed[per_seed.kind == kind], "metric_name", order)
+        ax.set_title(f"({letter}) {kind} split distance")
+        ax.set_xlabel("metric")
+        ax.set_ylabel(Y_LABEL)
+        ax.tick_params(axis="x", rotation=45)
+    fig.suptitle(f"Split distance per metric ({n_seeds} seeds; each point: one seed's mean)")
+    return _save(fig, out)
+
+
+def figure_split_distance_by_level(pairs: pd.DataFrame, out: Path) -> list[Path]:
+    """Figure 2: split distance by depth, internal on top and external below; pairs at equal depth."""
+    per_level = summarise(pairs, by_level=True).assign(metric_name=lambda d: d.metric.map(DISPLAY))
+    n_seeds = per_level.seed.nunique()
+    order = _order(per_level.metric)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(order)), 7), sharex=True)
+    for ax, kind in zip(axes, ("internal", "external")):
+        df = per_level[per_level.kind == kind].assign(level=lambda d: "depth " + d.depth.astype(str))
+        _box_and_points(ax, df, "metric_name", order, hue="level")
+        ax.set_title(f"{kind} split distance by depth level")
+        ax.set_xlabel("metric")
+        ax.set_ylabel(Y_LABEL)
+        ax.tick_params(axis="x", rotation=45)
+    axes[0].legend(title="depth", loc="upper left", fontsize=8)
+    if axes[1].get_legend() is not None:
+        axes[1].get_legend().remove()
+    fig.suptitle(f"Split distance by depth level ({n_seeds} seeds; only splits at the same depth are compared)")
+    return _save(fig, out)
+
+
+def figure_between_metrics(pairs: pd.DataFrame, out: Path) -> list[Path]:
+    """Heat map of the mean split distance between two metrics' splits at the same seed and node."""
+    between = pairs[pairs.kind == "between_metrics"]
+    order = [m for m in ORDER if m in set(between.metric_a) | set(between.metric_b)]
+    mat = pd.DataFrame(0.0, index=order, columns=order)
+    for (a, b), d in between.groupby(["metric_a", "metric_b"]):
+        mat.loc[a, b] = mat.loc[b, a] = d.distance.mean()
+    mat.index = mat.columns = [DISPLAY[m] for m in order]
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(order), 0.8 + 0.6 * len(order)))
+    sns.heatmap(mat, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": Y_LABEL}, square=True)
+    n_seeds = between.seed_a.nunique()
+    ax.set_title(f"Mean split distance between metrics\n(same seed and node; {n_seeds} seeds; 0 = identical splits)")
+    return _save(fig, out)
+
+
+def figure_trees(splits: pd.DataFrame, seed: int, out: Path) -> list[Path]:
+    """Every metric's tree for one seed: each node with its edge and its operation groups."""
+    at = splits[splits.seed == seed]
+    metrics = [m for m in ORDER if m in set(at.metric)]
+    depth = int(at.depth.max()) + 1
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 0.9 + 1.6 * depth * nrows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.axis("off")
+    for ax, metric in zip(axes.flat, metrics):
+        tree = at[at.metric == metric].set_index("node")
+        pos = _layout(list(tree.index))
+        for node, (x, y) in pos.items():
+            rec = tree.loc[node]
+            groups = "\n".join("{" + ", ".join(SHORT_OPS[o] for o in g) + "}" for g in rec.groups)
+            ax.text(x, y, f"{node}: edge {rec.edge_name}\n{groups}", ha="center", va="center", fontsize=6,
+                    bbox=dict(boxstyle="round", fc="#eef4fb", ec="#1f4e79"))
+            if node != "r" and node[:-1] in pos:
+                px, py = pos[node[:-1]]
+                ax.plot([px, x], [py - 0.18, y + 0.18], color="#888", lw=0.8, zorder=0)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-depth + 0.5, 0.5)
+        ax.axis("off")
+        ax.set_title(f"{DISPLAY[metric]}: splitting tree, seed {seed}", fontsize=10, loc="left")
+    fig.suptitle("Splits chosen by each metric (node: split edge, then the operation groups of its children)", y=1.0)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _layout(nodes: list[str]) -> dict[str, tuple[float, float]]:
+    """(x, y) of each node, its children spread evenly under it (a child's name is its parent's plus
+    its index, so the digits are a mixed-radix position)."""
+    radix = {}
+    for n in nodes:
+        for d, digit in enumerate(n[1:]):
+            radix[d] = max(radix.get(d, 1), int(digit) + 1)
+    pos = {}
+    for n in nodes:
+        k, width = 0, 1
+        for d, digit in enumerate(n[1:]):
+            k, width = k * radix[d] + int(digit), width * radix[d]
+        pos[n] = ((k + 0.5) / width, -(len(n) - 1))
+    return pos
+
+
+def draw_all(splits: pd.DataFrame, pairs: pd.DataFrame, out_dir: Path, seed: int | None = None) -> list[Path]:
+    """Every figure of a run into ``out_dir``."""
+    seed = int(splits.seed.min()) if seed is None else seed
+    files = figure_split_distance(pairs, out_dir / "fig1_split_distance")
+    files += figure_split_distance_by_level(pairs, out_dir / "fig2_split_distance_by_level")
+    files += figure_between_metrics(pairs, out_dir / "between_metrics")
+    files += figure_trees(splits, seed, out_dir / "trees")
+    return files
+
+
+def summary_text(splits: pd.DataFrame, pairs: pd.DataFrame) -> str:
+    """The splits and distances of a run as plain-text tables."""
+    lines = ["Splits (metric, seed, node: edge -> groups):"]
+    for r in splits.sort_values(["metric", "seed", "depth", "node"]).itertuples():
+        groups = " | ".join("{" + ",".join(SHORT_OPS.get(o, o) for o in g) + "}" for g in r.groups)
+        lines.append(f"  {r.metric:9s} seed {r.seed:<3d} {r.node:5s} edge {r.edge_name}: {groups}")
+    s = summarise(pairs)
+    table = s.groupby(["metric", "kind"]).distance.agg(["mean", "std"]).unstack("kind")
+    table.columns = [f"{k} {stat}" for stat, k in table.columns]
+    lines += ["", f"Split distance per metric (mean and std over {s.seed.nunique()} seeds):",
+              table.round(3).to_string()]
+    by = summarise(pairs, by_level=True).groupby(["kind", "depth", "metric"]).distance.mean().unstack("metric")
+    lines += ["", "By depth level (mean):", by.round(3).to_string()]
+    return "\n".join(lines)
+
