@@ -54,28 +54,66 @@ def _supernet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, required=True)
 
 
-def _init_root_args(p: argparse.ArgumentParser) -> None:
-    _supernet_args(p)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", required=True, help="weights file (a state dict, read back with weights_only)")
+def _warmup_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--warmup-epochs", type=int, default=0, help="0: metrics at initialisation")
+    p.add_argument("--warmup-batch-size", type=int, default=64)
+    p.add_argument("--warmup-mode", default="single_path")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-root", default="")
+    p.add_argument("--data-split", required=True, help="split-data's JSON for this seed")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p.add_argument("--work-dir", default=None, help="warm-up checkpoints (resumed when a job restarts)")
 
 
-@command("init-root", "initialise a seed's root supernet (shared by every metric)", _init_root_args)
-def init_root(args: argparse.Namespace) -> None:
+def _warmup_config(args: argparse.Namespace):
+    from fewshot_core.train import TrainConfig
+
+    return TrainConfig(epochs=args.warmup_epochs, batch_size=args.warmup_batch_size, mode=args.warmup_mode)
+
+
+def _save_supernet(net, path: str, extra: dict | None = None) -> None:
     import io
 
     import torch
 
     from fewshot_core.pipeline import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({"config": {"C": net.C, "N": net.N, "num_classes": net.num_classes, "input_size": net.input_size},
+                "state_dict": net.state_dict(), **(extra or {})}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _init_root_args(p: argparse.ArgumentParser) -> None:
+    _supernet_args(p)
+    _warmup_args(p)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True, help="weights file (a state dict, read back with weights_only)")
+
+
+@command("init-root", "initialise (and warm up) a seed's root supernet, shared by every metric", _init_root_args)
+def init_root(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from fewshot_core import data
     from fewshot_core.space import Supernet
+    from fewshot_core.train import resolve_device, train
 
     torch.manual_seed(args.seed)
     net = Supernet(C=args.C, N=args.N, num_classes=args.num_classes, input_size=args.input_size)
-    buf = io.BytesIO()
-    torch.save({"config": {"C": args.C, "N": args.N, "num_classes": args.num_classes,
-                           "input_size": args.input_size}, "state_dict": net.state_dict()}, buf)
-    atomic_write_bytes(args.out, buf.getvalue())
-    print(f"root supernet, seed {args.seed}: {sum(p.numel() for p in net.parameters())} parameters -> {args.out}")
+    if args.warmup_epochs > 0:
+        d = data.load(args.dataset, root=args.data_root or None, input_size=args.input_size)
+        split = json.loads(Path(args.data_split).read_text())
+        work = Path(args.work_dir or Path(args.out).parent / "warmup")
+        train(net, d, split["train"], _warmup_config(args), args.seed, checkpoint=work / "root.ckpt",
+              device=resolve_device(args.device), label=f"root warm-up, seed {args.seed}")
+        net.cpu()
+    _save_supernet(net, args.out, {"warmup_epochs": args.warmup_epochs})
+    print(f"root supernet, seed {args.seed}: {sum(p.numel() for p in net.parameters())} parameters, "
+          f"{args.warmup_epochs} warm-up epochs -> {args.out}")
 
 
 def load_supernet(path: str):
@@ -107,14 +145,13 @@ def _tree_args(p: argparse.ArgumentParser) -> None:
 
 def _score_args(p: argparse.ArgumentParser) -> None:
     _tree_args(p)
+    _warmup_args(p)
     p.add_argument("--settings", default="{}", help="the metric's settings as JSON")
     p.add_argument("--root", required=True, help="the seed's root supernet (init-root)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data-root", default="")
-    p.add_argument("--data-split", required=True, help="split-data's JSON for this seed")
+    p.add_argument("--parent-weights", default=None, help="the level above's node weights (warm-up only)")
+    p.add_argument("--out-weights", required=True, help="this level's node weights after warm-up")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--batches", type=int, default=1)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
 
 
 @command("score", "score every edge to consider at one level of one metric's tree (parquet)", _score_args)
@@ -127,7 +164,9 @@ def score(args: argparse.Namespace) -> None:
     from fewshot_core.metrics import Batch
     from fewshot_core.pipeline import read_splits, score_level, write_parquet
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    from fewshot_core.train import resolve_device
+
+    device = resolve_device(args.device)
     net = load_supernet(args.root).to(device)
     d = data.load(args.dataset, root=args.data_root or None, input_size=net.input_size)
     train_idx = json.loads(open(args.data_split).read())["train"]
@@ -140,10 +179,54 @@ def score(args: argparse.Namespace) -> None:
     x = data.normalize(d.train_x[pick], d).to(device)
     y = d.train_y[pick].to(device)
     batches = [Batch(x[i : i + args.batch_size], y[i : i + args.batch_size]) for i in range(0, need, args.batch_size)]
+    prepare_node, node_states = None, {}
+    if args.warmup_epochs > 0 and args.level > 0:
+        from pathlib import Path
+
+        from fewshot_core.splitting import node_rng, parent_of
+        from fewshot_core.train import train
+
+        parents = (_load_node_weights(args.parent_weights) if args.level > 1
+                   else {"r": {k: v.detach().clone() for k, v in net.state_dict().items()}})
+        work = Path(args.work_dir or Path(args.out).parent / "warmup")
+        cfg = _warmup_config(args)
+
+        def prepare_node(node, mask):
+            net.load_state_dict(parents[parent_of(node)])
+            net.mask = mask
+            train(net, d, train_idx, cfg, int(node_rng(args.seed, node, "warmup").integers(2**31)),
+                  checkpoint=work / f"{node}.ckpt", device=device, label=f"{args.metric} warm-up {node}")
+            node_states[node] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
     table = score_level(args.metric, json.loads(args.settings), args.seed, args.level, args.factors, net, batches,
                         args.edge_selection, args.edge_order or None, read_splits(args.previous),
-                        log=lambda m: print(m, flush=True))
+                        log=lambda m: print(m, flush=True), prepare_node=prepare_node)
+    _save_node_weights(node_states, args.out_weights)
     write_parquet(table, args.out)
+
+
+def _save_node_weights(states: dict, path: str) -> None:
+    """The nodes' weights after warm-up (empty without warm-up: every node keeps the root's)."""
+    import io
+
+    import torch
+
+    from fewshot_core.pipeline import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({"nodes": states}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_node_weights(path: str) -> dict:
+    import torch
+
+    from fewshot_core.errors import ArtifactError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["nodes"]
+    except Exception as err:
+        raise ArtifactError(f"{path}: not a readable node-weights file ({err}); delete it and rerun") from err
 
 
 def _split_args(p: argparse.ArgumentParser) -> None:

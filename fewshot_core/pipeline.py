@@ -7,9 +7,11 @@ that looks complete.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from fewshot_core.splitting import (
 )
 from fewshot_core.nb201 import OPS, full_mask
 
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 SCORE_COLUMNS = ["metric", "seed", "node", "depth", "edge", "op", "value", "parent_value", "similarity", "seconds"]
 
 
@@ -67,6 +70,22 @@ def read_splits(paths: list[str | os.PathLike]) -> list[SplitRecord]:
     return out
 
 
+def metric_code_hash(name: str) -> str:
+    """A hash of the source that computes ``name``: its own module plus the shared metric code.
+
+    Found by reading the sources (no torch import), so the workflow can put it in a rule's params
+    and rerun one metric's jobs when its code changes.
+    """
+    pattern = re.compile(rf"register\(\s*Metric\(\s*\"{re.escape(name)}\"")
+    own = [p for p in sorted(METRICS_DIR.glob("*.py")) if pattern.search(p.read_text())]
+    if len(own) != 1:
+        raise SplitError(f"metric {name!r} is registered in {len(own)} modules of {METRICS_DIR}")
+    h = hashlib.sha256()
+    for path in (own[0], METRICS_DIR / "base.py", METRICS_DIR / "__init__.py"):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def node_masks(factors: list[int], level: int, previous: list[SplitRecord]) -> dict[str, tuple[np.ndarray, list[int]]]:
     """Mask and already-split edges of every node at ``level``, from the splits above it."""
     by_node = {r.node: r for r in previous}
@@ -97,8 +116,12 @@ def edges_to_score(mode: str, mask: np.ndarray, done: list[int], b: int, depth: 
 
 
 def score_level(metric: str, settings: dict, seed: int, level: int, factors: list[int], net, batches,
-                selection: str, order: list[int] | None, previous: list[SplitRecord], log=print) -> pd.DataFrame:
-    """Score every edge to consider at every node of one level; one row per (node, edge, op)."""
+                selection: str, order: list[int] | None, previous: list[SplitRecord], log=print,
+                prepare_node=None) -> pd.DataFrame:
+    """Score every edge to consider at every node of one level; one row per (node, edge, op).
+
+    ``prepare_node(node, mask)``, when given, sets the node's weights first (warm-up).
+    """
     from fewshot_core import metrics
 
     kind = metrics.get(metric).kind
@@ -106,6 +129,8 @@ def score_level(metric: str, settings: dict, seed: int, level: int, factors: lis
     b = factors[level]
     for node, (mask, done) in node_masks(factors, level, previous).items():
         net.mask = mask
+        if prepare_node is not None:
+            prepare_node(node, mask)
         for edge in edges_to_score(selection, mask, done, b, level, order, seed, node):
             t0 = time.perf_counter()
             ops = edge_similarity_ops(mask, edge)

@@ -1,6 +1,7 @@
 """The workflow end to end on a tiny configuration: outputs, caching per metric, validation, report."""
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ TINY = {
     "training": {
         "gpus": 0,
         "optimizer": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 5e-4, "grad_clip": 5.0},
+        "warmup": {"epochs": 0, "batch_size": 64, "mode": "single_path"},
         "leaves": {"epochs": 1, "batch_size": 64, "mode": "single_path", "augment": True, "archs": 2,
                    "leaves_per_job": 4, "runtime_min": 10},
     },
@@ -100,6 +102,34 @@ def test_changing_one_metrics_settings_reruns_that_metric_alone(tiny_run):
     text = proc.stdout + proc.stderr
     assert "metric=synflow" in text and "metric=snip" not in text
     assert "rule init_root" not in text and "rule split_data" not in text
+
+
+def test_nothing_to_do_after_a_complete_run(tiny_run):
+    proc = snakemake(tiny_run, TINY, "--dry-run")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_leaf_settings_retrain_leaves_without_rescoring(tiny_run):
+    leaves = {**TINY["training"]["leaves"], "archs": 3}
+    proc = snakemake(tiny_run, {**TINY, "training": {**TINY["training"], "leaves": leaves}}, "--dry-run")
+    text = proc.stdout + proc.stderr
+    assert "rule train_leaves" in text and "rule score" not in text and "rule split:" not in text
+
+
+def test_gmnas_choices_with_warmup_run(tmp_path):
+    """mincut edge selection, balanced cuts and warm-up (root per seed, children inherit)."""
+    cfg = {**TINY, "seeds": [0], "metrics": {"gradnorm": {"batch_size": 16, "batches": 1}},
+           "tree": {"policy": {"levels": [2, 2]}, "edge_selection": "mincut", "balanced": True},
+           "training": {**TINY["training"], "warmup": {"epochs": 1, "batch_size": 64, "mode": "single_path"}}}
+    snakemake(tmp_path, cfg, "splits")
+    run = tmp_path / "results" / "tiny"
+    splits = [json.loads(p.read_text()) for p in sorted(run.glob("gradnorm/seed0/split_L*.json"))]
+    root, children = splits[0][0], splits[1]
+    assert sorted(map(len, root["groups"])) == [2, 3]  # balanced: sizes differ by at most one
+    cuts = {int(e): c for e, c in root["candidates"].items()}
+    assert len(cuts) == 6 and root["edge"] == min(cuts, key=lambda e: (cuts[e], e))  # mincut scored every edge
+    assert all(c["edge"] != root["edge"] for c in children)  # an edge splits once along a path
+    assert (run / "gradnorm" / "seed0" / "warmup" / "r0.ckpt").exists()  # children warmed up from the root
 
 
 def test_summary_prints_splits_and_distances(tiny_run):

@@ -2,6 +2,7 @@
 import json
 import os
 
+from fewshot_core.pipeline import metric_code_hash
 from fewshot_core.splitting import branching_factors
 
 RUN = f"results/{config['run']}"
@@ -41,6 +42,30 @@ def all_splits():
 def metric_settings(wildcards):
     """One metric's settings as canonical JSON: a change reruns that metric's jobs alone."""
     return json.dumps(config["metrics"][wildcards.metric].get("settings", {}), sort_keys=True)
+
+
+WARMUP = config["training"]["warmup"]
+
+
+def warmup_args():
+    """The command-line options of the warm-up settings (0 epochs: metrics at initialisation)."""
+    return (
+        f"--warmup-epochs {WARMUP['epochs']} --warmup-batch-size {WARMUP['batch_size']}"
+        f" --warmup-mode {WARMUP['mode']}"
+    )
+
+
+def parent_weights(wildcards):
+    """The level above's node weights, which a warmed-up level inherits (none without warm-up)."""
+    level = int(wildcards.level)
+    if WARMUP["epochs"] == 0 or level < 2:
+        return []
+    return f"{RUN}/{wildcards.metric}/seed{wildcards.seed}/weights_L{level - 1}.pt"
+
+
+def metric_code(wildcards):
+    """Hash of the metric's source: editing it reruns that metric's jobs."""
+    return metric_code_hash(wildcards.metric)
 
 
 def tree_args():

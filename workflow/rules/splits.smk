@@ -7,6 +7,10 @@ rule init_root:
         C=config["supernet"]["C"],
         N=config["supernet"]["N"],
         input_size=config["data"]["input_size"],
+        warmup=warmup_args(),
+        dataset=config["data"]["name"],
+        data_root=config["data"].get("root") or "",
+        device=config["device"],
     log:
         f"{RUN}/logs/init_root/seed{{seed}}.log",
     benchmark:
@@ -19,6 +23,8 @@ rule init_root:
         runtime=10,
     shell:
         "fewshot init-root --C {params.C} --N {params.N} --input-size {params.input_size}"
+        " {params.warmup} --dataset {params.dataset:q} --data-root={params.data_root:q}"
+        " --data-split {input.split:q} --device {params.device:q}"
         " --seed {wildcards.seed} --out {output:q} > {log:q} 2>&1"
 
 
@@ -27,10 +33,17 @@ rule score:
         root=f"{RUN}/seed{{seed}}/root.pt",
         split=f"{RUN}/data/split_seed{{seed}}.json",
         previous=previous_splits,
+        parent_weights=parent_weights,
     output:
-        f"{RUN}/{{metric}}/seed{{seed}}/scores_L{{level}}.parquet",
+        scores=f"{RUN}/{{metric}}/seed{{seed}}/scores_L{{level}}.parquet",
+        weights=f"{RUN}/{{metric}}/seed{{seed}}/weights_L{{level}}.pt",
     params:
+        warmup=warmup_args(),
+        parent_weights=lambda wc, input: (
+            f"--parent-weights {input.parent_weights}" if input.parent_weights else ""
+        ),
         settings=metric_settings,
+        code=metric_code,
         tree=tree_args(),
         dataset=config["data"]["name"],
         data_root=config["data"].get("root") or "",
@@ -53,7 +66,8 @@ rule score:
         " --previous {input.previous:q} --root {input.root:q} --dataset {params.dataset:q}"
         " --data-root={params.data_root:q} --data-split {input.split:q}"
         " --batch-size {params.batch_size} --batches {params.batches} --device {params.device:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " {params.warmup} {params.parent_weights} --out-weights {output.weights:q}"
+        " --out {output.scores:q} > {log:q} 2>&1"
 
 
 rule split:
