@@ -25,8 +25,13 @@ from tests.reference_metrics import ntk_ref  # noqa: E402
 
 
 def straightforward(name: str, net: Supernet, edge: int, batch: Batch) -> list:
+    """The parent (scalar metrics need it to normalise) and every variant, each on its own copy."""
     metric = metrics.get(name)
     out = []
+    if metric.kind == "scalar":
+        parent = copy.deepcopy(net)
+        out.append(ntk_ref(parent.train(), batch.inputs) if name == "ntk"
+                   else metrics.score(name, parent, batch.inputs, batch.targets))
     for o in np.flatnonzero(net.mask[edge]):
         variant = copy.deepcopy(net)
         m = variant.mask
@@ -48,23 +53,29 @@ def main() -> None:
     ap.add_argument("--C", type=int, default=8)
     ap.add_argument("--N", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--ntk-batch", type=int, default=16, help="TE-NAS's batch for ntk (the default config's too)")
     ap.add_argument("--size", type=int, default=16)
     args = ap.parse_args()
     d = data.load("digits", input_size=args.size)
     batch = Batch(data.normalize(d.train_x[: args.batch], d), d.train_y[: args.batch])
     torch.manual_seed(0)
     net = Supernet(C=args.C, N=args.N, input_size=args.size)
-    print(f"C={args.C} N={args.N} batch={args.batch} input {args.size}x{args.size}, edge 0 (5 variants), "
+    print(f"C={args.C} N={args.N} batch={args.batch} (ntk {args.ntk_batch}) input {args.size}x{args.size}, edge 0 (5 variants), "
           f"{torch.get_num_threads()} threads; seconds per split")
     print("| metric | fewshot_core | straightforward | speed-up |\n|---|---|---|---|")
     tot_a = tot_b = 0.0
+    ntk_batch = Batch(batch.inputs[: args.ntk_batch], batch.targets[: args.ntk_batch])
     for name in sorted(set(metrics.REGISTRY) - {"random"}):
+        b_in = ntk_batch if name == "ntk" else batch
         t0 = time.perf_counter()
-        vals, _ = metrics.evaluate_split(name, net, 0, [batch])
+        vals, parent = metrics.evaluate_split(name, net, 0, [b_in])
         a = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ref = straightforward(name, net, 0, batch)
+        ref = straightforward(name, net, 0, b_in)
         b = time.perf_counter() - t0
+        if parent is not None:
+            assert abs(parent - ref[0]) <= 1e-3 * abs(ref[0]) + 1e-6, (name, parent, ref[0])
+            ref = ref[1:]
         for v, r in zip(vals, ref):
             if isinstance(r, torch.Tensor):
                 torch.testing.assert_close(v.value, r, rtol=1e-4, atol=1e-6)

@@ -44,6 +44,7 @@ def test_cifar10_binary_layout_is_parsed_without_pickle(tmp_path):
     assert torch.equal(d.test_y, torch.from_numpy(records["test_batch.bin"][:, 0].astype(np.int64)))
 
 
+@pytest.mark.faults
 def test_cifar10_truncated_file_names_the_file(tmp_path):
     folder = tmp_path / "cifar-10-batches-bin"
     write_cifar_bin(folder)
@@ -53,6 +54,7 @@ def test_cifar10_truncated_file_names_the_file(tmp_path):
         data.load("cifar10", root=tmp_path)
 
 
+@pytest.mark.faults
 def test_cifar10_missing_batch_file_names_the_file(tmp_path):
     folder = tmp_path / "cifar-10-batches-bin"
     write_cifar_bin(folder)
@@ -61,11 +63,13 @@ def test_cifar10_missing_batch_file_names_the_file(tmp_path):
         data.load("cifar10", root=tmp_path)
 
 
+@pytest.mark.faults
 def test_cifar10_missing_directory_says_what_to_do(tmp_path):
     with pytest.raises(DataError, match=r"not found in .*nowhere.*download"):
         data.load("cifar10", root=tmp_path / "nowhere")
 
 
+@pytest.mark.faults
 def test_cifar10_python_layout_keeps_torchvisions_md5_check(tmp_path):
     """Python-format files that are not the official ones are refused before being unpickled."""
     folder = tmp_path / "cifar-10-batches-py"
@@ -98,6 +102,7 @@ def test_empty_split_is_an_error(fraction):
         data.split_indices(100, fraction, seed=0)
 
 
+@pytest.mark.faults
 def test_empty_dataset_split_is_an_error():
     with pytest.raises(DataError, match="empty"):
         next(data.batches(torch.zeros(0, 3, 8, 8), torch.zeros(0), 4, None))

@@ -45,6 +45,7 @@ def test_same_seed_same_tables_different_seed_different():
     assert len(ta) == 4 and ta.val_accuracy.between(0, 1).all()
 
 
+@pytest.mark.faults
 def test_resume_from_checkpoint_is_bit_identical(tmp_path):
     full, _, full_table = run(0, epochs=3)
     d = tiny_data()
@@ -69,6 +70,7 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
     pd.testing.assert_frame_equal(table, full_table)
 
 
+@pytest.mark.faults
 def test_damaged_or_mismatched_checkpoint_is_an_error_naming_the_file(tmp_path):
     run(0, tmp_path, epochs=1)
     path = tmp_path / "ck.pt"
@@ -85,6 +87,7 @@ def test_damaged_or_mismatched_checkpoint_is_an_error_naming_the_file(tmp_path):
         load_checkpoint(path, Supernet(**TINY))
 
 
+@pytest.mark.faults
 def test_checkpoint_with_code_is_refused(tmp_path):
     """weights_only loading: a pickle that would run code is rejected, and nothing runs."""
     marker = tmp_path / "ran"
@@ -116,6 +119,7 @@ def train_leaves_cmd(tmp_path, work, out, epochs=6):
             "--work-dir", str(work), "--out", str(out), "--device", "cpu"]
 
 
+@pytest.mark.faults
 def test_sigkill_in_the_middle_then_rerun_matches_an_uninterrupted_run(tmp_path):
     ref_out, killed_out = tmp_path / "ref.parquet", tmp_path / "killed.parquet"
     subprocess.run(train_leaves_cmd(tmp_path, tmp_path / "ref", ref_out), check=True, capture_output=True)

@@ -42,22 +42,22 @@ def snip(model: nn.Module, batches: list[Batch]) -> float:
 
 
 def grasp(model: nn.Module, batches: list[Batch], temperature: float = 1.0) -> float:
-    """-Sum over Conv2d/Linear weights of W * (H g), g = dL/dW detached, H g from a second backward
-    on the same batches (double backward), logits divided by ``temperature``."""
+    """-Sum over Conv2d/Linear weights of W * (H g), g = dL/dW detached, logits divided by
+    ``temperature``. The reference code runs the forward pass twice (once for g, once for the graph
+    of g); one forward with ``create_graph`` gives the same g and the same H g (train-mode batch norm
+    uses the batch's statistics both times), so it runs once here."""
     with preserved(model):
-        layers = weight_layers(model)
-        weights = [m.weight for m in layers]
+        weights = [m.weight for m in weight_layers(model)]
         model.train()
-        g: list[torch.Tensor | None] = [None] * len(weights)
-        for b in batches:
-            loss = F.cross_entropy(model(b.inputs) / temperature, b.targets)
-            part = torch.autograd.grad(loss, weights, allow_unused=True)
-            g = [p if acc is None else (acc if p is None else acc + p) for acc, p in zip(g, part)]
         hg: list[torch.Tensor | None] = [None] * len(weights)
+        graphs = []
         for b in batches:
             loss = F.cross_entropy(model(b.inputs) / temperature, b.targets)
-            grad_f = torch.autograd.grad(loss, weights, create_graph=True, allow_unused=True)
-            z = sum((gi.detach() * fi).sum() for gi, fi in zip(g, grad_f) if gi is not None and fi is not None)
+            graphs.append(torch.autograd.grad(loss, weights, create_graph=True, allow_unused=True))
+        g = [None if all(gr[i] is None for gr in graphs) else sum(gr[i].detach() for gr in graphs if gr[i] is not None)
+             for i in range(len(weights))]
+        for grad_f in graphs:
+            z = sum((gi * fi).sum() for gi, fi in zip(g, grad_f) if gi is not None and fi is not None)
             if not isinstance(z, torch.Tensor) or not z.requires_grad:
                 continue  # no weight influences the loss twice: H g is zero
             part = torch.autograd.grad(z, weights, allow_unused=True)

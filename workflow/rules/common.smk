@@ -2,11 +2,11 @@
 import json
 import os
 
+from fewshot_core.checks import check_config
 from fewshot_core.pipeline import metric_code_hash
-from fewshot_core.splitting import branching_factors
 
 RUN = f"results/{config['run']}"
-FACTORS = branching_factors(config["tree"]["policy"])
+FACTORS = check_config(config)
 METRICS = list(config["metrics"])
 
 
