@@ -1,7 +1,8 @@
 """Per-split cost of every metric: fewshot_core against a straightforward implementation.
 
 The straightforward one deep-copies the supernet once per variant, repeats every metric's shared
-preparation per variant, and computes ntk with the per-sample backward loop of TE-NAS's code.
+preparation per variant, computes ntk with the per-sample backward loop of TE-NAS's code and grasp
+with the two forward passes of the zero-cost-proxies code.
 Both must give the same values; the script checks that, then prints seconds per split.
 Run: ``python benchmarks/split_cost.py [--C 8 --N 1 --batch 64 --size 16]``.
 """
@@ -21,7 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fewshot_core import data, metrics  # noqa: E402
 from fewshot_core.metrics import Batch  # noqa: E402
 from fewshot_core.space import OPS, Supernet  # noqa: E402
-from tests.reference_metrics import ntk_ref  # noqa: E402
+from tests.reference_metrics import grasp_ref, ntk_ref  # noqa: E402
+
+
+def reference_value(name: str, net: Supernet, batch: Batch) -> float:
+    """ntk and grasp as their reference codes compute them (per-sample loop; two forward passes)."""
+    if name == "ntk":
+        return ntk_ref(net.train(), batch.inputs)
+    if name == "grasp":
+        return grasp_ref(net.train(), batch.inputs, batch.targets)
+    return metrics.score(name, net, batch.inputs, batch.targets)
 
 
 def straightforward(name: str, net: Supernet, edge: int, batch: Batch) -> list:
@@ -29,19 +39,15 @@ def straightforward(name: str, net: Supernet, edge: int, batch: Batch) -> list:
     metric = metrics.get(name)
     out = []
     if metric.kind == "scalar":
-        parent = copy.deepcopy(net)
-        out.append(ntk_ref(parent.train(), batch.inputs) if name == "ntk"
-                   else metrics.score(name, parent, batch.inputs, batch.targets))
+        out.append(reference_value(name, copy.deepcopy(net), batch))
     for o in np.flatnonzero(net.mask[edge]):
         variant = copy.deepcopy(net)
         m = variant.mask
         m[edge] = False
         m[edge, o] = True
         variant.set_mask(m, connected=False)
-        if name == "ntk":
-            out.append(ntk_ref(variant.train(), batch.inputs))
-        elif metric.kind == "scalar":
-            out.append(metrics.score(name, variant, batch.inputs, batch.targets))
+        if metric.kind == "scalar":
+            out.append(reference_value(name, variant, batch))
         else:
             kw = {"edge": edge} if metric.needs_edge else {}
             out.append(metric.compute(variant, [batch], **kw))
