@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fewshot_core import data, metrics  # noqa: E402
 from fewshot_core.metrics import Batch  # noqa: E402
-from fewshot_core.space import OPS, Supernet  # noqa: E402
+from fewshot_core.space import Supernet  # noqa: E402
 from tests.reference_metrics import grasp_ref, ntk_ref  # noqa: E402
 
 

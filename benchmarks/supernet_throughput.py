@@ -13,7 +13,6 @@ import time
 
 import torch
 
-from fewshot_core import space
 from fewshot_core.space import EDGES, OPS, Supernet
 
 

@@ -16,13 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fewshot_core.errors import DataError
+
 DATASETS = ("digits", "cifar10", "synthetic")
 CIFAR_RECORD = 1 + 3 * 32 * 32
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch.bin"
-
-
-from fewshot_core.errors import DataError  # noqa: E402,F401
 
 
 @dataclass(frozen=True)
@@ -222,14 +221,13 @@ def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, pad:
     return out
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None,
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+            generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Minibatches in a random order drawn from ``generator`` (sequential when it is None)."""
     n = len(y)
     if n == 0:
         raise DataError("the dataset split is empty: nothing to iterate over")
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for i in range(0, stop, batch_size):
+    for i in range(0, n, batch_size):
         idx = order[i : i + batch_size]
         yield x[idx], y[idx]

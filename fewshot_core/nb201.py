@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fewshot_core.errors import MaskError
+
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[str, ...] = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
 #: (target node, source node) of each edge, in edge order.
@@ -18,9 +20,6 @@ EDGE_NODES: tuple[tuple[int, int], ...] = tuple(
 )
 NUM_EDGES, NUM_OPS = len(EDGES), len(OPS)
 CONV_OPS: tuple[str, ...] = ("nor_conv_1x1", "nor_conv_3x3")
-
-
-from fewshot_core.errors import MaskError  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- masks

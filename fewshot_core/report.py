@@ -42,11 +42,13 @@ def _save(fig: plt.Figure, stem: Path) -> list[Path]:
     return out
 
 
-def _box_and_points(ax: plt.Axes, df: pd.DataFrame, x: str, order: list[str], hue: str | None = None) -> None:
-    sns.boxplot(data=df, x=x, y="distance", hue=hue, order=order, ax=ax, color="#cfe0f3" if hue is None else None,
-                showfliers=False, linewidth=1)
-    sns.stripplot(data=df, x=x, y="distance", hue=hue, order=order, ax=ax, dodge=hue is not None,
-                  color="#1f4e79" if hue is None else None, size=4, alpha=0.8, legend=False)
+def _box_and_points(ax: plt.Axes, df: pd.DataFrame, x: str, order: list[str], hue: str | None = None,
+                    hue_order: list[str] | None = None) -> None:
+    palette = dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order)))) if hue_order else None
+    sns.boxplot(data=df, x=x, y="distance", hue=hue, order=order, hue_order=hue_order, palette=palette, ax=ax,
+                color="#cfe0f3" if hue is None else None, showfliers=False, linewidth=1)
+    sns.stripplot(data=df, x=x, y="distance", hue=hue, order=order, hue_order=hue_order, palette=palette, ax=ax,
+                  dodge=hue is not None, color="#1f4e79" if hue is None else None, size=4, alpha=0.8, legend=False)
 
 
 def figure_split_distance(pairs: pd.DataFrame, out: Path) -> list[Path]:
@@ -70,17 +72,20 @@ def figure_split_distance_by_level(pairs: pd.DataFrame, out: Path) -> list[Path]
     per_level = summarise(pairs, by_level=True).assign(metric_name=lambda d: d.metric.map(DISPLAY))
     n_seeds = per_level.seed.nunique()
     order = _order(per_level.metric)
+    levels = [f"depth {d}" for d in sorted(per_level.depth.unique())]
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(order)), 7), sharex=True)
     for ax, kind in zip(axes, ("internal", "external")):
         df = per_level[per_level.kind == kind].assign(level=lambda d: "depth " + d.depth.astype(str))
-        _box_and_points(ax, df, "metric_name", order, hue="level")
+        _box_and_points(ax, df, "metric_name", order, hue="level", hue_order=levels)
         ax.set_title(f"{kind} split distance by depth level")
         ax.set_xlabel("metric")
         ax.set_ylabel(Y_LABEL)
         ax.tick_params(axis="x", rotation=45)
-    axes[0].legend(title="depth", loc="upper left", fontsize=8)
-    if axes[1].get_legend() is not None:
-        axes[1].get_legend().remove()
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles[: len(levels)], labels[: len(levels)], title="level (0 = root's split)",
+               loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(f"Split distance by depth level ({n_seeds} seeds; only splits at the same depth are compared)")
     return _save(fig, out)
 

@@ -12,13 +12,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from fewshot_core.errors import SplitError
 from fewshot_core.nb201 import EDGES, NUM_EDGES, OPS
 
 EDGE_SELECTION = ("mincut", "order", "random")
 ROOT = "r"
-
-
-from fewshot_core.errors import SplitError  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- partitions

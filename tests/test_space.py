@@ -1,6 +1,5 @@
 """The search space: architecture strings, masks, the supernet and standalone networks."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,6 +1,5 @@
 """Training: deterministic, resumable after SIGKILL, checkpoints read safely, leaves evaluated."""
 
-import json
 import os
 import signal
 import subprocess

@@ -10,10 +10,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from fewshot_core.errors import MetricError
+
 Kind = Literal["scalar", "vector", "none"]
-
-
-from fewshot_core.errors import MetricError  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

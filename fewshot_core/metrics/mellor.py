@@ -82,7 +82,7 @@ def naswot(model: nn.Module, batches: list[Batch]) -> float:
         model.train()
         values = []
         for b in batches:
-            sign, logdet = np.linalg.slogdet(relu_kernel(model, b.inputs))
+            _, logdet = np.linalg.slogdet(relu_kernel(model, b.inputs))
             values.append(logdet)
         return finite("naswot", float(np.mean(values)))
 
