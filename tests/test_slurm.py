@@ -1,0 +1,61 @@
+"""The SLURM path: a small configuration through a real single-node SLURM gives the local splits.
+
+Needs Debian's slurmctld, slurmd, slurm-client and munge (``.ci/run`` installs them) and root, to
+start the test cluster with ``tests/slurm/start_cluster.sh``; skipped with the reason otherwise.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.test_workflow import ROOT, TINY, snakemake
+
+pytestmark = pytest.mark.slurm_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    missing = [t for t in ("slurmctld", "slurmd", "sbatch", "munged") if not shutil.which(t) and
+               not Path("/usr/sbin", t).exists()]
+    if missing:
+        pytest.skip(f"SLURM test cluster not available: {', '.join(missing)} not installed "
+                    "(apt-get install slurmctld slurmd slurm-client munge)")
+    if os.geteuid() != 0:
+        pytest.skip("starting the SLURM test cluster needs root")
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="snakemake-executor-plugin-slurm not installed")
+    proc = subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start_cluster.sh")], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"the SLURM test cluster did not start: {proc.stderr.strip()[-500:]}")
+    return subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True).stdout.split()[0].rstrip("*")
+
+
+def splits_of(work: Path) -> list:
+    return [json.loads(p.read_text()) for p in sorted((work / "results" / "tiny").rglob("split_L*.json"))]
+
+
+def test_small_configuration_through_slurm_equals_the_local_run(tmp_path, cluster):
+    cfg = {**TINY, "seeds": [0], "metrics": {"snip": TINY["metrics"]["snip"]}}
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    local.mkdir(), remote.mkdir()
+    snakemake(local, cfg, "splits")
+    # The repository's profile, with this test cluster's partition and small requests in place of the
+    # values a user edits; squeue answers for job status (no accounting database here).
+    proc = snakemake(
+        remote, cfg, "splits", "--profile", str(ROOT / "profiles" / "slurm"), "--jobs", "4",
+        "--default-resources", f"slurm_partition={cluster}", "mem_mb=1000", "runtime=10",
+        "--set-resources", f"score:slurm_partition={cluster}", "score:mem_mb=1000",
+        f"train_leaves:slurm_partition={cluster}", "train_leaves:mem_mb=1000",
+        "--slurm-no-account", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--seconds-between-status-checks", "2", "--latency-wait", "5",
+    )
+    assert "submitted with SLURM jobid" in proc.stdout + proc.stderr
+    assert splits_of(local) and splits_of(remote) == splits_of(local)
+
+
+def test_profile_names_what_a_user_must_change():
+    text = (ROOT / "profiles" / "slurm" / "config.yaml").read_text()
+    assert text.count("CHANGE") >= 3 and "executor: slurm" in text
