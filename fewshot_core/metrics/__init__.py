@@ -18,12 +18,7 @@ from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, get,
 from fewshot_core.space import OPS, Supernet
 
 __all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "get", "score", "evaluate_split", "similarity",
-           "VariantValue", "PAPER_METRICS"]
-
-#: The metrics of the paper's figures, in its order, with the names it prints.
-PAPER_METRICS = {"gm": "gm", "gradnorm": "gradnorm", "snip": "snip", "grasp": "grasp", "synflow": "synflow",
-                 "jacobcov": "jacobcov", "ntk": "ntk", "lr": "lr"}
-
+           "VariantValue"]
 
 def _settings(metric: Metric, settings: dict | None) -> dict:
     unknown = set(settings or {}) - set(metric.defaults)
