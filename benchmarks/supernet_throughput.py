@@ -9,45 +9,15 @@ from __future__ import annotations
 import argparse
 import platform
 import random
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from fewshot_core.space import EDGES, OPS, Supernet
-
-
-def xautodl_peer(C: int, N: int, single_path: bool) -> torch.nn.Module:
-    from xautodl.models.cell_searchs.search_model_darts import TinyNetworkDarts
-    from xautodl.models.cell_searchs.search_model_random import TinyNetworkRANDOM
-
-    cls = TinyNetworkRANDOM if single_path else TinyNetworkDarts
-    net = cls(C, N, 4, 10, list(OPS), False, True)
-    if not single_path:
-        with torch.no_grad():
-            net.arch_parameters.zero_()  # uniform weights: the average of the five operations
-    return net
-
-
-def copy_weights(ours: Supernet, peer: torch.nn.Module) -> None:
-    """Give ``peer`` our weights (its redundant conv biases before BN are set to zero)."""
-    src = ours.state_dict()
-    state = {}
-    for name, value in peer.state_dict().items():
-        p = name.split(".")
-        if name == "arch_parameters":
-            state[name] = value
-        elif p[0] == "cells" and p[2] == "edges":  # cells.k.edges.<i<-j>.<op>.op.<1|2>.x
-            op = OPS[int(p[4])]
-            kind = {"1": "conv", "2": "bn"}[p[6]]
-            if p[-1] == "bias" and kind == "conv":
-                state[name] = torch.zeros_like(value)
-            else:
-                state[name] = src[f"cells.{p[1]}.edges.{EDGES.index(p[3])}.{op}.{kind}.{p[-1]}"]
-        elif p[0] == "cells" and p[3] == "op":  # ResNet block: conv_a.op.1.weight
-            state[name] = src[".".join(p[:3] + [{"1": "conv", "2": "bn"}[p[4]]] + p[5:])]
-        else:
-            state[name] = src[name]
-    peer.load_state_dict(state)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fewshot_core.space import Supernet  # noqa: E402
+from tests.reference_metrics import copy_weights, xautodl_peer  # noqa: E402
 
 
 def throughput(step, batch: int, seconds: float) -> float:

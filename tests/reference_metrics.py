@@ -3,7 +3,9 @@
 Each follows its paper's repository step by step (module hooks, per-sample loops, monkey-patched
 layers, numpy linear algebra) rather than this package's vectorised implementation:
 zero-cost-proxies (Abdelfattah et al.) for gradnorm, snip, grasp and synflow; naswot (Mellor et
-al.) for jacobcov (v1) and the ReLU kernel (v2); TE-NAS (Chen et al.) for ntk and linear regions.
+al.) for jacobcov (v1) and the ReLU kernel (v2); TE-NAS (Chen et al.) for ntk and linear regions;
+GM-NAS (Hu et al.) for gm_nas and the paper authors' gradient collector for gm, both on xautodl's
+NAS-Bench-201 supernet (the one GM-NAS copies), given this package's weights.
 """
 
 import copy
@@ -136,3 +138,130 @@ def lr_ref(net, x):
     res = res + res.T
     res = 1 - torch.sign(res)
     return float((1.0 / res.sum(1)).sum())
+
+
+# ----------------------------------------------------------------------------- reference supernet
+
+
+def xautodl_peer(C, N, single_path=False, num_classes=10):
+    """xautodl's supernet (``pip install --no-deps xautodl``): every operation its own module."""
+    from xautodl.models.cell_searchs.search_model_darts import TinyNetworkDarts
+    from xautodl.models.cell_searchs.search_model_random import TinyNetworkRANDOM
+
+    from fewshot_core.space import OPS
+
+    cls = TinyNetworkRANDOM if single_path else TinyNetworkDarts
+    net = cls(C, N, 4, num_classes, list(OPS), False, True)
+    if not single_path:
+        with torch.no_grad():
+            net.arch_parameters.zero_()  # uniform weights: the average of the five operations
+    return net
+
+
+def copy_weights(ours, peer):
+    """Give ``peer`` our weights (its redundant conv biases before BN are set to zero)."""
+    from fewshot_core.space import EDGES, OPS
+
+    src = ours.state_dict()
+    state = {}
+    for name, value in peer.state_dict().items():
+        p = name.split(".")
+        if name == "arch_parameters":
+            state[name] = value
+        elif p[0] == "cells" and p[2] == "edges":  # cells.k.edges.<i<-j>.<op>.op.<1|2>.x
+            op = OPS[int(p[4])]
+            kind = {"1": "conv", "2": "bn"}[p[6]]
+            if p[-1] == "bias" and kind == "conv":
+                state[name] = torch.zeros_like(value)
+            else:
+                state[name] = src[f"cells.{p[1]}.edges.{EDGES.index(p[3])}.{op}.{kind}.{p[-1]}"]
+        elif p[0] == "cells" and p[3] == "op":  # ResNet block: conv_a.op.1.weight
+            state[name] = src[".".join(p[:3] + [{"1": "conv", "2": "bn"}[p[4]]] + p[5:])]
+        else:
+            state[name] = src[name]
+    peer.load_state_dict(state)
+
+
+def gmnas_thetas(mask, edge):
+    """GM-NAS's split: the parent's weights (uniform over each edge's enabled operations), the
+    split edge set to one operation at a time (``hard=1``)."""
+    mask = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
+    theta = mask / mask.sum(dim=1, keepdim=True)
+    theta[edge] = 0
+    out = []
+    for opid in torch.nonzero(mask[edge]).flatten().tolist():
+        theta_op = theta.clone()
+        theta_op[edge, opid] = 1
+        out.append(theta_op)
+    return out
+
+
+def gmnas_forward(peer, x, theta):
+    """TinyNetworkWS.forward of GM-NAS with an explicit theta."""
+    from xautodl.models.cell_searchs.search_cells import NAS201SearchCell
+
+    feature = peer.stem(x)
+    for cell in peer.cells:
+        feature = cell(feature, theta) if isinstance(cell, NAS201SearchCell) else cell(feature)
+    out = peer.global_pooling(peer.lastact(feature))
+    return peer.classifier(out.view(out.size(0), -1))
+
+
+def gm_nas_ref(peer, mask, edge, batches):
+    """GM-NAS ``split_supernet`` (split_crit grad, dis_metric cos): per batch and operation, the
+    cross-entropy gradients of ``get_split_gradients`` (every parameter of every search-cell edge
+    but the split one, every parameter of the ResNet blocks); distance 1 - cos, averaged over
+    batches. Returns the distance matrix."""
+    from xautodl.models.cell_searchs.search_cells import NAS201SearchCell
+
+    from fewshot_core.space import EDGES
+
+    peer.train()
+    thetas = gmnas_thetas(mask, edge)
+    dist_avg = torch.zeros(len(thetas), len(thetas))
+    for x, y in batches:
+        split_op_grads = []
+        for theta_op in thetas:
+            peer.zero_grad()
+            F.cross_entropy(gmnas_forward(peer, x, theta_op), y).backward()
+            params = []
+            for cell in peer.cells:
+                if isinstance(cell, NAS201SearchCell):
+                    for eid in range(len(cell.edges)):
+                        if eid != edge:
+                            params += list(cell.edges[EDGES[eid]].parameters())
+                else:
+                    params += list(cell.parameters())
+            split_op_grads.append([p.grad.clone().detach() for p in params if p.grad is not None])
+        dist_mat = torch.zeros(len(thetas), len(thetas))
+        for i, gi in enumerate(split_op_grads):
+            for j, gj in enumerate(split_op_grads):
+                a = torch.cat([g.reshape(-1) for g in gi])
+                b = torch.cat([g.reshape(-1) for g in gj])
+                dist_mat[i, j] = 1 - torch.sum(a * b) / (torch.norm(a) * torch.norm(b) + 0.000001)
+        dist_avg += dist_mat
+    return dist_avg / len(batches)
+
+
+def gm_ref(peer, mask, edge, x):
+    """The paper authors' ``GradientCollector`` and ``GradientMatching``: per variant, the summed
+    logits' gradient of every Conv2d/Linear weight (zeros where none), each viewed as (C, -1) and
+    concatenated; the similarity of two variants is the cosine of the flattened vectors."""
+    peer.train()
+    vectors = []
+    for theta_op in gmnas_thetas(mask, edge):
+        peer.zero_grad()
+        logit = gmnas_forward(peer, x, theta_op)
+        logit.backward(torch.ones_like(logit), retain_graph=True)
+        grad = []
+        for layer in peer.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                w = layer.weight
+                grad.append(w.grad if w.grad is not None else torch.zeros_like(w))
+        vectors.append(torch.cat([g.view(peer._C, -1).detach() for g in grad], -1).view(1, -1))
+    n = len(vectors)
+    sim = torch.zeros(n, n)
+    for m in range(n):
+        for m_ in range(n):
+            sim[m, m_] = torch.mean(F.cosine_similarity(vectors[m], vectors[m_]))
+    return sim

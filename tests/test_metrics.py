@@ -65,6 +65,36 @@ def test_tenas_metrics_match_reference(arch):
     assert ours == pytest.approx(ref.lr_ref(fresh(arch), crops.inputs), rel=1e-6)
 
 
+def sub_supernet(seed=0):
+    """A C=4, N=1 supernet at depth two: edge 2 already split to {skip_connect, nor_conv_3x3},
+    edge 4 to {none, avg_pool_3x3}."""
+    torch.manual_seed(seed)
+    net = Supernet(C=4, N=1, input_size=16)
+    mask = net.mask
+    mask[2] = [False, True, False, True, False]
+    mask[4] = [True, False, False, False, True]
+    net.mask = mask
+    return net
+
+
+@pytest.mark.parametrize("edge", [0, 5])
+@pytest.mark.parametrize("depth", ["root", "sub"])
+def test_gradient_matching_matches_gm_nas_and_the_authors_code(edge, depth):
+    """gm_nas against GM-NAS's split_supernet, gm against the authors' gradient collector, both on
+    xautodl's supernet (every operation its own module) holding the same weights."""
+    pytest.importorskip("xautodl")
+    net = sub_supernet() if depth == "sub" else Supernet(C=4, N=1, input_size=16)
+    peer = ref.xautodl_peer(4, 1)
+    ref.copy_weights(net, peer)
+    batches = [digits_batch(n=16, offset=16 * r) for r in range(2)]
+    vals, _ = metrics.evaluate_split("gm_nas", net, edge, [Batch(x, y) for x, y in batches])
+    ours = 1 - metrics.similarity("vector", [v.value for v in vals])
+    np.testing.assert_allclose(ours, ref.gm_nas_ref(peer, net.mask, edge, batches).numpy(), atol=2e-5)
+    vals, _ = metrics.evaluate_split("gm", net, edge, [Batch(*batches[0])])
+    ours = metrics.similarity("vector", [v.value for v in vals])
+    np.testing.assert_allclose(ours, ref.gm_ref(peer, net.mask, edge, batches[0][0]).numpy(), atol=2e-5)
+
+
 @pytest.mark.parametrize("name", SCALARS)
 def test_score_leaves_the_model_as_it_was(name):
     net = fresh(ARCHS[1]).eval()

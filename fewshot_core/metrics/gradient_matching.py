@@ -32,13 +32,13 @@ def gm(model: nn.Module, batches: list[Batch]) -> torch.Tensor:
 
 
 def gm_nas(model: nn.Module, batches: list[Batch], edge: int) -> torch.Tensor:
-    """(R, D): per batch, the cross-entropy gradient w.r.t. the shared weights: every parameter
-    except the split edge's own modules (in every cell), the stem and the classifier."""
+    """(R, D): per batch, the cross-entropy gradient w.r.t. the shared weights: every parameter of
+    the cells (search cells and ResNet blocks) except the split edge's own modules, as GM-NAS's
+    ``get_split_gradients`` takes them; the stem, the final batch norm and the classifier are out."""
     own = re.compile(rf"^cells\.\d+\.edges\.{edge}\.")
     with preserved(model):
         model.train()
-        params = [p for n, p in model.named_parameters()
-                  if not (own.match(n) or n.startswith("stem.") or n.startswith("classifier."))]
+        params = [p for n, p in model.named_parameters() if n.startswith("cells.") and not own.match(n)]
         return torch.stack([
             _flat_grads(params, F.cross_entropy(model(b.inputs), b.targets)).detach() for b in batches
         ])
