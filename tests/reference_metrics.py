@@ -207,6 +207,19 @@ def gmnas_forward(peer, x, theta):
     return peer.classifier(out.view(out.size(0), -1))
 
 
+class ThetaNet(nn.Module):
+    """xautodl's supernet run as GM-NAS runs it, with one fixed theta: a whole network that the
+    reference metric functions above can score."""
+
+    def __init__(self, peer, theta):
+        super().__init__()
+        self.peer = peer
+        self.register_buffer("theta", theta)
+
+    def forward(self, x):
+        return gmnas_forward(self.peer, x, self.theta)
+
+
 def gm_nas_ref(peer, mask, edge, batches):
     """GM-NAS ``split_supernet`` (split_crit grad, dis_metric cos): per batch and operation, the
     cross-entropy gradients of ``get_split_gradients`` (every parameter of every search-cell edge

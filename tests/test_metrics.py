@@ -182,8 +182,17 @@ def test_disconnected_variant_gets_a_documented_finite_jacobcov():
 
 @pytest.mark.parametrize("name", SCALARS)
 def test_no_nan_or_inf_on_the_full_size_supernet(name):
-    """C=16, N=5 (the paper's supernet): synflow would overflow float32 here."""
+    """C=16, N=5 (the paper's supernet), the default configuration's batch (64; ntk 16): synflow
+    would overflow float32 here."""
     torch.manual_seed(0)
     net = Supernet(C=16, N=5, input_size=16)
-    x, y = digits_batch(n=16)
+    x, y = digits_batch(n=16 if name == "ntk" else 64)
     assert np.isfinite(metrics.score(name, net, x, y))
+
+
+@pytest.mark.parametrize("name", ["gm", "gm_nas"])
+def test_gradient_vectors_are_finite_on_the_full_size_supernet(name):
+    torch.manual_seed(0)
+    net = Supernet(C=16, N=5, input_size=16)
+    vals, _ = metrics.evaluate_split(name, net, 0, [Batch(*digits_batch(n=64))])
+    assert all(torch.isfinite(v.value).all() and v.value.abs().sum() > 0 for v in vals)
