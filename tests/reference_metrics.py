@@ -182,10 +182,10 @@ def copy_weights(ours, peer):
     peer.load_state_dict(state)
 
 
-def gmnas_thetas(mask, edge, dtype=torch.float32):
+def gmnas_thetas(mask, edge):
     """GM-NAS's split: the parent's weights (uniform over each edge's enabled operations), the
     split edge set to one operation at a time (``hard=1``)."""
-    mask = torch.as_tensor(np.asarray(mask), dtype=dtype)
+    mask = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
     theta = mask / mask.sum(dim=1, keepdim=True)
     theta[edge] = 0
     out = []

@@ -24,9 +24,9 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, max_bytes: int = 2**
     TE-NAS), then the rows' backward passes batched: ``vmap`` over the one-hot output cotangents of
     one ``vjp``. TE-NAS runs one backward per sample instead; the rows are the same. Rows go in
     chunks of about ``max_bytes`` / (bytes of all module outputs in the forward): on the CPU that
-    is all 16 rows at once at C=8, N=1, 16x16 (1.9x the loop's speed) and three at a time at
-    C=16, N=5, 32x32, where chunks of 1 to 8 rows and the loop all took 4-7 s (no difference
-    beyond the machine's noise) and all 16 at once was 1.8x slower. Buffers are
+    is all 16 rows at once at C=8, N=1, 16x16 (2.0x the loop per split, BENCHMARKS.md) and three
+    at a time at C=16, N=5, 32x32, where chunks of 1 to 8 rows and the loop all took 4-7 s (no
+    difference beyond the machine's noise) and all 16 at once was 1.8x slower. Buffers are
     passed as copies (BN running statistics are left untouched). A weight the output does not
     depend on gets a zero column, which changes no entry of G G^T.
     """
