@@ -1,44 +1,50 @@
 # Few-shot NAS with zero-cost metrics: the workflow. Rules live in workflow/rules/.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A --configfile given on the command line is the run's whole configuration: the default file is
+# read only when there is none, so nothing of it merges into another experiment.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/splits.smk"
+include: "workflow/rules/tree.smk"
 include: "workflow/rules/leaves.smk"
 include: "workflow/rules/report.smk"
 
 
+# Targets name the per-tree files too: Snakemake does not remake a deleted intermediate file whose
+# downstream outputs are up to date, so a file a user deletes to recover is remade only if asked for.
 rule all:
-    input:
-        f"{RUN}/splits.parquet",
-        f"{RUN}/split_distance.parquet",
-        f"{RUN}/leaves.parquet",
-        rules.figures.output,
     default_target: True
-
-
-rule report:
     input:
-        rules.figures.output,
-
-
-rule leaves:
-    input:
-        f"{RUN}/leaves.parquet",
+        all_split_files(),
+        all_leaf_tables(),
+        run_tables().values(),
+        rules.draw_figures.output,
 
 
 rule splits:
     input:
-        all_splits(),
+        all_split_files(),
+        run_tables()["splits"],
+        run_tables()["distance"],
+
+
+rule leaves:
+    input:
+        all_leaf_tables(),
+        run_tables()["leaves"],
+
+
+rule report:
+    input:
+        rules.draw_figures.output,

@@ -10,7 +10,8 @@
   unused modules), so they have no equal-valued peer there and count with their same-network time.
 
 Every side must give the same similarity matrices; the script checks that (to 1e-3 against the
-reference code, whose float32 cosines over a million entries are that far off at C=16, N=5). Each metric is timed in alternating rounds after one warm-up split on another edge; the
+reference code, whose float32 cosines over a million entries are that far off at C=16, N=5). Each metric
+is timed in alternating rounds after one warm-up split on another edge; the
 table holds medians. Run: ``python benchmarks/split_cost.py [--C 8 --N 1 --batch 64 --size 16]``
 (the reference column needs ``pip install --no-deps xautodl``).
 """
@@ -23,6 +24,7 @@ import importlib
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -129,16 +131,16 @@ def main() -> None:
     totals = np.zeros(3)
     for name in sorted(set(metrics.REGISTRY) - {"random"}):
         b = ntk_batch if name == "ntk" else batch
-        sides = [lambda e: ours(name, net, e, b), lambda e: same_network(name, net, e, b)]
+        sides = [partial(ours, name, net, batch=b), partial(same_network, name, net, batch=b)]
         if peer is not None and (name in REFERENCE_SCALARS or name in ("gm", "gm_nas")):
-            sides.append(lambda e: reference_code(name, peer, net.mask, e, b))
+            sides.append(partial(reference_code, name, peer, net.mask, batch=b))
         for side in sides if not args.no_warmup else []:
             side(1)  # warm-up on another edge
         times: list[list[float]] = [[] for _ in sides]
         for _ in range(args.rounds):
             results = []
             for i, side in enumerate(sides):
-                t, sim = timed(lambda: side(0))
+                t, sim = timed(partial(side, 0))
                 times[i].append(t)
                 results.append(sim)
             np.testing.assert_allclose(results[0], results[1], rtol=1e-3, atol=1e-4, err_msg=name)

@@ -11,6 +11,7 @@ import platform
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,6 +29,18 @@ def throughput(step, batch: int, seconds: float) -> float:
         step()
         n += 1
     return n * batch / (time.perf_counter() - t0)
+
+
+def step_ours(ours: Supernet, x: torch.Tensor) -> None:
+    ours.zero_grad(set_to_none=True)
+    ours(x).sum().backward()
+
+
+def step_peer(peer: torch.nn.Module, x: torch.Tensor, single_path: bool) -> None:
+    if single_path:
+        peer.random_genotype(True)
+    peer.zero_grad(set_to_none=True)
+    peer(x)[1].sum().backward()
 
 
 def main() -> None:
@@ -56,20 +69,10 @@ def main() -> None:
             torch.testing.assert_close(ours(x, arch=arch if mode == "single_path" else None), out_peer,
                                        rtol=1e-4, atol=1e-4)
 
-            def step_ours() -> None:
-                ours.zero_grad(set_to_none=True)
-                ours(x).sum().backward()
-
-            def step_peer() -> None:
-                if mode == "single_path":
-                    peer.random_genotype(True)
-                peer.zero_grad(set_to_none=True)
-                peer(x)[1].sum().backward()
-
             random.seed(0)
             # Alternate the two in short rounds so that machine noise hits both alike; keep the median.
-            rounds = [(throughput(step_ours, args.batch, args.seconds / 3),
-                       throughput(step_peer, args.batch, args.seconds / 3)) for _ in range(3)]
+            steps = (partial(step_ours, ours, x), partial(step_peer, peer, x, mode == "single_path"))
+            rounds = [tuple(throughput(step, args.batch, args.seconds / 3) for step in steps) for _ in range(3)]
             a = sorted(r[0] for r in rounds)[1]
             b = sorted(r[1] for r in rounds)[1]
             print(f"| {size}x{size} | {mode} | {a:.0f} | {b:.0f} | {a / b:.2f}x |", flush=True)

@@ -1,59 +1,188 @@
-"""Checks of a configuration that its schema cannot express, run before the workflow starts a job.
+"""The configuration, checked before any job runs and turned into :class:`RunSettings`.
 
-Light on purpose (no torch): the workflow calls :func:`check_config` while it parses.
+The schema (``workflow/schemas/config.schema.yaml``) gives every default and the allowed values;
+the checks here add what a schema cannot say (the tree against the cell's edges, metric settings
+against the catalogue, the dataset on disk). Every message names the key. Light on purpose (no
+torch): the workflow calls :func:`load_settings` while it parses.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import os
+import sys
 from pathlib import Path
 
-from fewshot_core.errors import SplitError
-from fewshot_core.splitting import EDGE_SELECTION, branching_factors
+import yaml
 
+from fewshot_core.catalog import CATALOG
+from fewshot_core.errors import ConfigError, SplitError
+from fewshot_core.settings import (
+    DataSettings,
+    EvalSettings,
+    MetricSettings,
+    OptimizerSettings,
+    RunSettings,
+    SupernetSettings,
+    TrainSettings,
+    TreeSettings,
+)
+from fewshot_core.splitting import branching_factors
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 CIFAR_LAYOUTS = ("cifar-10-batches-bin", "cifar-10-batches-py")
+#: The stride-2 stages halve the image twice: a side that is not a multiple of 4 breaks the ResNet blocks.
+INPUT_MULTIPLE = 4
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the key and what is allowed."""
+def _validator():
+    """A JSON-schema validator that fills defaults, takes integers only as ints and numbers only finite."""
+    from jsonschema import Draft202012Validator, validators
+
+    def is_integer(_checker, value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def is_number(_checker, value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": is_integer, "number": is_number})
+    base = validators.extend(Draft202012Validator, type_checker=checker)
+    properties = base.VALIDATORS["properties"]
+
+    def fill_defaults(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from properties(validator, props, instance, schema)
+
+    return validators.extend(base, {"properties": fill_defaults})(yaml.safe_load(SCHEMA.read_text()))
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def validated(config: dict) -> dict:
+    """A copy of ``config`` with the schema's defaults filled in; :class:`ConfigError` naming the key
+    of the first value the schema rejects."""
+    config = copy.deepcopy(config)
+    errors = sorted(_validator().iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = errors[0]
+        message = err.message
+        if err.validator == "type" and isinstance(err.instance, float) and "number" in str(err.validator_value):
+            message = f"{err.instance!r} is not a finite number"
+        elif err.validator == "type" and err.validator_value == "integer" and isinstance(err.instance, float):
+            message = f"{err.instance!r} is not an integer (write it without a decimal point)"
+        raise ConfigError(f"{_key(err.absolute_path)}: {message}")
+    return config
+
+
+def _has_type(value, want: type) -> bool:
+    """True when a configuration value is of the setting's type (an int is a float; a bool is neither)."""
+    if want is bool or isinstance(value, bool):
+        return want is bool and isinstance(value, bool)
+    if want is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, want)
+
+
+def _metric(name: str, entry: dict) -> MetricSettings:
+    if name not in CATALOG:
+        raise ConfigError(f"metrics.{name}: unknown metric; known: {', '.join(CATALOG)}")
+    declared = CATALOG[name].settings
+    settings = dict(entry["settings"])
+    for key, value in settings.items():
+        if key not in declared:
+            raise ConfigError(f"metrics.{name}.settings.{key}: {name} has no such setting; "
+                              f"its settings: {', '.join(declared) or 'none'}")
+        want = declared[key].type
+        if not _has_type(value, want):
+            raise ConfigError(f"metrics.{name}.settings.{key}: {value!r} is not a finite {want.__name__} "
+                              f"({declared[key].help})")
+    return MetricSettings(name, entry["batch_size"], entry["batches"], {**CATALOG[name].defaults, **settings})
+
+
+def _train(section: dict, optimizer: OptimizerSettings) -> TrainSettings:
+    return TrainSettings(section["epochs"], section["batch_size"], section["mode"], section["augment"], optimizer)
+
+
+def _tree(tree: dict, given: dict) -> TreeSettings:
+    """The tree's settings; ``given`` is the tree section as written, before the defaults."""
+    try:
+        factors = tuple(branching_factors(tree["policy"]))
+    except SplitError as err:
+        raise ConfigError(f"tree.policy: {err}") from err
+    order = tuple(tree["edge_order"])
+    if tree["edge_selection"] == "order":
+        if len(order) < len(factors) or len(set(order[: len(factors)])) < len(factors):
+            raise ConfigError(f"tree.edge_order: {list(order)} must name {len(factors)} distinct edges (0-5), one per "
+                              f"level, for edge_selection 'order' (an edge splits once along a path)")
+        order = order[: len(factors)]
+    elif "edge_order" in given:
+        raise ConfigError(f"tree.edge_order is only used with edge_selection 'order', not {tree['edge_selection']!r}")
+    else:
+        order = ()
+    return TreeSettings(factors, tree["edge_selection"], order)
+
+
+def _check_data(data: DataSettings, workdir: Path) -> None:
+    if data.input_size % INPUT_MULTIPLE:
+        raise ConfigError(f"data.input_size: {data.input_size} is not a multiple of {INPUT_MULTIPLE} "
+                          "(the network halves the image twice)")
+    if data.name == "cifar10" and not data.download:
+        root = workdir / (data.root or "")
+        if not data.root or not any((root / d).is_dir() for d in CIFAR_LAYOUTS):
+            raise ConfigError(
+                f"data.root: CIFAR-10 not found in {str(root)!r}: expected {' or '.join(CIFAR_LAYOUTS)} there; "
+                "extract the archive into it or set data.download: true")
 
 
 def _writable(path: Path) -> bool:
-    """True when ``path`` can be created or written: its nearest existing ancestor is writable."""
+    """True when ``path`` can be created or written: its nearest existing ancestor is a writable folder."""
     p = path.resolve()
     while not p.exists():
         p = p.parent
     return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
 
 
-def check_config(config: dict, workdir: str | os.PathLike = ".") -> list[int]:
-    """Raise :class:`ConfigError` for a configuration that would fail later; return the branching factors."""
-    try:
-        factors = branching_factors(config["tree"]["policy"])
-    except SplitError as err:
-        raise ConfigError(f"tree.policy: {err}") from err
-    tree = config["tree"]
-    if tree["edge_selection"] not in EDGE_SELECTION:
-        raise ConfigError(f"tree.edge_selection: {tree['edge_selection']!r}; allowed: {', '.join(EDGE_SELECTION)}")
-    if tree["edge_selection"] == "order":
-        order = tree.get("edge_order") or []
-        if len(order) < len(factors) or len(set(order[: len(factors)])) < len(factors):
-            raise ConfigError(f"tree.edge_order: {order} must name {len(factors)} distinct edges (0-5), one per "
-                              f"level, for edge_selection 'order' (an edge splits once along a path)")
-    elif tree.get("edge_order"):
-        raise ConfigError(f"tree.edge_order is only used with edge_selection 'order', not {tree['edge_selection']!r}")
-    for name, m in config["metrics"].items():
-        if "random" == name and m.get("settings"):
-            raise ConfigError("metrics.random takes no settings")
-    data = config["data"]
-    if data["name"] == "cifar10" and not data.get("download"):
-        root = Path(workdir, data.get("root") or "")
-        if not data.get("root") or not any((root / d).is_dir() for d in CIFAR_LAYOUTS):
-            raise ConfigError(
-                f"data.root: CIFAR-10 not found in {str(root)!r}: expected {' or '.join(CIFAR_LAYOUTS)} there; "
-                "extract the archive into it or set data.download: true")
-    results = Path(workdir, "results", config["run"])
+def load_settings(config: dict, workdir: str | os.PathLike = ".") -> RunSettings:
+    """The run's settings; :class:`ConfigError` naming the key for any value that would fail a job."""
+    c = validated(config)
+    d, t = c["data"], c["training"]
+    data = DataSettings(d["name"], d["root"], d["download"], d["input_size"], d["val_fraction"])
+    _check_data(data, Path(workdir))
+    optimizer = OptimizerSettings(**t["optimizer"])
+    leaves = t["leaves"]
+    settings = RunSettings(
+        run=c["run"],
+        seeds=tuple(c["seeds"]),
+        data=data,
+        supernet=SupernetSettings(c["supernet"]["C"], c["supernet"]["N"]),
+        device=c["device"],
+        tree=_tree(c["tree"], config.get("tree") or {}),
+        balanced=c["tree"]["balanced"],
+        metrics={name: _metric(name, entry) for name, entry in c["metrics"].items()},
+        warmup=_train(t["warmup"], optimizer),
+        leaves=_train(leaves, optimizer),
+        evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
+        leaves_per_job=leaves["leaves_per_job"],
+    )
+    if "random" in settings.metrics and c["metrics"]["random"]["settings"]:
+        raise ConfigError("metrics.random takes no settings")
+    results = Path(workdir, "results", settings.run)
     if not _writable(results):
         raise ConfigError(f"run: the output directory {results} cannot be written")
-    return factors
+    return settings
 
+
+def load_settings_or_exit(config: dict, workdir: str | os.PathLike = ".") -> tuple[RunSettings, dict]:
+    """For the workflow: the settings and the configuration with its defaults, or the error's message
+    on standard error and exit status 1 (a configuration mistake is not a crash: no traceback)."""
+    try:
+        return load_settings(config, workdir), validated(config)
+    except ConfigError as err:
+        sys.exit(f"Configuration error: {err}\nNothing was run. Fix the value in the configuration file "
+                 "(or the --config override) and start again.")

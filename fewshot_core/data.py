@@ -6,7 +6,6 @@ costs 150 MB and batches need no worker processes (DESIGN.md §6).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -189,14 +188,6 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
         raise DataError(f"a validation fraction of {val_fraction} of {n} images leaves an empty split")
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-def write_split(path: str | os.PathLike, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
-    """Write split indices as JSON (atomically: temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"train": train_idx.tolist(), "val": val_idx.tolist()}))
-    os.replace(tmp, path)
 
 
 def normalize(x: torch.Tensor, data: ImageData) -> torch.Tensor:

@@ -19,3 +19,7 @@ class MetricError(RuntimeError):
 
 class ArtifactError(ValueError):
     """An output file of an earlier stage that cannot be read; the message names it."""
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key and what is allowed."""

@@ -16,21 +16,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from fewshot_core.catalog import CATALOG, display_name  # noqa: E402
 from fewshot_core.distance import summarise  # noqa: E402
 
-#: Display names, as the paper prints them; metrics beyond the paper keep their registry name.
-DISPLAY = {"gm": "gm", "gm_nas": "gm (GM-NAS)", "gradnorm": "gradnorm", "snip": "snip", "grasp": "grasp",
-           "synflow": "synflow", "jacobcov": "jacobcov", "naswot": "naswot", "ntk": "ntk", "lr": "lr",
-           "nparams": "#params", "random": "random"}
-ORDER = list(DISPLAY)
 SHORT_OPS = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1", "nor_conv_3x3": "conv3x3",
              "avg_pool_3x3": "pool"}
 Y_LABEL = "split distance S (operations moved)"
 
 
-def _order(metrics: pd.Series) -> list[str]:
+def _ordered(metrics) -> list[str]:
+    """The run's metrics in the catalogue's order (any it does not know, after them, by name)."""
     present = set(metrics)
-    return [DISPLAY[m] for m in ORDER if m in present]
+    return [m for m in CATALOG if m in present] + sorted(present - set(CATALOG))
+
+
+def _order(metrics: pd.Series) -> list[str]:
+    return [display_name(m) for m in _ordered(metrics)]
 
 
 def _save(fig: plt.Figure, stem: Path) -> list[Path]:
@@ -53,7 +54,7 @@ def _box_and_points(ax: plt.Axes, df: pd.DataFrame, x: str, order: list[str], hu
 
 def figure_split_distance(pairs: pd.DataFrame, out: Path) -> list[Path]:
     """Figure 1: mean internal and external split distance per metric, one point per seed."""
-    per_seed = summarise(pairs).assign(metric_name=lambda d: d.metric.map(DISPLAY))
+    per_seed = summarise(pairs).assign(metric_name=lambda d: d.metric.map(display_name))
     n_seeds = per_seed.seed.nunique()
     order = _order(per_seed.metric)
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(order) * 2), 4), sharey=True)
@@ -69,7 +70,7 @@ def figure_split_distance(pairs: pd.DataFrame, out: Path) -> list[Path]:
 
 def figure_split_distance_by_level(pairs: pd.DataFrame, out: Path) -> list[Path]:
     """Figure 2: split distance by depth, internal on top and external below; pairs at equal depth."""
-    per_level = summarise(pairs, by_level=True).assign(metric_name=lambda d: d.metric.map(DISPLAY))
+    per_level = summarise(pairs, by_level=True).assign(metric_name=lambda d: d.metric.map(display_name))
     n_seeds = per_level.seed.nunique()
     order = _order(per_level.metric)
     levels = [f"depth {d}" for d in sorted(per_level.depth.unique())]
@@ -93,11 +94,11 @@ def figure_split_distance_by_level(pairs: pd.DataFrame, out: Path) -> list[Path]
 def figure_between_metrics(pairs: pd.DataFrame, out: Path) -> list[Path]:
     """Heat map of the mean split distance between two metrics' splits at the same seed and node."""
     between = pairs[pairs.kind == "between_metrics"]
-    order = [m for m in ORDER if m in set(between.metric_a) | set(between.metric_b)]
+    order = _ordered(set(between.metric_a) | set(between.metric_b))
     mat = pd.DataFrame(0.0, index=order, columns=order)
     for (a, b), d in between.groupby(["metric_a", "metric_b"]):
         mat.loc[a, b] = mat.loc[b, a] = d.distance.mean()
-    mat.index = mat.columns = [DISPLAY[m] for m in order]
+    mat.index = mat.columns = [display_name(m) for m in order]
     fig, ax = plt.subplots(figsize=(1 + 0.7 * len(order), 0.8 + 0.6 * len(order)))
     sns.heatmap(mat, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": Y_LABEL}, square=True)
     n_seeds = between.seed_a.nunique()
@@ -108,7 +109,7 @@ def figure_between_metrics(pairs: pd.DataFrame, out: Path) -> list[Path]:
 def figure_trees(splits: pd.DataFrame, seed: int, out: Path) -> list[Path]:
     """Every metric's tree for one seed: each node with its edge and its operation groups."""
     at = splits[splits.seed == seed]
-    metrics = [m for m in ORDER if m in set(at.metric)]
+    metrics = _ordered(at.metric)
     depth = int(at.depth.max()) + 1
     ncols = min(3, len(metrics))
     nrows = -(-len(metrics) // ncols)
@@ -129,7 +130,7 @@ def figure_trees(splits: pd.DataFrame, seed: int, out: Path) -> list[Path]:
         ax.set_xlim(0, 1)
         ax.set_ylim(-depth + 0.5, 0.5)
         ax.axis("off")
-        ax.set_title(f"{DISPLAY[metric]}: splitting tree, seed {seed}", fontsize=10, loc="left")
+        ax.set_title(f"{display_name(metric)}: splitting tree, seed {seed}", fontsize=10, loc="left")
     fig.suptitle("Splits chosen by each metric (node: split edge, then the operation groups of its children)", y=1.0)
     fig.tight_layout()
     return _save(fig, out)

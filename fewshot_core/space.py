@@ -15,8 +15,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot_core.nb201 import (  # noqa: F401  (re-exported: the space's vocabulary)
-    CONV_OPS, EDGE_NODES, EDGES, NUM_EDGES, NUM_OPS, OPS, MaskError, architectures, arch_to_mask, format_arch,
-    full_mask, mask_to_arch, parse_arch, validate_mask,
+    CONV_OPS,
+    EDGE_NODES,
+    EDGES,
+    NUM_EDGES,
+    NUM_OPS,
+    OPS,
+    MaskError,
+    arch_to_mask,
+    architectures,
+    format_arch,
+    full_mask,
+    mask_to_arch,
+    parse_arch,
+    validate_mask,
 )
 
 ForwardMode = Literal["mixture", "single_path"]

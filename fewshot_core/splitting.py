@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fewshot_core.errors import SplitError
-from fewshot_core.nb201 import EDGES, NUM_EDGES, OPS
+from fewshot_core.nb201 import EDGES, NUM_EDGES, OPS, full_mask
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fewshot_core.settings import TreeSettings
 
 EDGE_SELECTION = ("mincut", "order", "random")
 ROOT = "r"
@@ -22,7 +28,7 @@ ROOT = "r"
 # ----------------------------------------------------------------------------- partitions
 
 
-@lru_cache(maxsize=None)
+@cache
 def set_partitions(n: int, b: int) -> tuple[tuple[int, ...], ...]:
     """Every partition of ``range(n)`` into ``b`` non-empty blocks, as restricted growth strings.
 
@@ -242,6 +248,83 @@ def random_partition(ops: Sequence[str], b: int, rng: np.random.Generator, balan
     labels = parts[int(rng.integers(len(parts)))]
     groups = [[ops[i] for i in range(len(ops)) if labels[i] == g] for g in range(b)]
     return sorted(groups, key=lambda g: OPS.index(g[0]))
+
+
+# ----------------------------------------------------------------------------- a tree, level by level
+
+
+def node_masks(factors: list[int], level: int, previous: list[SplitRecord]) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """Mask and already-split edges of every node at ``level``, from the splits above it."""
+    by_node = {r.node: r for r in previous}
+    state: dict[str, tuple[np.ndarray, list[int]]] = {"r": (full_mask(), [])}
+    levels = tree_levels(factors)
+    for depth in range(level):
+        nxt = {}
+        for node in levels[depth]:
+            if node not in by_node:
+                raise SplitError(f"the split of node {node} (level {depth}) is missing")
+            rec = by_node[node]
+            mask, done = state[node]
+            for i, child_mask in enumerate(rec.child_masks(mask)):
+                nxt[f"{node}{i}"] = (child_mask, done + [rec.edge])
+        state = nxt
+    return {n: state[n] for n in levels[level]}
+
+
+def _selection(tree: TreeSettings, metric_kind: str) -> str:
+    """How a node's edge is chosen: as configured, except that a metric without values (``random``)
+    cannot rank edges by their cut and draws the edge at random under ``mincut``."""
+    return "random" if tree.edge_selection == "mincut" and metric_kind == "none" else tree.edge_selection
+
+
+def edges_to_score(tree: TreeSettings, metric_kind: str, mask: np.ndarray, done: list[int], depth: int, seed: int,
+                   node: str) -> list[int]:
+    """The edges a level's scoring must cover: every candidate (``mincut``) or the one chosen."""
+    b = tree.factors[depth]
+    cands = candidate_edges(mask, done, b)
+    mode = _selection(tree, metric_kind)
+    if mode == "mincut":
+        if not cands:
+            raise SplitError(f"node {node}: no edge holds {b} operations and is unsplit")
+        return cands
+    return [choose_edge(mode, cands, depth, order=tree.edge_order, rng=node_rng(seed, node, "edge"))]
+
+
+def split_level(scores: pd.DataFrame, metric: str, metric_kind: str, seed: int, level: int, tree: TreeSettings,
+                balanced: bool, previous: list[SplitRecord]) -> list[SplitRecord]:
+    """Choose each node's edge and groups from its level's scores (``random``: groups drawn at random)."""
+    b = tree.factors[level]
+    mode = _selection(tree, metric_kind)
+    out = []
+    for node, (mask, done) in node_masks(tree.factors, level, previous).items():
+        at = scores[scores.node == node]
+        if at.empty:
+            raise SplitError(f"no scores for node {node} of metric {metric}, seed {seed}")
+        best: dict[int, tuple[list[list[int]], float, list[str], np.ndarray]] = {}
+        for edge, rows in at.groupby("edge", sort=True):
+            ops = list(rows.op)
+            if sorted(ops, key=OPS.index) != edge_similarity_ops(mask, int(edge)):
+                raise SplitError(f"scores of node {node} edge {edge} do not cover its operations {ops}")
+            sim = np.array([np.asarray(s, dtype=float) for s in rows.similarity])
+            if sim.shape != (len(ops), len(ops)):
+                raise SplitError(f"scores of node {node} edge {edge}: similarity rows of shape {sim.shape}, "
+                                 f"expected {len(ops)} rows of {len(ops)}")
+            groups, cut = partition(sim, b, balanced=balanced)
+            best[int(edge)] = (groups, cut, ops, sim)
+        cands = candidate_edges(mask, done, b)
+        if mode == "mincut":
+            edge = choose_edge("mincut", [e for e in cands if e in best], level, cuts={e: v[1] for e, v in best.items()})
+        else:
+            edge = choose_edge(mode, cands, level, order=tree.edge_order, rng=node_rng(seed, node, "edge"))
+        if edge not in best:
+            raise SplitError(f"node {node}: edge {edge} was chosen but not scored")
+        groups, cut, ops, sim = best[edge]
+        named = ([[ops[i] for i in g] for g in groups] if metric_kind != "none"
+                 else random_partition(ops, b, node_rng(seed, node, "groups"), balanced))
+        out.append(SplitRecord(node=node, depth=level, edge=edge, groups=named, cut=cut, ops=ops,
+                               similarity=sim.tolist(), metric=metric, seed=seed,
+                               candidates={e: v[1] for e, v in best.items()}))
+    return out
 
 
 def node_rng(seed: int, node: str, purpose: str) -> np.random.Generator:

@@ -1,19 +1,20 @@
 """Training a (sub-)supernet, resumable and deterministic, and evaluating the architectures of a leaf.
 
-DESIGN.md §4: SGD (momentum 0.9, Nesterov), lr 0.025 cosine to 0.001, weight decay 5e-4, gradient
-clipping 5 (GM-NAS); all configurable. The job checkpoints every epoch (model, optimizer,
-scheduler, every random generator, epoch) under a temporary name then renames it; a restarted job
-resumes from its last checkpoint and ends bit-identical to an uninterrupted run on the CPU.
+DESIGN §4: SGD (momentum 0.9, Nesterov), lr 0.025 cosine to 0.001, weight decay 5e-4, gradient
+clipping 5 (GM-NAS); every figure comes from :class:`~fewshot_core.settings.TrainSettings`. The job
+checkpoints every epoch (model, optimizer, scheduler, every random generator, epoch); a restarted
+job resumes from its last checkpoint, and ends bit-identical to an uninterrupted run on the CPU,
+only when the checkpoint was made by the same settings, seed, supernet, mask, data and start weights.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,36 +22,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from fewshot_core import data
-from fewshot_core.errors import ArtifactError
-from fewshot_core.pipeline import atomic_write_bytes
-from fewshot_core.space import Supernet
+from fewshot_core import artifacts, data
+from fewshot_core.settings import EvalSettings, TrainSettings
+from fewshot_core.space import Supernet, architectures
 
-CHECKPOINT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings; ``mode`` is the supernet's forward mode while training."""
-
-    epochs: int
-    batch_size: int = 64
-    lr: float = 0.025
-    lr_min: float = 0.001
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    grad_clip: float = 5.0
-    mode: str = "single_path"
-    augment: bool = True
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"training.epochs must be >= 0, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"training.batch_size must be >= 1, got {self.batch_size}")
-        if self.mode not in ("single_path", "mixture"):
-            raise ValueError(f"training.mode must be 'single_path' or 'mixture', got {self.mode!r}")
+MODES = ("single_path", "mixture")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,65 +61,59 @@ class Progress:
               f"{images_per_s:.0f} img/s, {left:.0f}s left", file=self.stream, flush=True)
 
 
-def _rng_state(gens: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
-    return {k: g.get_state() for k, g in gens.items()}
+def state_digest(net: torch.nn.Module) -> str:
+    """A hash of every parameter and buffer: names the weights a training run started from."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
-def save_checkpoint(path: Path, net: Supernet, opt, sched, gens, epoch: int, cfg: TrainConfig) -> None:
-    buf = io.BytesIO()
-    torch.save({
-        "version": CHECKPOINT_VERSION, "epoch": epoch, "mask": torch.from_numpy(net.mask),
-        "C": net.C, "N": net.N, "config": asdict(cfg),
-        "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "rng": _rng_state(gens),
-    }, buf)
-    atomic_write_bytes(path, buf.getvalue())
+def checkpoint_provenance(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings,
+                          seed: int) -> dict:
+    """Everything a training run's result depends on; a checkpoint is resumed only when this is equal."""
+    return artifacts.provenance(
+        "checkpoint", train=asdict(cfg), seed=seed, mask=net.mask.astype(int).tolist(),
+        supernet={"C": net.C, "N": net.N, "num_classes": net.num_classes, "input_size": net.input_size},
+        data={"name": d.name, "input_size": d.input_size,
+              "train_indices": hashlib.sha256(np.asarray(train_idx, dtype=np.int64).tobytes()).hexdigest()[:16]},
+        start_weights=state_digest(net))
 
 
-def load_checkpoint(path: Path, net: Supernet) -> dict:
-    """A checkpoint read with ``weights_only=True``; damage or a mismatch is an error naming the file."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, bad pickle opcodes, ...: all mean "damaged"
-        raise ArtifactError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err}); "
-                            "delete it to start this job again") from err
-    if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION:
-        raise ArtifactError(f"checkpoint {path} is not a training checkpoint of this version; delete it")
-    if (ck["C"], ck["N"]) != (net.C, net.N):
-        raise ArtifactError(f"checkpoint {path} is for width C={ck['C']}, N={ck['N']}, "
-                            f"not C={net.C}, N={net.N}; delete it")
-    if not np.array_equal(ck["mask"].numpy(), net.mask):
-        raise ArtifactError(f"checkpoint {path} was written for another mask; delete it")
-    return ck
-
-
-def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainConfig, seed: int,
+def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings, seed: int,
           checkpoint: Path | None = None, device: torch.device | None = None, label: str = "train",
           on_epoch: Callable[[int], None] | None = None) -> list[dict]:
     """Train ``net`` in place for ``cfg.epochs`` epochs; returns one record per epoch run here.
 
-    ``checkpoint``: where to save after every epoch and resume from when it exists. ``on_epoch`` is
-    called after each checkpoint (tests use it to kill a job at a known point).
+    ``checkpoint``: where to save after every epoch, and to resume from when it holds a run of the
+    same settings, seed, supernet, mask, data and start weights (any other is discarded with a log
+    line saying why). ``on_epoch`` is called after each checkpoint (tests use it to kill a job at a
+    known point).
     """
+    if cfg.mode not in MODES:
+        raise ValueError(f"training mode must be one of {MODES}, got {cfg.mode!r}")
     device = device or torch.device("cpu")
+    origin = checkpoint_provenance(net, d, train_idx, cfg, seed)
     net.to(device)
     net.mode = cfg.mode
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                          weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.lr_min)
+    o = cfg.optimizer
+    opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=o.lr_min)
     gens = {"order": torch.Generator().manual_seed(seed), "augment": torch.Generator().manual_seed(seed + 1),
             "path": torch.Generator().manual_seed(seed + 2)}
     net.path_generator = gens["path"]
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        ck = load_checkpoint(Path(checkpoint), net)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+    state = None if checkpoint is None else artifacts.load_checkpoint(
+        checkpoint, origin, log=lambda m: print(f"{label}: {m}", flush=True))
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
         for k, g in gens.items():
-            g.set_state(ck["rng"][k])
-        start = ck["epoch"] + 1
+            g.set_state(state["rng"][k])
+        start = state["epoch"] + 1
         print(f"{label}: resuming from {checkpoint} after epoch {start}", flush=True)
     x_all = d.train_x[torch.as_tensor(train_idx)]
     y_all = d.train_y[torch.as_tensor(train_idx)]
@@ -162,8 +132,8 @@ def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainCon
             logits = net(x)
             loss = F.cross_entropy(logits, y)
             loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            if o.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
             opt.step()
             seen += len(y)
             loss_sum += loss.item() * len(y)
@@ -176,7 +146,9 @@ def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainCon
         history.append(rec)
         progress.epoch(epoch, rec["loss"], rec["accuracy"], rate, start)
         if checkpoint is not None:
-            save_checkpoint(Path(checkpoint), net, opt, sched, gens, epoch, cfg)
+            artifacts.save_checkpoint(checkpoint, {
+                "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "rng": {k: g.get_state() for k, g in gens.items()}}, origin)
         if on_epoch is not None:
             on_epoch(epoch)
     return history
@@ -196,16 +168,15 @@ def recalibrate_bn(net: Supernet, arch: str, x: torch.Tensor, batch_size: int) -
 
 @torch.no_grad()
 def evaluate_architectures(net: Supernet, d: data.ImageData, train_idx: np.ndarray, val_idx: np.ndarray,
-                           n_archs: int, seed: int, bn_batches: int = 4, batch_size: int = 128,
-                           device: torch.device | None = None) -> pd.DataFrame:
-    """Sample ``n_archs`` architectures of the mask (seeded, distinct when the mask holds enough) and
-    evaluate each with the inherited weights on the validation split, BN statistics recomputed."""
+                           cfg: EvalSettings, seed: int, device: torch.device | None = None) -> pd.DataFrame:
+    """Sample ``cfg.archs`` architectures of the mask (seeded, distinct when the mask holds enough) and
+    evaluate each with the inherited weights on the validation split, BN statistics re-estimated on
+    ``cfg.bn_batches`` training batches of ``cfg.batch_size``."""
     device = device or torch.device("cpu")
+    n_archs, bn_batches, batch_size = cfg.archs, cfg.bn_batches, cfg.batch_size
     saved = {k: v.clone() for k, v in net.state_dict().items()}
     momenta = {m: m.momentum for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
     g = torch.Generator().manual_seed(seed)
-    from fewshot_core.space import architectures
-
     pool = architectures(net.mask)
     picks = torch.randperm(len(pool), generator=g)[: min(n_archs, len(pool))].tolist()
     calib_idx = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=g)[: bn_batches * batch_size]]

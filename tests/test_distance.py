@@ -13,7 +13,7 @@ OPS5 = ["a", "b", "c", "d", "e"]
 
 def random_partition(rng, items):
     labels = rng.integers(0, rng.integers(1, len(items) + 1), size=len(items))
-    return [[o for o, l in zip(items, labels) if l == g] for g in set(labels.tolist())]
+    return [[o for o, label in zip(items, labels) if label == g] for g in set(labels.tolist())]
 
 
 def test_known_values():

@@ -1,5 +1,6 @@
 """Fault suite: bad input and faults give clear errors and lose nothing. Run alone: pytest -m faults."""
 
+import dataclasses
 import errno
 import os
 import signal
@@ -12,79 +13,69 @@ import pandas as pd
 import pytest
 import torch
 
-from fewshot_core import data, pipeline
-from fewshot_core.cli import load_supernet
-from fewshot_core.errors import ArtifactError, SplitError
+from fewshot_core import artifacts, data
+from fewshot_core.errors import ArtifactError
+from fewshot_core.settings import canonical_json
 from fewshot_core.space import Supernet
-from fewshot_core.train import TrainConfig, train
-from tests.test_workflow import TINY, snakemake
+from fewshot_core.train import train
+from tests.conftest import ROOT, edited, load_scenario
 
 pytestmark = pytest.mark.faults
-
-
-def with_(cfg, *path_and_value):
-    """A copy of ``cfg`` with one nested key replaced."""
-    *path, value = path_and_value
-    out = {**cfg}
-    node = out
-    for key in path[:-1]:
-        node[key] = {**node[key]}
-        node = node[key]
-    node[path[-1]] = value
-    return out
+TINY = load_scenario("tiny")
 
 
 @pytest.mark.parametrize("cfg,needles", [
-    (with_(TINY, "metrics", {"zen": {"batch_size": 8, "batches": 1}}), ["zen", "gradnorm"]),
-    (with_(TINY, "training", "leaves", "epochs", 0), ["epochs", "minimum"]),
-    (with_(TINY, "training", "leaves", "epochs", -3), ["epochs", "minimum"]),
-    (with_(TINY, "tree", "policy", {"constant": {"leaves": 8, "b": 1}}), ["b"]),
-    (with_(TINY, "tree", "policy", {"constant": {"leaves": 2, "b": 3}}), ["tree.policy", "N=2", "b=3"]),
-    (with_(TINY, "seeds", [0, 1, 1]), ["seeds", "non-unique"]),
-    (with_(TINY, "data", "name", "mnist"), ["mnist", "digits", "cifar10", "synthetic"]),
-    (with_(with_(TINY, "data", "name", "cifar10"), "data", "root", "no/such/dir"),
+    (edited(TINY, "metrics", {"zen": {"batch_size": 8}}), ["metrics.zen", "gradnorm"]),
+    (edited(TINY, "training.leaves.epochs", 0), ["training.leaves.epochs", "minimum"]),
+    (edited(TINY, "training.leaves.epochs", -3), ["training.leaves.epochs", "minimum"]),
+    (edited(TINY, "tree.policy", {"constant": {"leaves": 8, "b": 1}}), ["tree.policy"]),
+    (edited(TINY, "tree.policy", {"constant": {"leaves": 2, "b": 3}}), ["tree.policy", "N=2", "b=3"]),
+    (edited(TINY, "seeds", [0, 1, 1]), ["seeds", "non-unique"]),
+    (edited(TINY, "data.name", "mnist"), ["data.name", "digits", "cifar10", "synthetic"]),
+    (edited(edited(TINY, "data.name", "cifar10"), "data.root", "no/such/dir"),
      ["data.root", "no/such/dir", "cifar-10-batches-bin"]),
-    (with_(TINY, "run", "a; touch pwned"), ["run", "does not match"]),
-    (with_(TINY, "tree", "edge_order", [0, 0]), ["tree.edge_order", "distinct"]),
+    (edited(TINY, "run", "a; touch pwned"), ["run", "does not match"]),
+    (edited(TINY, "tree.edge_order", [0, 0]), ["tree.edge_order", "distinct"]),
 ])
-def test_bad_configuration_is_rejected_before_any_job(tmp_path, cfg, needles):
+def test_bad_configuration_is_rejected_before_any_job(tmp_path, snakemake, cfg, needles):
     proc = snakemake(tmp_path, cfg, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     for needle in needles:
         assert needle in out, f"{needle!r} missing from:\n{out[-2000:]}"
+    assert "Traceback" not in out and 'File "' not in out
     assert not (tmp_path / "results").exists() and not (tmp_path / "pwned").exists()
 
 
-def test_unwritable_output_path_is_rejected(tmp_path):
+def test_unwritable_output_path_is_rejected(tmp_path, snakemake, tiny):
     (tmp_path / "results").write_text("a file where the results folder should be")
-    proc = snakemake(tmp_path, TINY, check=False)
+    proc = snakemake(tmp_path, tiny, check=False)
     assert proc.returncode != 0 and "cannot be written" in proc.stdout + proc.stderr
 
 
-def test_paths_with_spaces_quotes_and_semicolons_work_and_run_nothing_else(tmp_path):
+def test_paths_with_spaces_quotes_and_semicolons_work_and_run_nothing_else(tmp_path, snakemake, tiny):
     work = tmp_path / "a dir; with 'quotes' and \"more\" $(touch pwned)"
     work.mkdir()
-    cfg = {**TINY, "seeds": [0], "metrics": {"snip": TINY["metrics"]["snip"]}, "run": "odd.name-1"}
+    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}, "run": "odd.name-1"}
     snakemake(work, cfg, "splits")
     assert (work / "results" / "odd.name-1" / "snip" / "seed0" / "split_L1.json").exists()
     assert not list(tmp_path.rglob("pwned")) and not (tmp_path.parent / "pwned").exists()
 
 
 @pytest.fixture()
-def small_run(tmp_path):
-    cfg = {**TINY, "seeds": [0], "metrics": {"snip": TINY["metrics"]["snip"]}}
+def small_run(tmp_path, snakemake, tiny):
+    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}}
     snakemake(tmp_path, cfg, "splits")
     return tmp_path, cfg
 
 
-def test_corrupt_parquet_is_named_and_the_workflow_recovers_once_it_is_deleted(small_run):
+def test_corrupt_parquet_is_named_and_the_workflow_recovers_once_it_is_deleted(small_run, snakemake):
     work, cfg = small_run
     scores = work / "results" / "tiny" / "snip" / "seed0" / "scores_L1.parquet"
     good = pd.read_parquet(scores)
     scores.write_bytes(b"PAR1 this is not a parquet table")
     with pytest.raises(ArtifactError, match="scores_L1.parquet"):
-        pipeline.read_parquet(scores)
+        artifacts.read_table(scores, {"kind": "scores"})
     proc = snakemake(work, cfg, "splits", check=False)
     assert proc.returncode != 0 and "scores_L1.parquet" in proc.stdout + proc.stderr
     scores.unlink()
@@ -92,13 +83,13 @@ def test_corrupt_parquet_is_named_and_the_workflow_recovers_once_it_is_deleted(s
     pd.testing.assert_frame_equal(pd.read_parquet(scores).drop(columns="seconds"), good.drop(columns="seconds"))
 
 
-def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run):
+def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run, snakemake):
     work, cfg = small_run
     split = work / "results" / "tiny" / "snip" / "seed0" / "split_L0.json"
     good = split.read_text()
     split.write_text(good.replace('"skip_connect"', '"nor_conv_1x1"', 1))  # an op in two groups
-    with pytest.raises(SplitError, match="split_L0.json.*not a partition"):
-        pipeline.read_splits([split])
+    with pytest.raises(ArtifactError, match="split_L0.json.*not a partition"):
+        artifacts.read_splits(split, "snip", 0, 0)
     proc = snakemake(work, cfg, "splits", check=False)
     assert proc.returncode != 0 and "split_L0.json" in proc.stdout + proc.stderr
     split.unlink()
@@ -106,8 +97,8 @@ def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run)
     assert split.read_text() == good
 
 
-def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path):
-    cfg = {**TINY, "seeds": [0], "metrics": {"snip": TINY["metrics"]["snip"], "synflow": TINY["metrics"]["synflow"]}}
+def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path, snakemake, tiny):
+    cfg = {**tiny, "seeds": [0]}
     ref = tmp_path / "ref"
     ref.mkdir()
     snakemake(ref, cfg)
@@ -115,8 +106,8 @@ def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path):
     work.mkdir()
     (work / "config.yaml").write_text((ref / "config.yaml").read_text())
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(pytest.importorskip("tests.test_workflow").ROOT / "Snakefile"),
-           "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", "2"]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
+           "--configfile", str(work / "config.yaml"), "--cores", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     target = work / "results" / "tiny" / "snip" / "seed0" / "split_L0.json"
     deadline = time.time() + 120
@@ -134,17 +125,25 @@ def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path):
                                       pd.read_parquet(work / "results" / "tiny" / name))
 
 
-def test_sigkill_of_a_scoring_job_leaves_no_output_and_the_rerun_is_identical(tmp_path):
-    data.write_split(tmp_path / "split.json", *data.split_indices(1437, 0.2, seed=0))
-    subprocess.run([sys.executable, "-m", "fewshot_core.cli", "init-root", "--C", "4", "--N", "1", "--input-size",
-                    "8", "--seed", "0", "--dataset", "digits", "--data-split", str(tmp_path / "split.json"),
-                    "--out", str(tmp_path / "root.pt")], check=True, capture_output=True)
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fewshot_core.cli", *args]
+
+
+def test_sigkill_of_a_scoring_job_leaves_no_output_and_the_rerun_is_identical(tmp_path, defaults):
+    s = dataclasses.replace(defaults, data=dataclasses.replace(defaults.data, input_size=8),
+                            supernet=dataclasses.replace(defaults.supernet, C=4),
+                            tree=dataclasses.replace(defaults.tree, factors=(2,), edge_selection="mincut", edge_order=()),
+                            metrics={"ntk": dataclasses.replace(defaults.metrics["snip"], name="ntk", batch_size=16)})
+    holdout, root = tmp_path / "holdout.json", tmp_path / "root.pt"
+    subprocess.run(_cli("make-holdout", "--spec", canonical_json(s.holdout_spec(0)), "--out", str(holdout)),
+                   check=True, capture_output=True)
+    subprocess.run(_cli("train-root", "--spec", canonical_json(s.root_spec(0)), "--holdout", str(holdout),
+                        "--checkpoints", str(tmp_path / "ck"), "--device", "cpu", "--out", str(root)),
+                   check=True, capture_output=True)
 
     def cmd(out):
-        return [sys.executable, "-m", "fewshot_core.cli", "score", "--metric", "ntk", "--seed", "0", "--level", "0",
-                "--factors", "2", "--edge-selection", "mincut", "--root", str(tmp_path / "root.pt"),
-                "--dataset", "digits", "--data-split", str(tmp_path / "split.json"), "--batch-size", "16",
-                "--device", "cpu", "--out-weights", str(out) + ".weights", "--out", str(out)]
+        return _cli("score-edges", "--spec", canonical_json(s.score_spec("ntk", 0, 0)), "--holdout", str(holdout),
+                    "--weights", str(root), "--device", "cpu", "--out", str(out))
 
     ref = tmp_path / "ref.parquet"
     subprocess.run(cmd(ref), check=True, capture_output=True)
@@ -159,9 +158,9 @@ def test_sigkill_of_a_scoring_job_leaves_no_output_and_the_rerun_is_identical(tm
                                   pd.read_parquet(out).drop(columns="seconds"))
 
 
-def test_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
+def test_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch, defaults):
     d = data.synthetic(n_train=64, n_test=8, input_size=8, seed=0)
-    cfg = TrainConfig(epochs=3, batch_size=16)
+    cfg = dataclasses.replace(defaults.leaves, epochs=3, batch_size=16)
 
     def fresh():
         torch.manual_seed(0)
@@ -178,19 +177,18 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, m
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_fsync(fd)
 
-    monkeypatch.setattr(pipeline.os, "fsync", fsync_fails_on_second_checkpoint)
+    monkeypatch.setattr(artifacts.os, "fsync", fsync_fails_on_second_checkpoint)
     with pytest.raises(OSError, match="No space left"):
         train(fresh(), d, np.arange(64), cfg, 0, checkpoint=ck)
-    monkeypatch.setattr(pipeline.os, "fsync", real_fsync)
-    assert torch.load(ck, weights_only=True)["epoch"] == 0  # the first epoch's checkpoint, intact
+    monkeypatch.setattr(artifacts.os, "fsync", real_fsync)
+    assert torch.load(ck, weights_only=True)["state"]["epoch"] == 0  # the first epoch's checkpoint, intact
     assert not list(tmp_path.glob(".*.tmp"))
     resumed = fresh()
     train(resumed, d, np.arange(64), cfg, 0, checkpoint=ck)
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
 
 
-@pytest.mark.parametrize("loader", ["root", "node weights"])
-def test_weight_files_with_code_are_refused_and_nothing_runs(tmp_path, loader):
+def test_weight_files_with_code_are_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "ran"
 
     class Evil:
@@ -198,18 +196,16 @@ def test_weight_files_with_code_are_refused_and_nothing_runs(tmp_path, loader):
             return (os.system, (f"touch {marker}",))
 
     path = tmp_path / "evil.pt"
-    torch.save({"config": Evil(), "state_dict": {}, "nodes": Evil()}, path)
-    from fewshot_core.cli import _load_node_weights
-
-    with pytest.raises(ArtifactError, match="evil.pt"):
-        load_supernet(str(path)) if loader == "root" else _load_node_weights(str(path))
+    torch.save({"format": artifacts.WEIGHTS_FORMAT, "supernet": Evil(), "nodes": Evil()}, path)
+    with pytest.raises(ArtifactError, match="evil.pt.*must not be loaded") as err:
+        artifacts.load_weights(path, {"kind": "root"})
+    assert "weights_only=False" not in str(err.value)  # never the advice to load it anyway
     assert not marker.exists()
 
 
 def test_no_file_is_loaded_with_pickle_anywhere():
     """Every torch.load in the package passes weights_only=True; nothing calls pickle.load."""
-    root = pytest.importorskip("tests.test_workflow").ROOT / "fewshot_core"
-    for path in root.rglob("*.py"):
+    for path in (ROOT / "fewshot_core").rglob("*.py"):
         text = path.read_text()
         assert "pickle.load" not in text, path
         for line in text.splitlines():

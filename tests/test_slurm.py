@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_workflow import ROOT, TINY, snakemake
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slurm_cluster
 
@@ -34,11 +34,11 @@ def cluster():
 
 
 def splits_of(work: Path) -> list:
-    return [json.loads(p.read_text()) for p in sorted((work / "results" / "tiny").rglob("split_L*.json"))]
+    return [json.loads(p.read_text())["splits"] for p in sorted((work / "results" / "tiny").rglob("split_L*.json"))]
 
 
-def test_small_configuration_through_slurm_equals_the_local_run(tmp_path, cluster):
-    cfg = {**TINY, "seeds": [0], "metrics": {"snip": TINY["metrics"]["snip"]}}
+def test_small_configuration_through_slurm_equals_the_local_run(tmp_path, cluster, tiny, snakemake):
+    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}}
     local, remote = tmp_path / "local", tmp_path / "slurm"
     local.mkdir(), remote.mkdir()
     snakemake(local, cfg, "splits")
@@ -47,7 +47,7 @@ def test_small_configuration_through_slurm_equals_the_local_run(tmp_path, cluste
     proc = snakemake(
         remote, cfg, "splits", "--profile", str(ROOT / "profiles" / "slurm"), "--jobs", "4",
         "--default-resources", f"slurm_partition={cluster}", "mem_mb=1000", "runtime=10",
-        "--set-resources", f"score:slurm_partition={cluster}", "score:mem_mb=1000",
+        "--set-resources", f"score_edges:slurm_partition={cluster}", "score_edges:mem_mb=1000",
         f"train_leaves:slurm_partition={cluster}", "train_leaves:mem_mb=1000",
         "--slurm-no-account", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
         "--seconds-between-status-checks", "2", "--latency-wait", "5",

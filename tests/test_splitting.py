@@ -7,8 +7,18 @@ import pytest
 
 from fewshot_core import space
 from fewshot_core.splitting import (
-    SplitError, SplitRecord, branching_factors, candidate_edges, choose_edge, constant_policy, cut_cost,
-    node_rng, partition, random_partition, set_partitions, tree_levels,
+    SplitError,
+    SplitRecord,
+    branching_factors,
+    candidate_edges,
+    choose_edge,
+    constant_policy,
+    cut_cost,
+    node_rng,
+    partition,
+    random_partition,
+    set_partitions,
+    tree_levels,
 )
 
 
@@ -52,7 +62,7 @@ def random_similarity(rng, n, kind):
 @pytest.mark.parametrize("balanced", [False, True])
 def test_partition_is_globally_optimal(kind, balanced):
     rng = np.random.default_rng(0)
-    for trial in range(60):
+    for _ in range(60):
         n = int(rng.integers(2, 7))
         b = int(rng.integers(2, n + 1))
         sim = random_similarity(rng, n, kind)

@@ -1,5 +1,6 @@
-"""Training: deterministic, resumable after SIGKILL, checkpoints read safely, leaves evaluated."""
+"""Training: deterministic, resumable after SIGKILL, checkpoints resumed only when made by the same settings."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -11,130 +12,183 @@ import pandas as pd
 import pytest
 import torch
 
-from fewshot_core import data
-from fewshot_core.errors import ArtifactError
+from fewshot_core import artifacts, data
+from fewshot_core.settings import canonical_json
 from fewshot_core.space import Supernet
-from fewshot_core.train import TrainConfig, evaluate_architectures, load_checkpoint, train
+from fewshot_core.train import evaluate_architectures, train
 
-TINY = dict(C=4, N=1, input_size=8)
+SHAPE = dict(C=4, N=1, input_size=8)
+
+
+@pytest.fixture
+def cfg(defaults):
+    """Leaf training settings from the schema's defaults, three epochs of batch 16."""
+    return dataclasses.replace(defaults.leaves, epochs=3, batch_size=16)
 
 
 def tiny_data():
     return data.synthetic(n_train=96, n_test=8, input_size=8, seed=0)
 
 
-def run(seed, tmp_path=None, epochs=2):
-    d = tiny_data()
+def fresh(seed=0, mask=None):
     torch.manual_seed(seed)
-    net = Supernet(**TINY)
-    hist = train(net, d, np.arange(64), TrainConfig(epochs=epochs, batch_size=16), seed,
-                 checkpoint=None if tmp_path is None else tmp_path / "ck.pt")
-    table = evaluate_architectures(net, d, np.arange(64), np.arange(64, 96), n_archs=4, seed=seed, batch_size=16)
+    return Supernet(**SHAPE, mask=mask)
+
+
+def run(cfg, evaluation, seed, checkpoint=None):
+    d = tiny_data()
+    net = fresh(seed)
+    hist = train(net, d, np.arange(64), cfg, seed, checkpoint=checkpoint)
+    table = evaluate_architectures(net, d, np.arange(64), np.arange(64, 96), evaluation, seed=seed)
     return net, hist, table
 
 
-def test_same_seed_same_tables_different_seed_different():
-    a, ha, ta = run(0)
-    b, hb, tb = run(0)
-    c, hc, tc = run(1)
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_same_seed_same_tables_different_seed_different(cfg, defaults):
+    evaluation = dataclasses.replace(defaults.evaluation, archs=4, batch_size=16)
+    a, ha, ta = run(cfg, evaluation, 0)
+    b, hb, tb = run(cfg, evaluation, 0)
+    c, hc, tc = run(cfg, evaluation, 1)
     assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
     pd.testing.assert_frame_equal(ta, tb)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert same_weights(a, b)
     assert [h["loss"] for h in ha] != [h["loss"] for h in hc] and not ta.equals(tc)
     assert len(ta) == 4 and ta.val_accuracy.between(0, 1).all()
 
 
-@pytest.mark.faults
-def test_resume_from_checkpoint_is_bit_identical(tmp_path):
-    full, _, full_table = run(0, epochs=3)
-    d = tiny_data()
-    torch.manual_seed(0)
-    net = Supernet(**TINY)
+class Stop(Exception):
+    pass
 
-    class Stop(Exception):
-        pass
 
-    def stop_after_first(epoch):
-        if epoch == 0:
-            raise Stop
+def stop_after_first(epoch):
+    if epoch == 0:
+        raise Stop
 
+
+def interrupted(cfg, path, seed=0, mask=None, idx=None):
+    """A run of ``cfg`` killed after its first epoch's checkpoint."""
+    idx = np.arange(64) if idx is None else idx
     with pytest.raises(Stop):
-        train(net, d, np.arange(64), TrainConfig(epochs=3, batch_size=16), 0, checkpoint=tmp_path / "ck.pt",
-              on_epoch=stop_after_first)
-    torch.manual_seed(0)
-    again = Supernet(**TINY)  # a fresh process would start from a fresh initialisation
-    train(again, d, np.arange(64), TrainConfig(epochs=3, batch_size=16), 0, checkpoint=tmp_path / "ck.pt")
-    assert all(torch.equal(x, y) for x, y in zip(full.state_dict().values(), again.state_dict().values()))
-    table = evaluate_architectures(again, d, np.arange(64), np.arange(64, 96), n_archs=4, seed=0, batch_size=16)
+        train(fresh(seed, mask), tiny_data(), idx, cfg, seed, checkpoint=path, on_epoch=stop_after_first)
+
+
+@pytest.mark.faults
+def test_resume_from_checkpoint_is_bit_identical(tmp_path, cfg, defaults):
+    evaluation = dataclasses.replace(defaults.evaluation, archs=4, batch_size=16)
+    full, _, full_table = run(cfg, evaluation, 0)
+    interrupted(cfg, tmp_path / "ck.pt")
+    again = fresh(0)  # a fresh process would start from a fresh initialisation
+    history = train(again, tiny_data(), np.arange(64), cfg, 0, checkpoint=tmp_path / "ck.pt")
+    assert [h["epoch"] for h in history] == [2, 3]  # resumed after the first epoch
+    assert same_weights(full, again)
+    table = evaluate_architectures(again, tiny_data(), np.arange(64), np.arange(64, 96), evaluation, seed=0)
     pd.testing.assert_frame_equal(table, full_table)
 
 
-@pytest.mark.faults
-def test_damaged_or_mismatched_checkpoint_is_an_error_naming_the_file(tmp_path):
-    run(0, tmp_path, epochs=1)
-    path = tmp_path / "ck.pt"
-    with pytest.raises(ArtifactError, match="width"):
-        load_checkpoint(path, Supernet(C=8, N=1, input_size=8))
-    other = Supernet(**TINY)
-    mask = other.mask
-    mask[0, 0] = False
-    other.mask = mask
-    with pytest.raises(ArtifactError, match="another mask"):
-        load_checkpoint(path, other)
-    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-    with pytest.raises(ArtifactError, match=r"ck\.pt is truncated or corrupt"):
-        load_checkpoint(path, Supernet(**TINY))
+OTHER_MASK = np.ones((6, 5), dtype=bool)
+OTHER_MASK[0, 0] = False
 
 
 @pytest.mark.faults
-def test_checkpoint_with_code_is_refused(tmp_path):
-    """weights_only loading: a pickle that would run code is rejected, and nothing runs."""
+@pytest.mark.parametrize("change", ["lr", "epochs", "nesterov", "batch_size", "seed", "mask", "start weights",
+                                    "train indices"])
+def test_a_checkpoint_made_by_other_settings_is_never_resumed(tmp_path, cfg, capsys, change):
+    """The checkpoint of one run, then a run that differs in one thing: it starts over, equal to a fresh run."""
+    ck = tmp_path / "ck.pt"
+    interrupted(cfg, ck)
+    new_cfg, seed, mask, idx, init = cfg, 0, None, np.arange(64), 0
+    if change == "lr":
+        new_cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, lr=0.05))
+    elif change in ("epochs", "batch_size"):
+        new_cfg = dataclasses.replace(cfg, **{change: getattr(cfg, change) + 1})
+    elif change == "nesterov":
+        new_cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, nesterov=False))
+    elif change == "seed":
+        seed = 5
+    elif change == "mask":
+        mask = OTHER_MASK
+    elif change == "start weights":
+        init = 7
+    else:
+        idx = np.arange(1, 65)
+    capsys.readouterr()
+    net = fresh(init, mask)
+    history = train(net, tiny_data(), idx, new_cfg, seed, checkpoint=ck)
+    assert "discarding checkpoint" in capsys.readouterr().out
+    assert history[0]["epoch"] == 1  # started over
+    reference = fresh(init, mask)
+    train(reference, tiny_data(), idx, new_cfg, seed)
+    assert same_weights(net, reference)
+
+
+@pytest.mark.faults
+def test_a_damaged_checkpoint_is_discarded_and_training_starts_over(tmp_path, cfg, capsys):
+    ck = tmp_path / "ck.pt"
+    interrupted(cfg, ck)
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    net = fresh(0)
+    assert train(net, tiny_data(), np.arange(64), cfg, 0, checkpoint=ck)[0]["epoch"] == 1
+    assert "is not a checkpoint this tool wrote" in capsys.readouterr().out
+
+
+@pytest.mark.faults
+def test_a_checkpoint_with_code_is_refused_and_nothing_runs(tmp_path, cfg):
+    """weights_only loading: a pickle that would run code is discarded, and its code never runs."""
     marker = tmp_path / "ran"
 
     class Evil:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    torch.save({"version": 1, "payload": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(ArtifactError, match="evil.pt"):
-        load_checkpoint(tmp_path / "evil.pt", Supernet(**TINY))
-    assert not marker.exists()
+    torch.save({"format": "fewshot-checkpoint/1", "payload": Evil()}, tmp_path / "evil.pt")
+    assert artifacts.load_checkpoint(tmp_path / "evil.pt", {}, log=lambda m: None) is None
+    assert not marker.exists() and not (tmp_path / "evil.pt").exists()
 
 
-def test_bad_training_settings_are_errors():
-    with pytest.raises(ValueError, match="epochs"):
-        TrainConfig(epochs=-1)
+def test_unknown_training_mode_is_an_error(cfg):
     with pytest.raises(ValueError, match="mode"):
-        TrainConfig(epochs=1, mode="joint")
+        train(fresh(), tiny_data(), np.arange(64), dataclasses.replace(cfg, mode="joint"), 0)
 
 
-def train_leaves_cmd(tmp_path, work, out, epochs=6):
-    split = tmp_path / "split.json"
-    if not split.exists():
-        data.write_split(split, *data.split_indices(360, 0.25, seed=0))
-    return [sys.executable, "-m", "fewshot_core.cli", "train-leaves", "--C", "4", "--N", "1", "--input-size", "8",
-            "--epochs", str(epochs), "--batch-size", "32", "--metric", "snip", "--seed", "0", "--leaves", "r",
-            "--factors", "", "--dataset", "digits", "--data-split", str(split), "--archs", "3",
-            "--work-dir", str(work), "--out", str(out), "--device", "cpu"]
+def train_leaves_cmd(tmp_path, defaults, out_dir, epochs=6):
+    """`fewshot train-leaves` on a tree of one leaf (the root) of the digits, holdout made first."""
+    holdout = tmp_path / "holdout.json"
+    data_settings = dataclasses.replace(defaults.data, input_size=8, val_fraction=0.25)
+    if not holdout.exists():
+        subprocess.run([sys.executable, "-m", "fewshot_core.cli", "make-holdout", "--spec",
+                        canonical_json(defaults.holdout_spec(0).__class__(data_settings, 0)), "--out", str(holdout)],
+                       check=True, capture_output=True)
+    spec = dataclasses.replace(
+        defaults.leaves_spec("snip", 0, 0), data=data_settings, supernet=dataclasses.replace(defaults.supernet, C=4),
+        train=dataclasses.replace(defaults.leaves, epochs=epochs, batch_size=32), factors=(), leaves=("r",),
+        evaluation=dataclasses.replace(defaults.evaluation, archs=3))
+    return [sys.executable, "-m", "fewshot_core.cli", "train-leaves", "--spec", canonical_json(spec),
+            "--holdout", str(holdout), "--out-table", str(out_dir / "table.parquet"),
+            "--out-weights", str(out_dir / "weights.pt"), "--checkpoints", str(out_dir / "checkpoints"),
+            "--device", "cpu"]
 
 
 @pytest.mark.faults
-def test_sigkill_in_the_middle_then_rerun_matches_an_uninterrupted_run(tmp_path):
-    ref_out, killed_out = tmp_path / "ref.parquet", tmp_path / "killed.parquet"
-    subprocess.run(train_leaves_cmd(tmp_path, tmp_path / "ref", ref_out), check=True, capture_output=True)
-    work = tmp_path / "killed"
-    proc = subprocess.Popen(train_leaves_cmd(tmp_path, work, killed_out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    checkpoint = work / "r" / "checkpoint.pt"
+def test_sigkill_in_the_middle_then_rerun_matches_an_uninterrupted_run(tmp_path, defaults):
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(train_leaves_cmd(tmp_path, defaults, ref), check=True, capture_output=True)
+    proc = subprocess.Popen(train_leaves_cmd(tmp_path, defaults, killed), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    checkpoint = killed / "checkpoints" / "leaf_r.ckpt"
     deadline = time.time() + 120
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not killed_out.exists(), "the job finished before it could be killed: give it more epochs"
-    rerun = subprocess.run(train_leaves_cmd(tmp_path, work, killed_out), check=True, capture_output=True, text=True)
+    assert not (killed / "table.parquet").exists(), "the job finished before it could be killed: give it more epochs"
+    rerun = subprocess.run(train_leaves_cmd(tmp_path, defaults, killed), check=True, capture_output=True, text=True)
     assert "resuming" in rerun.stdout
-    pd.testing.assert_frame_equal(pd.read_parquet(ref_out), pd.read_parquet(killed_out))
-    ref_w = torch.load(tmp_path / "ref" / "r" / "weights.pt", weights_only=True)
-    new_w = torch.load(work / "r" / "weights.pt", weights_only=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(ref / "table.parquet"), pd.read_parquet(killed / "table.parquet"))
+    expect = {"kind": "leaf_weights", "metric": "snip", "seed": 0}
+    ref_w = artifacts.load_weights(ref / "weights.pt", expect)["nodes"]["r"]
+    new_w = artifacts.load_weights(killed / "weights.pt", expect)["nodes"]["r"]
     assert all(torch.equal(ref_w[k], new_w[k]) for k in ref_w)
-    assert not list(work.rglob("*.tmp"))
+    assert not list(killed.rglob("*.tmp")) and not checkpoint.exists()  # the job's checkpoint went with it

@@ -1,53 +1,23 @@
-"""The workflow end to end on a tiny configuration: outputs, caching per metric, validation, report."""
+"""The workflow end to end on tiny configurations: outputs, caching, staleness, configuration files, report."""
 
 import itertools
-import json
-import os
+import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+from fewshot_core import artifacts
 
-TINY = {
-    "run": "tiny",
-    "seeds": [0, 1],
-    "data": {"name": "digits", "root": None, "download": False, "input_size": 8, "val_fraction": 0.2},
-    "supernet": {"C": 4, "N": 1},
-    "device": "cpu",
-    "tree": {"policy": {"levels": [2, 2]}, "edge_selection": "order", "edge_order": [0, 1], "balanced": False},
-    "metrics": {"snip": {"batch_size": 16, "batches": 1}, "synflow": {"batch_size": 16, "batches": 1}},
-    "training": {
-        "gpus": 0,
-        "optimizer": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 5e-4, "grad_clip": 5.0},
-        "warmup": {"epochs": 0, "batch_size": 64, "mode": "single_path"},
-        "leaves": {"epochs": 1, "batch_size": 64, "mode": "single_path", "augment": True, "archs": 2,
-                   "leaves_per_job": 4, "runtime_min": 10},
-    },
-}
-
-
-def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(cfg), "--cores", "2", *args],
-                          capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+TABLES = ("splits.parquet", "split_distance.parquet", "leaves.parquet")
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, scenario, snakemake):
     work = tmp_path_factory.mktemp("wf")
-    snakemake(work, TINY)
+    snakemake(work, scenario("tiny"))
     return work
 
 
@@ -58,14 +28,18 @@ def test_tiny_run_writes_every_output(tiny_run):
     assert set(splits.node) == {"r", "r0", "r1"}
     leaves = pd.read_parquet(run / "leaves.parquet")
     assert set(leaves.leaf) == {"r00", "r01", "r10", "r11"} and leaves.val_accuracy.between(0, 1).all()
+    weights = artifacts.load_weights(run / "snip" / "seed0" / "leaves" / "chunk0.pt",
+                                     {"kind": "leaf_weights", "metric": "snip", "seed": 0})
+    assert sorted(weights["nodes"]) == ["r00", "r01", "r10", "r11"]
     for name in ("fig1_split_distance", "fig2_split_distance_by_level", "between_metrics", "trees"):
         assert (run / "figures" / f"{name}.png").stat().st_size > 10_000
         assert (run / "figures" / f"{name}.pdf").exists()
     assert not list(run.rglob("*.tmp"))
+    assert not [p for p in (run / "checkpoints").rglob("*") if p.is_file()]  # deleted when their jobs ended
 
 
 def independent_distance(a, b):
-    """DESIGN.md §5 recomputed from co-membership matrices rather than per-operation sets."""
+    """DESIGN §5 recomputed from co-membership matrices rather than per-operation sets."""
     ops = sorted(o for g in a for o in g)
     same_a = {(x, y) for g in a for x in g for y in g if x != y}
     same_b = {(x, y) for g in b for x in g for y in g if x != y}
@@ -95,40 +69,22 @@ def test_distances_equal_an_independent_recomputation(tiny_run):
         assert g[:7] == e[:7] and g[7] == pytest.approx(e[7])
 
 
-def test_changing_one_metrics_settings_reruns_that_metric_alone(tiny_run):
-    changed = {**TINY, "metrics": {**TINY["metrics"], "synflow": {"batch_size": 8, "batches": 1}}}
-    proc = snakemake(tiny_run, changed, "--dry-run")
+def test_changing_one_metrics_settings_reruns_that_metric_alone(tiny_run, scenario, snakemake, edit):
+    proc = snakemake(tiny_run, edit(scenario("tiny"), "metrics.synflow.batch_size", 8), "--dry-run")
     text = proc.stdout + proc.stderr
     assert "metric=synflow" in text and "metric=snip" not in text
-    assert "rule init_root" not in text and "rule split_data" not in text
+    assert "rule train_root" not in text and "rule make_holdout" not in text
 
 
-def test_nothing_to_do_after_a_complete_run(tiny_run):
-    proc = snakemake(tiny_run, TINY, "--dry-run")
+def test_nothing_to_do_after_a_complete_run(tiny_run, scenario, snakemake):
+    proc = snakemake(tiny_run, scenario("tiny"), "--dry-run")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_leaf_settings_retrain_leaves_without_rescoring(tiny_run):
-    leaves = {**TINY["training"]["leaves"], "archs": 3}
-    proc = snakemake(tiny_run, {**TINY, "training": {**TINY["training"], "leaves": leaves}}, "--dry-run")
+def test_leaf_settings_retrain_leaves_without_rescoring(tiny_run, scenario, snakemake, edit):
+    proc = snakemake(tiny_run, edit(scenario("tiny"), "training.leaves.archs", 3), "--dry-run")
     text = proc.stdout + proc.stderr
-    assert "rule train_leaves" in text and "rule score" not in text and "rule split:" not in text
-
-
-def test_gmnas_choices_with_warmup_run(tmp_path):
-    """mincut edge selection, balanced cuts and warm-up (root per seed, children inherit)."""
-    cfg = {**TINY, "seeds": [0], "metrics": {"gradnorm": {"batch_size": 16, "batches": 1}},
-           "tree": {"policy": {"levels": [2, 2]}, "edge_selection": "mincut", "balanced": True},
-           "training": {**TINY["training"], "warmup": {"epochs": 1, "batch_size": 64, "mode": "single_path"}}}
-    snakemake(tmp_path, cfg, "splits")
-    run = tmp_path / "results" / "tiny"
-    splits = [json.loads(p.read_text()) for p in sorted(run.glob("gradnorm/seed0/split_L*.json"))]
-    root, children = splits[0][0], splits[1]
-    assert sorted(map(len, root["groups"])) == [2, 3]  # balanced: sizes differ by at most one
-    cuts = {int(e): c for e, c in root["candidates"].items()}
-    assert len(cuts) == 6 and root["edge"] == min(cuts, key=lambda e: (cuts[e], e))  # mincut scored every edge
-    assert all(c["edge"] != root["edge"] for c in children)  # an edge splits once along a path
-    assert (run / "gradnorm" / "seed0" / "warmup" / "r0.ckpt").exists()  # children warmed up from the root
+    assert "rule train_leaves" in text and "rule score_edges" not in text and "rule split_nodes" not in text
 
 
 def test_summary_prints_splits_and_distances(tiny_run):
@@ -137,28 +93,99 @@ def test_summary_prints_splits_and_distances(tiny_run):
     assert "snip" in out and "synflow" in out and "internal mean" in out and "edge 1<-0" in out
 
 
-@pytest.mark.parametrize("patch,needle", [
-    ({"metrics": {"zen": {"batch_size": 8, "batches": 1}}}, "zen"),
-    ({"seeds": [0, 0]}, "seeds"),
-    ({"data": {**TINY["data"], "name": "mnist"}}, "mnist"),
-    ({"tree": {**TINY["tree"], "policy": {"constant": {"leaves": 8, "b": 1}}}}, "policy"),
-    ({"training": {**TINY["training"], "leaves": {**TINY["training"]["leaves"], "epochs": 0}}}, "epochs"),
+def test_gmnas_choices_with_warmup_run(tmp_path, scenario, snakemake):
+    """mincut edge selection, balanced cuts and warm-up (root per seed, children inherit)."""
+    snakemake(tmp_path, scenario("gmnas"), "splits")
+    run = tmp_path / "results" / "tiny"
+    root = artifacts.read_splits(run / "gradnorm" / "seed0" / "split_L0.json", "gradnorm", 0, 0)[0]
+    children = artifacts.read_splits(run / "gradnorm" / "seed0" / "split_L1.json", "gradnorm", 0, 1)
+    assert sorted(map(len, root.groups)) == [2, 3]  # balanced: sizes differ by at most one
+    cuts = root.candidates
+    assert len(cuts) == 6 and root.edge == min(cuts, key=lambda e: (cuts[e], e))  # mincut scored every edge
+    assert all(c.edge != root.edge for c in children)  # an edge splits once along a path
+    nodes = artifacts.load_weights(run / "gradnorm" / "seed0" / "nodes_L1.pt",
+                                   {"kind": "nodes", "metric": "gradnorm", "seed": 0, "level": 1})
+    assert sorted(nodes["nodes"]) == ["r0", "r1"]  # the children, warmed up from the root
+
+
+# ----------------------------------------------------------------------------- configuration files
+
+
+def dag_paths(text: str, run: str) -> set[tuple[str, str]]:
+    """(metric, seed) of every per-tree path in a dry run's output."""
+    return set(re.findall(rf"results/{run}/([a-z_]+)/seed(\d+)/", text))
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    (tmp_path / "data" / "cifar10" / "cifar-10-batches-bin").mkdir(parents=True)
+    return tmp_path
+
+
+def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake):
+    """A --configfile is not merged into the default: the paper's DAG holds exactly its metrics."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / "paper.yaml"))
+    trees = dag_paths(proc.stdout, "paper")
+    assert {m for m, _ in trees} == set(paper["metrics"])
+    assert {int(s) for _, s in trees} == set(paper["seeds"])
+    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / "paper.yaml"),
+                     "--config", "run=paper_try")
+    assert dag_paths(proc.stdout, "paper_try") == trees  # --config still overrides, on top of the file
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "paper_gmnas.yaml"])
+def test_every_configuration_file_dry_runs_on_its_own(cifar_dir, snakemake, name):
+    from tests.conftest import ROOT
+
+    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / name))
+    assert "This was a dry-run" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- no stale results
+
+
+@pytest.fixture(scope="module")
+def warm_run(tmp_path_factory, scenario, snakemake):
+    work = tmp_path_factory.mktemp("warm")
+    snakemake(work, scenario("warmup"), "splits", "leaves")
+    return work
+
+
+@pytest.mark.parametrize("key,value", [
+    ("training.leaves.epochs", 2),
+    ("training.leaves.archs", 3),
+    ("training.optimizer.lr", 0.05),
+    ("training.warmup.epochs", 2),
+    ("metrics.snip.batch_size", 8),
 ])
-def test_bad_configuration_is_rejected_before_any_job(tmp_path, patch, needle):
-    proc = snakemake(tmp_path, {**TINY, **patch}, check=False)
-    assert proc.returncode != 0
-    assert needle in proc.stdout + proc.stderr
-    assert not (tmp_path / "results").exists()
+def test_a_change_gives_the_tables_of_a_fresh_run(warm_run, tmp_path, scenario, side_by_side, edit, key, value):
+    """After a complete run, one change then `snakemake` equals a fresh run of the new configuration."""
+    changed = edit(scenario("warmup"), key, value)
+    updated, fresh = tmp_path / "updated", tmp_path / "fresh"
+    shutil.copytree(warm_run, updated)  # the finished run, with Snakemake's records of it
+    fresh.mkdir()
+    side_by_side([(updated, changed, ("splits", "leaves")), (fresh, changed, ("splits", "leaves"))])
+    for name in TABLES:
+        pd.testing.assert_frame_equal(pd.read_parquet(updated / "results" / "tiny" / name),
+                                      pd.read_parquet(fresh / "results" / "tiny" / name))
+
+
+# ----------------------------------------------------------------------------- the report
 
 
 FIGURES = {"Split distance": ["fig1_split_distance.png", "fig2_split_distance_by_level.png"],
            "Beyond the paper": ["between_metrics.png", "trees.png"]}
 
 
-def test_report_is_self_contained_and_renders(tiny_run):
+def test_report_is_self_contained_and_renders(tiny_run, scenario, snakemake):
     """Open the report in headless Chromium with the network refused; every figure must display."""
     report = tiny_run / "report.html"
-    snakemake(tiny_run, TINY, "--report", str(report))
+    snakemake(tiny_run, scenario("tiny"), "--report", str(report))
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Chromium is not installed (Debian package 'chromium'): report rendering not checked")

@@ -20,28 +20,33 @@ from fewshot_core.space import OPS, Supernet
 __all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "get", "score", "evaluate_split", "similarity",
            "VariantValue"]
 
-def _settings(metric: Metric, settings: dict | None) -> dict:
+def _arguments(metric: Metric, settings: dict | None, seed: int) -> tuple[dict, dict]:
+    """The keyword arguments of ``prepare`` and of ``compute``: the catalogue's defaults, overridden by
+    ``settings``; a metric that draws random numbers gets ``seed`` in ``prepare``."""
     unknown = set(settings or {}) - set(metric.defaults)
     if unknown:
         raise ValueError(f"metric {metric.name!r} has no setting(s) {sorted(unknown)}; "
                          f"its settings: {sorted(metric.defaults) or 'none'}")
-    return {**metric.defaults, **(settings or {})}
+    cfg = {**metric.defaults, **(settings or {})}
+    prep = {k: cfg.pop(k) for k in metric.prepare_settings}
+    if metric.seeded:
+        prep["seed"] = seed
+    return prep, cfg
 
 
-def _run(metric: Metric, model: torch.nn.Module, batches: list[Batch], settings: dict) -> float | torch.Tensor:
-    prep_keys = set(metric.prepare_settings)
-    if metric.prepare is not None:
-        model, batches = metric.prepare(model, batches, **{k: settings[k] for k in prep_keys})
-    return metric.compute(model, batches, **{k: v for k, v in settings.items() if k not in prep_keys})
-
-
-def score(name: str, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, **settings) -> float:
-    """The value of a scalar metric on any classifier; the model is left as the caller gave it."""
+def score(name: str, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, seed: int = 0,
+          **settings) -> float:
+    """The value of a scalar metric on any classifier; the model is left as the caller gave it.
+    ``seed`` fixes what the metric draws at random (``lr``'s crops and thin twin)."""
     metric = get(name)
     if metric.kind != "scalar":
         raise ValueError(f"metric {name!r} is a {metric.kind} metric: it has no single value per network")
+    prep, cfg = _arguments(metric, settings, seed)
+    batches = [Batch(inputs, targets)]
     with preserved(model):
-        return float(_run(metric, model, [Batch(inputs, targets)], _settings(metric, settings)))
+        if metric.prepare is not None:
+            model, batches = metric.prepare(model, batches, **prep)
+        return float(metric.compute(model, batches, **cfg))
 
 
 @dataclass
@@ -54,19 +59,19 @@ class VariantValue:
 
 
 def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], settings: dict | None = None,
-                   where: str = "") -> tuple[list[VariantValue], float | None]:
+                   where: str = "", seed: int = 0) -> tuple[list[VariantValue], float | None]:
     """Every variant's value on one split, and the parent's value (scalar metrics; else None).
 
     Variants share the supernet (masks, not copies), its weights and the batches; the work that
     does not depend on the variant (a metric's ``prepare``) runs once. Runs in mixture mode. A
     non-finite value raises :class:`MetricError` naming the metric and ``where`` (node and edge).
+    ``seed`` fixes what the metric draws at random; the workflow derives it from the tree's seed
+    and the node.
     """
     metric = get(name)
     if metric.kind == "none":
         return [], None
-    cfg = _settings(metric, settings)
-    prep_keys = set(metric.prepare_settings)
-    compute_cfg = {k: v for k, v in cfg.items() if k not in prep_keys}
+    prep, compute_cfg = _arguments(metric, settings, seed)
     if metric.needs_edge:
         compute_cfg["edge"] = edge
     parent_mask = net.mask
@@ -74,8 +79,7 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
     with preserved(net):
         net.mode = "mixture"
         t0 = time.perf_counter()
-        model, prepared = (metric.prepare(net, batches, **{k: cfg[k] for k in prep_keys})
-                           if metric.prepare is not None else (net, batches))
+        model, prepared = metric.prepare(net, batches, **prep) if metric.prepare is not None else (net, batches)
         shared = time.perf_counter() - t0
         ops = [OPS[o] for o in np.flatnonzero(parent_mask[edge])]
         try:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from fewshot_core.catalog import Kind, MetricInfo, info
 from fewshot_core.errors import MetricError
-
-Kind = Literal["scalar", "vector", "none"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric.
+    """A metric of the catalogue bound to the code that computes it.
 
     ``compute(model, batches, **settings)`` returns a float (scalar metrics) or a (R, D) tensor of
     R vectors (vector metrics). ``prepare(model, batches, **settings)`` does the work shared by every
@@ -33,24 +31,37 @@ class Metric:
     model that is not the caller's is the metric's own copy.
     """
 
-    name: str
-    kind: Kind
+    info: MetricInfo
     compute: Callable[..., float | torch.Tensor] | None  # None: no values (the random baseline)
     citation: str
     prepare: Callable[..., tuple[nn.Module, list[Batch]]] | None = None
-    defaults: dict = field(default_factory=dict)
     prepare_settings: tuple[str, ...] = ()  # the settings that go to prepare(), not compute()
     needs_edge: bool = False  # compute() takes ``edge=`` (gm_nas excludes the split edge's modules)
+    seeded: bool = False  # prepare() takes ``seed=``: everything the metric draws at random comes from it
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def kind(self) -> Kind:
+        return self.info.kind
+
+    @property
+    def defaults(self) -> dict:
+        return self.info.defaults
 
 
 REGISTRY: dict[str, Metric] = {}
 
 
-def register(metric: Metric) -> Metric:
-    if metric.name in REGISTRY:
-        raise ValueError(f"metric {metric.name!r} registered twice")
-    REGISTRY[metric.name] = metric
-    return metric
+def register(name: str, compute: Callable[..., float | torch.Tensor] | None, citation: str,
+             **options) -> Metric:
+    """Bind the catalogue entry ``name`` to ``compute`` (and ``prepare``, ... in ``options``)."""
+    if name in REGISTRY:
+        raise ValueError(f"metric {name!r} registered twice")
+    REGISTRY[name] = Metric(info(name), compute, citation, **options)
+    return REGISTRY[name]
 
 
 def get(name: str) -> Metric:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from fewshot_core.metrics.base import Batch, Metric, preserved, register
+from fewshot_core.metrics.base import Batch, preserved, register
 
 
 def nparams(model: nn.Module, batches: list[Batch]) -> float:
@@ -16,5 +16,5 @@ def nparams(model: nn.Module, batches: list[Batch]) -> float:
         return float(sum(p.numel() for p in model.parameters() if p.grad is not None))
 
 
-register(Metric("nparams", "scalar", nparams, "parameter count baseline"))
-register(Metric("random", "none", None, "random grouping baseline: no values, groups drawn by splitting.random_partition"))
+register("nparams", nparams, "parameter count baseline")
+register("random", None, "random grouping baseline: no values, groups drawn by splitting.random_partition")

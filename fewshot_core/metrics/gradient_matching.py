@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot_core.metrics.base import Batch, Metric, preserved, register, weight_layers
+from fewshot_core.metrics.base import Batch, preserved, register, weight_layers
 
 CITATION = "Hu et al., Generalizing Few-Shot NAS with Gradient Matching, ICLR 2022"
 
@@ -44,5 +44,5 @@ def gm_nas(model: nn.Module, batches: list[Batch], edge: int) -> torch.Tensor:
         ])
 
 
-register(Metric("gm", "vector", gm, CITATION + " (as a zero-cost metric, Ly-Manson et al.)"))
-register(Metric("gm_nas", "vector", gm_nas, CITATION, needs_edge=True))
+register("gm", gm, CITATION + " (as a zero-cost metric, Ly-Manson et al.)")
+register("gm_nas", gm_nas, CITATION, needs_edge=True)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fewshot_core.metrics.base import Batch, Metric, finite, preserved, register
+from fewshot_core.metrics.base import Batch, finite, preserved, register
 
 CITATION = "Mellor et al., Neural Architecture Search without Training, ICML 2021"
 
@@ -27,7 +27,7 @@ def jacobian_codes(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     return grad.reshape(len(x), -1).double().cpu().numpy()
 
 
-def jacobcov(model: nn.Module, batches: list[Batch], k: float = 1e-5) -> float:
+def jacobcov(model: nn.Module, batches: list[Batch], k: float) -> float:
     """-sum over eigenvalues lambda of corrcoef(J) of [log(lambda + k) + 1 / (lambda + k)].
 
     A sample whose Jacobian is constant (zero variance, e.g. an output that does not depend on the
@@ -87,5 +87,5 @@ def naswot(model: nn.Module, batches: list[Batch]) -> float:
         return finite("naswot", float(np.mean(values)))
 
 
-register(Metric("jacobcov", "scalar", jacobcov, CITATION + " (v1, arXiv:2006.04647v1)", defaults={"k": 1e-5}))
-register(Metric("naswot", "scalar", naswot, CITATION))
+register("jacobcov", jacobcov, CITATION + " (v1, arXiv:2006.04647v1)")
+register("naswot", naswot, CITATION)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot_core.metrics.base import Batch, Metric, preserved, register, weight_layers
+from fewshot_core.metrics.base import Batch, preserved, register, weight_layers
 
 CITATION = "Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS, ICLR 2021"
 
@@ -41,7 +41,7 @@ def snip(model: nn.Module, batches: list[Batch]) -> float:
         return float(sum((w.detach() * g).abs().sum().item() for w, g in _weight_grads(model, batches) if g is not None))
 
 
-def grasp(model: nn.Module, batches: list[Batch], temperature: float = 1.0) -> float:
+def grasp(model: nn.Module, batches: list[Batch], temperature: float) -> float:
     """-Sum over Conv2d/Linear weights of W * (H g), g = dL/dW detached, logits divided by
     ``temperature``. The reference code runs the forward pass twice (once for g, once for the graph
     of g); one forward with ``create_graph`` gives the same g and the same H g (train-mode batch norm
@@ -65,6 +65,6 @@ def grasp(model: nn.Module, batches: list[Batch], temperature: float = 1.0) -> f
         return float(-sum((w.detach() * h).sum().item() for w, h in zip(weights, hg) if h is not None))
 
 
-register(Metric("gradnorm", "scalar", gradnorm, CITATION))
-register(Metric("snip", "scalar", snip, CITATION + "; Lee et al., SNIP, ICLR 2019"))
-register(Metric("grasp", "scalar", grasp, CITATION + "; Wang et al., GraSP, ICLR 2020", defaults={"temperature": 1.0}))
+register("gradnorm", gradnorm, CITATION)
+register("snip", snip, CITATION + "; Lee et al., SNIP, ICLR 2019")
+register("grasp", grasp, CITATION + "; Wang et al., GraSP, ICLR 2020")

@@ -15,13 +15,13 @@ import copy
 import torch
 from torch import nn
 
-from fewshot_core.metrics.base import Batch, Metric, finite, register, weight_layers
+from fewshot_core.metrics.base import Batch, finite, register, weight_layers
 
 
 def linearised_copy(model: nn.Module) -> nn.Module:
     """A float64 copy of ``model`` with batch norms replaced by identity and all values made >= 0."""
     twin = copy.deepcopy(model)
-    for name, module in list(twin.named_modules()):
+    for _, module in list(twin.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
                 setattr(module, child_name, nn.Identity())
@@ -56,5 +56,5 @@ def synflow(model: nn.Module, batches: list[Batch]) -> float:
     return synflow_on_prepared(*prepare(model, batches))
 
 
-register(Metric("synflow", "scalar", synflow_on_prepared,
-                "Tanaka et al., SynFlow, NeurIPS 2020; Abdelfattah et al., ICLR 2021", prepare=prepare))
+register("synflow", synflow_on_prepared, "Tanaka et al., SynFlow, NeurIPS 2020; Abdelfattah et al., ICLR 2021",
+         prepare=prepare)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
-from fewshot_core.metrics.base import Batch, Metric, finite, preserved, register
+from fewshot_core.metrics.base import Batch, finite, preserved, register
 from fewshot_core.space import Supernet
 
 CITATION = "Chen et al., TE-NAS, ICLR 2021"
@@ -80,7 +80,7 @@ def linear_regions(model: nn.Module, batches: list[Batch]) -> float:
     codes: list[torch.Tensor] = []
 
     def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        codes.append((out.detach().reshape(len(out), -1) > 0))
+        codes.append(out.detach().reshape(len(out), -1) > 0)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
     patterns = []
@@ -109,11 +109,12 @@ def thin_twin(net: Supernet, width: int, seed: int) -> Supernet:
     return twin.to(next(net.parameters()).device)
 
 
-def lr_prepare(model: nn.Module, batches: list[Batch], crops: int = 1000, crop_size: int = 4,
-               seed: int = 0, width: int | None = 1) -> tuple[nn.Module, list[Batch]]:
+def lr_prepare(model: nn.Module, batches: list[Batch], crops: int, crop_size: int, seed: int,
+               width: int | None) -> tuple[nn.Module, list[Batch]]:
     """TE-NAS's protocol: many small random crops of the batch images, so that patterns repeat,
     through a thin twin of a supernet (``width`` channels; ``None`` measures the model as given,
-    and so does any classifier that is not a :class:`Supernet`)."""
+    and so does any classifier that is not a :class:`Supernet`). ``seed`` draws the twin's
+    weights and the crops; the workflow derives it from the tree's seed and the node."""
     if isinstance(model, Supernet) and width:
         model = thin_twin(model, width, seed)
     x = torch.cat([b.inputs for b in batches])
@@ -128,7 +129,6 @@ def lr_prepare(model: nn.Module, batches: list[Batch], crops: int = 1000, crop_s
     return model, [Batch(out, torch.zeros(crops, dtype=torch.long))]
 
 
-register(Metric("ntk", "scalar", ntk, CITATION))
-register(Metric("lr", "scalar", linear_regions, CITATION, prepare=lr_prepare,
-                defaults={"crops": 1000, "crop_size": 4, "seed": 0, "width": 1},
-                prepare_settings=("crops", "crop_size", "seed", "width")))
+register("ntk", ntk, CITATION)
+register("lr", linear_regions, CITATION, prepare=lr_prepare, prepare_settings=("crops", "crop_size", "width"),
+         seeded=True)

@@ -1,117 +1,146 @@
-# Helpers shared by the workflow files: output paths and the expansion of the configuration.
-import json
+# Helpers of the workflow: the run's settings, one function per path template, input functions.
 import os
 
-from fewshot_core.checks import check_config
-from fewshot_core.pipeline import metric_code_hash
+from fewshot_core.catalog import code_hash
+from fewshot_core.checks import load_settings_or_exit
+from fewshot_core.settings import canonical_json
 
-RUN = f"results/{config['run']}"
-FACTORS = check_config(config)
-METRICS = list(config["metrics"])
+# The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
+SETTINGS, filled = load_settings_or_exit(config)
+config.update(filled)  # the schema's defaults, for the report's captions
+RUN = f"results/{SETTINGS.run}"
+METRICS = list(SETTINGS.metrics)
+SEEDS = list(SETTINGS.seeds)
+LEVELS = list(range(SETTINGS.levels))
+CHUNKS = list(range(len(SETTINGS.leaf_chunks())))
 
 
 wildcard_constraints:
     metric="|".join(METRICS),
     seed=r"\d+",
     level=r"\d+",
+    chunk=r"\d+",
 
 
-def data_splits():
-    """The train/validation split file of every seed."""
-    return expand(f"{RUN}/data/split_seed{{seed}}.json", seed=config["seeds"])
+# ---------------------------------------------------------------- path templates (wildcards by default)
 
 
-def previous_splits(wildcards):
+def holdout(seed="{seed}"):
+    """The seed's train/validation split of the training images."""
+    return f"{RUN}/data/holdout_seed{seed}.json"
+
+
+def root_weights(seed="{seed}"):
+    """The seed's root supernet, shared by every metric."""
+    return f"{RUN}/seed{seed}/root.pt"
+
+
+def scores(metric="{metric}", seed="{seed}", level="{level}"):
+    return f"{RUN}/{metric}/seed{seed}/scores_L{level}.parquet"
+
+
+def split_file(metric="{metric}", seed="{seed}", level="{level}"):
+    return f"{RUN}/{metric}/seed{seed}/split_L{level}.json"
+
+
+def children_weights(metric="{metric}", seed="{seed}", level="{level}"):
+    """The nodes of a level after their warm-up (only made when warm-up epochs > 0)."""
+    return f"{RUN}/{metric}/seed{seed}/nodes_L{level}.pt"
+
+
+def leaf_table(metric="{metric}", seed="{seed}", chunk="{chunk}"):
+    return f"{RUN}/{metric}/seed{seed}/leaves/chunk{chunk}.parquet"
+
+
+def leaf_weights(metric="{metric}", seed="{seed}", chunk="{chunk}"):
+    return f"{RUN}/{metric}/seed{seed}/leaves/chunk{chunk}.pt"
+
+
+def checkpoints(*parts):
+    """Where a training job keeps its checkpoints while it runs (deleted when it ends)."""
+    return os.path.join(RUN, "checkpoints", *parts)
+
+
+def log_file(rule, name):
+    return f"{RUN}/logs/{rule}/{name}.log"
+
+
+def benchmark_file(rule, name):
+    return f"{RUN}/benchmarks/{rule}/{name}.tsv"
+
+
+# ---------------------------------------------------------------- input functions
+
+
+def level_weights(metric, seed, level):
+    """The weights a level's nodes are scored with: their own after warm-up, else the root's."""
+    if SETTINGS.trains_children(int(level)):
+        return children_weights(metric, seed, level)
+    return root_weights(seed)
+
+
+def get_scoring_weights(wildcards):
+    return level_weights(wildcards.metric, wildcards.seed, wildcards.level)
+
+
+def get_parent_weights(wildcards):
+    return level_weights(wildcards.metric, wildcards.seed, int(wildcards.level) - 1)
+
+
+def get_splits_above(wildcards):
     """The split files of the levels above ``wildcards.level`` in the same tree."""
     return [
-        f"{RUN}/{wildcards.metric}/seed{wildcards.seed}/split_L{level}.json"
+        split_file(wildcards.metric, wildcards.seed, level)
         for level in range(int(wildcards.level))
     ]
 
 
-def all_splits():
-    """Every level's split file of every metric and seed."""
-    return expand(
-        f"{RUN}/{{metric}}/seed{{seed}}/split_L{{level}}.json",
-        metric=METRICS,
-        seed=config["seeds"],
-        level=range(len(FACTORS)),
-    )
+def get_tree_splits(wildcards):
+    """Every level's split file of one tree."""
+    return [split_file(wildcards.metric, wildcards.seed, level) for level in LEVELS]
 
 
-def metric_settings(wildcards):
-    """One metric's settings as canonical JSON: a change reruns that metric's jobs alone."""
-    return json.dumps(config["metrics"][wildcards.metric].get("settings", {}), sort_keys=True)
-
-
-WARMUP = config["training"]["warmup"]
-
-
-def warmup_args():
-    """The command-line options of the warm-up settings (0 epochs: metrics at initialisation)."""
-    return (
-        f"--warmup-epochs {WARMUP['epochs']} --warmup-batch-size {WARMUP['batch_size']}"
-        f" --warmup-mode {WARMUP['mode']}"
-    )
-
-
-def parent_weights(wildcards):
-    """The level above's node weights, which a warmed-up level inherits (none without warm-up)."""
-    level = int(wildcards.level)
-    if WARMUP["epochs"] == 0 or level < 2:
-        return []
-    return f"{RUN}/{wildcards.metric}/seed{wildcards.seed}/weights_L{level - 1}.pt"
-
-
-def metric_code(wildcards):
-    """Hash of the metric's source: editing it reruns that metric's jobs."""
-    return metric_code_hash(wildcards.metric)
-
-
-def tree_args():
-    """The command-line options that describe the tree."""
-    tree = config["tree"]
-    order = ",".join(str(e) for e in tree.get("edge_order", []))
-    return (
-        f"--factors {','.join(map(str, FACTORS))} --edge-selection {tree['edge_selection']}"
-        + (f" --edge-order {order}" if order else "")
-    )
-
-
-def leaf_chunks():
-    """The leaves of one tree, grouped ``leaves_per_job`` to a job (a coarse fan-out saves process
-    starts on a workstation; one leaf per job lets a cluster train them in parallel)."""
-    from fewshot_core.splitting import tree_levels
-
-    leaves = tree_levels(FACTORS)[-1]
-    size = config["training"]["leaves"]["leaves_per_job"]
-    return [leaves[i : i + size] for i in range(0, len(leaves), size)]
+def all_split_files():
+    """Every split file of the run, in (metric, seed, level) order."""
+    return [split_file(m, s, level) for m in METRICS for s in SEEDS for level in LEVELS]
 
 
 def all_leaf_tables():
-    return expand(
-        f"{RUN}/{{metric}}/seed{{seed}}/leaves/chunk{{chunk}}.parquet",
-        metric=METRICS,
-        seed=config["seeds"],
-        chunk=range(len(leaf_chunks())),
-    )
+    """Every leaf table of the run, in (metric, seed, chunk) order."""
+    return [leaf_table(m, s, c) for m in METRICS for s in SEEDS for c in CHUNKS]
 
 
-def tree_splits(wildcards):
-    """Every level's split file of one tree."""
-    return [
-        f"{RUN}/{wildcards.metric}/seed{wildcards.seed}/split_L{level}.json"
-        for level in range(len(FACTORS))
-    ]
+def run_tables():
+    return {
+        "splits": f"{RUN}/splits.parquet",
+        "distance": f"{RUN}/split_distance.parquet",
+        "leaves": f"{RUN}/leaves.parquet",
+    }
 
 
-def train_args():
-    """The command-line options of the leaf training settings."""
-    t = config["training"]
-    leaves, opt = t["leaves"], t["optimizer"]
-    return (
-        f"--epochs {leaves['epochs']} --batch-size {leaves['batch_size']} --mode {leaves['mode']}"
-        f" --archs {leaves['archs']} --lr {opt['lr']} --lr-min {opt['lr_min']}"
-        f" --momentum {opt['momentum']} --weight-decay {opt['weight_decay']} --grad-clip {opt['grad_clip']}"
-        + ("" if leaves["augment"] else " --no-augment")
-    )
+FIGURES = {
+    "fig1_split_distance": ("Split distance", "fig1.rst"),
+    "fig2_split_distance_by_level": ("Split distance", "fig2.rst"),
+    "between_metrics": ("Beyond the paper", "between.rst"),
+    "trees": ("Beyond the paper", "trees.rst"),
+}
+
+
+def figure(name, ext="png"):
+    return f"{RUN}/figures/{name}.{ext}"
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def spec_json(spec):
+    """A stage's spec as the one canonical JSON parameter of its rule."""
+    return canonical_json(spec)
+
+
+def get_metric_code(wildcards):
+    """A hash of the metric's source: editing it reruns that metric's jobs alone."""
+    return code_hash(wildcards.metric)
+
+
+GPUS = config["training"]["gpus"]

@@ -1,44 +1,41 @@
+# The leaves: trained from scratch on their masks, their architectures evaluated, then gathered.
+
+
 rule train_leaves:
     input:
-        splits=tree_splits,
-        data_split=f"{RUN}/data/split_seed{{seed}}.json",
+        holdout=holdout(),
+        splits=get_tree_splits,
     output:
-        f"{RUN}/{{metric}}/seed{{seed}}/leaves/chunk{{chunk}}.parquet",
-    params:
-        leaves=lambda wc: " ".join(leaf_chunks()[int(wc.chunk)]),
-        factors=",".join(map(str, FACTORS)),
-        train=train_args(),
-        C=config["supernet"]["C"],
-        N=config["supernet"]["N"],
-        input_size=config["data"]["input_size"],
-        dataset=config["data"]["name"],
-        data_root=config["data"].get("root") or "",
-        work_dir=lambda wc: f"{RUN}/{wc.metric}/seed{wc.seed}/leaves/work",
-        device=config["device"],
+        table=leaf_table(),
+        weights=leaf_weights(),
     log:
-        f"{RUN}/logs/train_leaves/{{metric}}/seed{{seed}}_chunk{{chunk}}.log",
+        log_file("train_leaves", "{metric}/seed{seed}_chunk{chunk}"),
     benchmark:
-        f"{RUN}/benchmarks/train_leaves/{{metric}}/seed{{seed}}_chunk{{chunk}}.tsv"
+        benchmark_file("train_leaves", "{metric}/seed{seed}_chunk{chunk}")
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=config["training"]["leaves"]["runtime_min"],
-        gpu=config["training"]["gpus"],
+        gpu=GPUS,
+    params:
+        spec=lambda wc: spec_json(
+            SETTINGS.leaves_spec(wc.metric, int(wc.seed), int(wc.chunk))
+        ),
+        checkpoints=lambda wc: checkpoints(wc.metric, f"seed{wc.seed}"),
+        device=SETTINGS.device,
     shell:
-        "OMP_NUM_THREADS={threads} fewshot train-leaves --metric {wildcards.metric} --seed {wildcards.seed}"
-        " --leaves {params.leaves} --factors {params.factors} --splits {input.splits:q}"
-        " --C {params.C} --N {params.N} --input-size {params.input_size} {params.train}"
-        " --dataset {params.dataset:q} --data-root={params.data_root:q} --data-split {input.data_split:q}"
-        " --work-dir {params.work_dir:q} --device {params.device:q} --out {output:q} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} fewshot train-leaves --spec {params.spec:q} --holdout {input.holdout:q}"
+        " --splits {input.splits:q} --checkpoints {params.checkpoints:q} --device {params.device:q}"
+        " --out-table {output.table:q} --out-weights {output.weights:q} > {log:q} 2>&1"
 
 
 rule collect_leaves:
     input:
         all_leaf_tables(),
     output:
-        f"{RUN}/leaves.parquet",
+        run_tables()["leaves"],
     log:
         f"{RUN}/logs/collect_leaves.log",
     benchmark:
@@ -49,5 +46,7 @@ rule collect_leaves:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        spec=spec_json(SETTINGS.trees_spec()),
     shell:
-        "fewshot collect-leaves --tables {input:q} --out {output:q} > {log:q} 2>&1"
+        "fewshot collect-leaves --spec {params.spec:q} --tables {input:q} --out {output:q} > {log:q} 2>&1"

@@ -1,47 +1,51 @@
-rule figures:
+# Split distances over every split of the run, and the figures drawn from them.
+
+
+rule compute_split_distances:
     input:
-        splits=f"{RUN}/splits.parquet",
-        distance=f"{RUN}/split_distance.parquet",
+        all_split_files(),
     output:
-        fig1=report(
-            f"{RUN}/figures/fig1_split_distance.png",
-            caption="../report/fig1.rst",
-            category="Split distance",
-        ),
-        fig2=report(
-            f"{RUN}/figures/fig2_split_distance_by_level.png",
-            caption="../report/fig2.rst",
-            category="Split distance",
-        ),
-        between=report(
-            f"{RUN}/figures/between_metrics.png",
-            caption="../report/between.rst",
-            category="Beyond the paper",
-        ),
-        trees=report(
-            f"{RUN}/figures/trees.png",
-            caption="../report/trees.rst",
-            category="Beyond the paper",
-        ),
-        pdfs=multiext(
-            f"{RUN}/figures/",
-            "fig1_split_distance.pdf",
-            "fig2_split_distance_by_level.pdf",
-            "between_metrics.pdf",
-            "trees.pdf",
-        ),
-    params:
-        out_dir=lambda wildcards, output: os.path.dirname(output.fig1),
+        splits=run_tables()["splits"],
+        distance=run_tables()["distance"],
     log:
-        f"{RUN}/logs/figures.log",
+        f"{RUN}/logs/compute_split_distances.log",
     benchmark:
-        f"{RUN}/benchmarks/figures.tsv"
+        f"{RUN}/benchmarks/compute_split_distances.tsv"
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        spec=spec_json(SETTINGS.trees_spec()),
     shell:
-        "fewshot figures --splits {input.splits:q} --distance {input.distance:q}"
+        "fewshot compute-split-distances --spec {params.spec:q} --splits {input:q}"
+        " --out-splits {output.splits:q} --out-distance {output.distance:q} > {log:q} 2>&1"
+
+
+rule draw_figures:
+    input:
+        splits=run_tables()["splits"],
+        distance=run_tables()["distance"],
+    output:
+        [
+            report(figure(name), caption=f"../report/{caption}", category=category)
+            for name, (category, caption) in FIGURES.items()
+        ],
+        [figure(name, "pdf") for name in FIGURES],
+    log:
+        f"{RUN}/logs/draw_figures.log",
+    benchmark:
+        f"{RUN}/benchmarks/draw_figures.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
+    shell:
+        "fewshot draw-figures --splits {input.splits:q} --distance {input.distance:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

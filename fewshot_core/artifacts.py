@@ -1,0 +1,272 @@
+"""Every file the workflow writes or reads: atomic writes, provenance, tables, JSON, weights, checkpoints.
+
+Each artifact carries a provenance record: what made it (its ``kind``, the metric, seed, level or
+node, the digest of its stage's spec, the digests of its inputs). Every reader states what it
+expects and :func:`check_provenance` compares, so a file copied to the wrong place, or left by
+other settings, is an error naming the file, the field, both values and the remedy. Weight files
+are read with ``weights_only=True``: no file can run code when loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fewshot_core.errors import ArtifactError
+
+PROVENANCE_KEY = b"fewshot.provenance"
+WEIGHTS_FORMAT = "fewshot-weights/1"
+REMEDY = "delete it and rerun the workflow, which remakes it"
+
+
+# ----------------------------------------------------------------------------- writing and digests
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file beside ``path``, fsync it, then rename it into place.
+
+    The temporary file is removed on any exception, SIGTERM and SIGINT included (the command line
+    turns both into exceptions), so a killed job leaves neither a partial file nor a stray one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def provenance(kind: str, **fields: Any) -> dict:
+    """A provenance record as plain JSON data (tuples become lists), so that records compare equal
+    whether they were just built or read back from a file."""
+    return json.loads(json.dumps({"kind": kind, **fields}, sort_keys=True))
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (first 16 hex digits): how provenance names an input."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def inputs_record(paths: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike]]) -> dict:
+    """``{name: digest}`` (or a list of digests) of a job's input files, for its outputs' provenance."""
+    out: dict[str, Any] = {}
+    for name, p in paths.items():
+        out[name] = ([file_digest(x) for x in p] if isinstance(p, (list, tuple)) else file_digest(p))
+    return out
+
+
+def check_provenance(path: str | os.PathLike, found: Any, expected: Mapping[str, Any]) -> dict:
+    """``found`` if it is a provenance record holding every field of ``expected`` with the same value."""
+    if not isinstance(found, dict):
+        raise ArtifactError(f"{path}: no provenance record: it was not written by this tool, or by an older "
+                            f"version; {REMEDY}")
+    for field, want in expected.items():
+        got = found.get(field)
+        if got != want:
+            raise ArtifactError(f"{path}: provenance field {field!r} is {got!r}, expected {want!r}: the file "
+                                f"belongs to another job or was made by other settings; {REMEDY}")
+    return found
+
+
+# ----------------------------------------------------------------------------- tables and JSON
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, provenance: dict) -> None:
+    """A parquet table with ``provenance`` in its schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), PROVENANCE_KEY: json.dumps(provenance, sort_keys=True).encode()}
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(meta), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_table(path: str | os.PathLike, expected: Mapping[str, Any], columns: Iterable[str] = ()) -> pd.DataFrame:
+    """A table written by :func:`write_table`, its provenance checked and ``columns`` present."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(PROVENANCE_KEY)
+        found = json.loads(raw) if raw is not None else None
+        df = table.to_pandas()
+    except Exception as err:  # pyarrow raises several types for damaged files
+        raise ArtifactError(f"{path} is not a readable parquet table ({type(err).__name__}: {err}); {REMEDY}") from err
+    check_provenance(path, found, expected)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ArtifactError(f"{path}: column(s) {missing} missing; {REMEDY}")
+    df.attrs["provenance"] = found
+    return df
+
+
+def write_json(obj: dict, path: str | os.PathLike) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+
+
+def read_json(path: str | os.PathLike, expected: Mapping[str, Any]) -> dict:
+    """A JSON artifact ``{"provenance": ..., ...}``, its provenance checked."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ArtifactError(f"{path} is not a readable JSON file ({err}); {REMEDY}") from err
+    if not isinstance(obj, dict):
+        raise ArtifactError(f"{path}: expected a JSON object with a provenance record; {REMEDY}")
+    check_provenance(path, obj.get("provenance"), expected)
+    return obj
+
+
+# ----------------------------------------------------------------------------- the train/validation holdout
+
+
+def write_holdout(path: str | os.PathLike, train: np.ndarray, val: np.ndarray, provenance: dict) -> None:
+    write_json({"provenance": provenance, "train": [int(i) for i in train], "val": [int(i) for i in val]}, path)
+
+
+def read_holdout(path: str | os.PathLike, expected: Mapping[str, Any], n_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices: integers in [0, ``n_images``), no duplicates, disjoint, both non-empty."""
+    obj = read_json(path, {"kind": "holdout", **expected})
+    parts = []
+    for name in ("train", "val"):
+        idx = obj.get(name)
+        if not isinstance(idx, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+            raise ArtifactError(f"{path}: {name!r} must be a list of integer image indices; {REMEDY}")
+        a = np.asarray(idx, dtype=np.int64)
+        if a.size == 0:
+            raise ArtifactError(f"{path}: the {name} part is empty; {REMEDY}")
+        if a.min() < 0 or a.max() >= n_images:
+            raise ArtifactError(f"{path}: {name} index {int(a.min() if a.min() < 0 else a.max())} is outside the "
+                                f"dataset's {n_images} training images; {REMEDY}")
+        if len(np.unique(a)) != len(a):
+            raise ArtifactError(f"{path}: the {name} part repeats indices; {REMEDY}")
+        parts.append(a)
+    overlap = np.intersect1d(*parts)
+    if overlap.size:
+        raise ArtifactError(f"{path}: {overlap.size} images are in both train and val (e.g. {int(overlap[0])}); "
+                            f"{REMEDY}")
+    return parts[0], parts[1]
+
+
+# ----------------------------------------------------------------------------- weights and checkpoints
+
+
+def _torch_save(obj: dict, path: str | os.PathLike) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _torch_load(path: str | os.PathLike, what: str) -> dict:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # refused pickles, truncated archives: neither may be loaded
+        raise ArtifactError(
+            f"{path} is not a {what} this tool wrote: it is damaged or holds objects other than tensors "
+            f"({type(err).__name__}). It must not be loaded; {REMEDY}") from err
+    if not isinstance(obj, dict):
+        raise ArtifactError(f"{path} is not a {what} this tool wrote; {REMEDY}")
+    return obj
+
+
+def save_weights(path: str | os.PathLike, supernet: dict, nodes: dict[str, dict], masks: dict[str, np.ndarray],
+                 provenance: dict) -> None:
+    """Supernet weights per node (the root, a level's nodes after warm-up, or trained leaves)."""
+    import torch
+
+    _torch_save({"format": WEIGHTS_FORMAT, "provenance": provenance, "supernet": dict(supernet),
+                 "nodes": {n: {k: v.detach().cpu() for k, v in s.items()} for n, s in nodes.items()},
+                 "masks": {n: torch.from_numpy(np.asarray(m, dtype=bool)) for n, m in masks.items()}}, path)
+
+
+def load_weights(path: str | os.PathLike, expected: Mapping[str, Any]) -> dict:
+    """A weights file: ``{"supernet": shape, "nodes": {node: state}, "masks": {node: mask}, "provenance"}``."""
+    obj = _torch_load(path, "weights file")
+    if obj.get("format") != WEIGHTS_FORMAT or not isinstance(obj.get("nodes"), dict):
+        raise ArtifactError(f"{path} is not a weights file of this version ({WEIGHTS_FORMAT}); {REMEDY}")
+    check_provenance(path, obj.get("provenance"), expected)
+    obj["masks"] = {n: m.numpy() for n, m in obj.get("masks", {}).items()}
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict, provenance: dict) -> None:
+    _torch_save({"format": "fewshot-checkpoint/1", "provenance": provenance, "state": state}, path)
+
+
+def load_checkpoint(path: str | os.PathLike, provenance: dict, log=print) -> dict | None:
+    """The state in a checkpoint made with exactly ``provenance``; otherwise None, the file deleted
+    and a log line saying which field differs (a damaged file is discarded the same way)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        obj = _torch_load(path, "checkpoint")
+        if obj.get("format") != "fewshot-checkpoint/1":
+            raise ArtifactError(f"{path} is not a checkpoint of this version")
+        check_provenance(path, obj.get("provenance"), provenance)
+    except ArtifactError as err:
+        log(f"discarding checkpoint {path}: {str(err).split('; delete')[0]}")
+        path.unlink(missing_ok=True)
+        return None
+    return obj["state"]
+
+
+# ----------------------------------------------------------------------------- split records
+
+
+def write_splits(records: list, path: str | os.PathLike, provenance: dict) -> None:
+    """One level's split records (:class:`~fewshot_core.splitting.SplitRecord`) of one tree."""
+    write_json({"provenance": provenance, "splits": [r.to_dict() for r in records]}, path)
+
+
+def read_splits(path: str | os.PathLike, metric: str, seed: int, level: int) -> list:
+    """The split records of one level of one tree; every record must belong to that tree and level."""
+    from fewshot_core.errors import SplitError
+    from fewshot_core.splitting import SplitRecord
+
+    obj = read_json(path, {"kind": "splits", "metric": metric, "seed": seed, "level": level})
+    items = obj.get("splits")
+    if not isinstance(items, list) or not items:
+        raise ArtifactError(f"{path}: no split records; {REMEDY}")
+    out = []
+    for item in items:
+        try:
+            rec = SplitRecord.from_dict(item)
+        except (SplitError, ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ArtifactError(f"{path}: {err}; {REMEDY}") from err
+        found = {"metric": rec.metric, "seed": rec.seed, "depth": rec.depth}
+        want = {"metric": metric, "seed": seed, "depth": level}
+        if found != want:
+            raise ArtifactError(f"{path}: the split of node {rec.node} says {found}, expected {want}: it belongs "
+                                f"to another tree; {REMEDY}")
+        out.append(rec)
+    return out
+
+
+def read_tree_splits(paths: list[str | os.PathLike], metric: str, seed: int) -> list:
+    """Every level's split records of one tree, ``paths`` in level order."""
+    return [r for level, p in enumerate(paths) for r in read_splits(p, metric, seed, level)]

@@ -1,0 +1,95 @@
+"""The metric catalogue: every metric's name, display name, kind, family, settings and source module.
+
+Torch-free on purpose: the workflow reads it while it parses (names, settings to check, the code
+hash of a metric's source), the figures read it for names and order, and
+:mod:`fewshot_core.metrics` binds each entry to the function that computes it. A metric is added
+here and registered there; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Kind = Literal["scalar", "vector", "none"]
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+#: Source files every metric's values depend on besides its own module.
+SHARED_SOURCES = ("base.py", "__init__.py")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a metric: its default and the Python type a configuration value must have."""
+
+    default: float | int | bool
+    type: type
+    help: str
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What the workflow, the checks and the figures need to know about a metric."""
+
+    name: str
+    display: str
+    kind: Kind
+    family: str
+    module: str  # file name in fewshot_core/metrics/, without .py
+    settings: dict[str, Setting] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict:
+        return {k: s.default for k, s in self.settings.items()}
+
+    def sources(self) -> list[Path]:
+        return [METRICS_DIR / f"{self.module}.py", *(METRICS_DIR / s for s in SHARED_SOURCES)]
+
+
+_ENTRIES = [
+    MetricInfo("gm", "gm", "vector", "gradient matching", "gradient_matching"),
+    MetricInfo("gm_nas", "gm (GM-NAS)", "vector", "gradient matching", "gradient_matching"),
+    MetricInfo("gradnorm", "gradnorm", "scalar", "saliency", "saliency"),
+    MetricInfo("snip", "snip", "scalar", "saliency", "saliency"),
+    MetricInfo("grasp", "grasp", "scalar", "saliency", "saliency",
+               {"temperature": Setting(1.0, float, "softmax temperature of the loss")}),
+    MetricInfo("synflow", "synflow", "scalar", "saliency", "synflow"),
+    MetricInfo("jacobcov", "jacobcov", "scalar", "activation", "mellor",
+               {"k": Setting(1e-5, float, "added to each eigenvalue before the log")}),
+    MetricInfo("naswot", "naswot", "scalar", "activation", "mellor"),
+    MetricInfo("ntk", "ntk", "scalar", "trainability", "tenas"),
+    MetricInfo("lr", "lr", "scalar", "expressivity", "tenas", {
+        "crops": Setting(1000, int, "number of random crops fed through the network"),
+        "crop_size": Setting(4, int, "side of each crop in pixels (even: the stages halve it)"),
+        "width": Setting(1, int, "channels of the thin twin the regions are counted on"),
+    }),
+    MetricInfo("nparams", "#params", "scalar", "baseline", "baselines"),
+    MetricInfo("random", "random", "none", "baseline", "baselines"),
+]
+#: Every metric by name, in the order the figures and tables show them.
+CATALOG: dict[str, MetricInfo] = {m.name: m for m in _ENTRIES}
+
+
+def info(name: str) -> MetricInfo:
+    """The catalogue entry of ``name``; a ``KeyError`` listing the known metrics otherwise."""
+    if name not in CATALOG:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(CATALOG)}")
+    return CATALOG[name]
+
+
+def display_name(name: str) -> str:
+    """The name a figure prints for ``name`` (the paper's where it has one)."""
+    return info(name).display
+
+
+def code_hash(name: str) -> str:
+    """A hash of the source that computes ``name``: its own module and the shared metric code.
+
+    The workflow puts it in the scoring rule's parameters, so editing a metric's module reruns the
+    jobs of the metrics it defines and no others.
+    """
+    h = hashlib.sha256()
+    for path in info(name).sources():
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]

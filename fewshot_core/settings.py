@@ -1,0 +1,288 @@
+"""Typed settings: one dataclass per part of the configuration, and one spec per workflow stage.
+
+:func:`fewshot_core.checks.load_settings` builds a :class:`RunSettings` once from the validated
+configuration, whose schema (``workflow/schemas/config.schema.yaml``) holds every default. Each
+rule passes its stage's spec as one canonical JSON parameter, so a change reruns exactly the jobs
+whose spec changed; the command line reads it back into the same dataclass (:func:`spec_from_json`).
+Torch-free: the workflow imports this module while it parses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def canonical_json(obj: Any) -> str:
+    """The one JSON text of ``obj`` (a dataclass or plain data): sorted keys, no spaces."""
+    if dataclasses.is_dataclass(obj):
+        obj = asdict(obj)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def digest(obj: Any) -> str:
+    """A short hash of ``obj``'s canonical JSON: what provenance records compare."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    """``value`` (parsed JSON) as an instance of the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [t for t in options if t is not type(None)]
+        return _build(inner, value, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        if set(value) != names:
+            raise ValueError(f"{where}: keys {sorted(value)} are not {sorted(names)}")
+        return tp(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+    if origin is tuple:
+        (inner, _) = typing.get_args(tp)
+        return tuple(_build(inner, v, where) for v in value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def spec_from_json(cls: type[T], text: str) -> T:
+    """Read a spec written by :func:`canonical_json` back into ``cls``; a mismatch is a ``ValueError``."""
+    return _build(cls, json.loads(text), cls.__name__)
+
+
+# ----------------------------------------------------------------------------- the configuration's parts
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Which images, at what size, and the share of the training images held out for validation."""
+
+    name: str
+    root: str | None
+    download: bool
+    input_size: int
+    val_fraction: float
+
+
+@dataclass(frozen=True)
+class SupernetSettings:
+    """The supernet's width (channels of the first stage) and depth (cells per stage)."""
+
+    C: int
+    N: int
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """SGD with a cosine schedule (DESIGN §4: GM-NAS's settings)."""
+
+    lr: float
+    lr_min: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    grad_clip: float
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that decides a training run's result, besides its seed, data and start weights."""
+
+    epochs: int
+    batch_size: int
+    mode: str
+    augment: bool
+    optimizer: OptimizerSettings
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a leaf's architectures are evaluated: how many, and the batch-norm re-estimation."""
+
+    archs: int
+    bn_batches: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class TreeSettings:
+    """The tree's shape and how each node's edge is chosen."""
+
+    factors: tuple[int, ...]
+    edge_selection: str
+    edge_order: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """One metric's scoring batches and its own settings (the catalogue's defaults filled in)."""
+
+    name: str
+    batch_size: int
+    batches: int
+    settings: dict
+
+
+# ----------------------------------------------------------------------------- the stages' specs
+
+
+@dataclass(frozen=True)
+class HoldoutSpec:
+    """``make_holdout``: the seeded train/validation split of the training images."""
+
+    data: DataSettings
+    seed: int
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    """``train_root``: a seed's root supernet, initialised and (``warmup`` not None) warmed up."""
+
+    data: DataSettings
+    supernet: SupernetSettings
+    warmup: TrainSettings | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """``score_edges``: every edge to consider at every node of one level of one tree.
+
+    ``own_weights``: the level's nodes were warmed up (``train_children``); otherwise every node
+    is scored with the root's weights.
+    """
+
+    data: DataSettings
+    supernet: SupernetSettings
+    metric: MetricSettings
+    tree: TreeSettings
+    own_weights: bool
+    seed: int
+    level: int
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """``split_nodes``: each node's edge and operation groups at one level of one tree."""
+
+    metric: str
+    tree: TreeSettings
+    balanced: bool
+    seed: int
+    level: int
+
+
+@dataclass(frozen=True)
+class ChildrenSpec:
+    """``train_children``: the nodes of one level, each warmed up from its parent's weights."""
+
+    data: DataSettings
+    supernet: SupernetSettings
+    warmup: TrainSettings
+    factors: tuple[int, ...]
+    metric: str
+    seed: int
+    level: int
+
+
+@dataclass(frozen=True)
+class TreesSpec:
+    """``collect_leaves`` and ``compute_split_distances``: every tree of a run, for the files' order."""
+
+    metrics: tuple[str, ...]
+    seeds: tuple[int, ...]
+    levels: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class LeavesSpec:
+    """``train_leaves``: some leaves of one tree, trained from scratch and evaluated."""
+
+    data: DataSettings
+    supernet: SupernetSettings
+    train: TrainSettings
+    evaluation: EvalSettings
+    factors: tuple[int, ...]
+    metric: str
+    seed: int
+    leaves: tuple[str, ...]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A whole run, built once from the configuration; its methods give each job's spec."""
+
+    run: str
+    seeds: tuple[int, ...]
+    data: DataSettings
+    supernet: SupernetSettings
+    device: str
+    tree: TreeSettings
+    balanced: bool
+    metrics: dict[str, MetricSettings]
+    warmup: TrainSettings
+    leaves: TrainSettings
+    evaluation: EvalSettings
+    leaves_per_job: int
+
+    @property
+    def levels(self) -> int:
+        return len(self.tree.factors)
+
+    @property
+    def warms_up(self) -> bool:
+        return self.warmup.epochs > 0
+
+    def trains_children(self, level: int) -> bool:
+        """Whether the nodes of ``level`` get their own weights (warm-up from their parent's) or are
+        scored with the root's: the inheritance rule, written once."""
+        return self.warms_up and level > 0
+
+    def leaf_chunks(self) -> list[tuple[str, ...]]:
+        """The leaves of a tree, ``leaves_per_job`` to a job."""
+        from fewshot_core.splitting import tree_levels
+
+        leaves = tree_levels(self.tree.factors)[-1]
+        k = self.leaves_per_job
+        return [tuple(leaves[i : i + k]) for i in range(0, len(leaves), k)]
+
+    def holdout_spec(self, seed: int) -> HoldoutSpec:
+        return HoldoutSpec(self.data, seed)
+
+    def root_spec(self, seed: int) -> RootSpec:
+        return RootSpec(self.data, self.supernet, self.warmup if self.warms_up else None, seed)
+
+    def score_spec(self, metric: str, seed: int, level: int) -> ScoreSpec:
+        return ScoreSpec(self.data, self.supernet, self.metrics[metric], self.tree, self.trains_children(level),
+                         seed, level)
+
+    def split_spec(self, metric: str, seed: int, level: int) -> SplitSpec:
+        return SplitSpec(metric, self.tree, self.balanced, seed, level)
+
+    def children_spec(self, metric: str, seed: int, level: int) -> ChildrenSpec:
+        return ChildrenSpec(self.data, self.supernet, self.warmup, self.tree.factors, metric, seed, level)
+
+    def trees_spec(self) -> TreesSpec:
+        return TreesSpec(tuple(self.metrics), self.seeds, self.levels, len(self.leaf_chunks()))
+
+    def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
+        return LeavesSpec(self.data, self.supernet, self.leaves, self.evaluation, self.tree.factors, metric, seed,
+                          self.leaf_chunks()[chunk])

@@ -1,0 +1,327 @@
+"""The workflow's stages: one function per rule, a typed spec and file paths in, files out.
+
+Each stage reads its inputs through :mod:`fewshot_core.artifacts`, which checks that every file is
+what the job expects, and writes its outputs atomically with a provenance record: the stage, the
+metric, seed and level or leaves, the digest of the spec, and the digests of the inputs. Training
+stages keep their checkpoints under the run's ``checkpoints/`` folder while they run, resume one
+only when it was made by the same settings, and delete them once their outputs are written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fewshot_core import artifacts
+from fewshot_core.artifacts import provenance
+from fewshot_core.catalog import info
+from fewshot_core.errors import ArtifactError, DataError
+from fewshot_core.settings import (
+    ChildrenSpec,
+    DataSettings,
+    HoldoutSpec,
+    LeavesSpec,
+    RootSpec,
+    ScoreSpec,
+    SplitSpec,
+    SupernetSettings,
+    TreesSpec,
+    digest,
+)
+from fewshot_core.splitting import edge_similarity_ops, edges_to_score, node_masks, node_rng, split_level
+
+SCORE_COLUMNS = ["metric", "seed", "node", "depth", "edge", "op", "value", "parent_value", "similarity", "seconds"]
+LEAF_COLUMNS = ["metric", "seed", "leaf", "arch", "val_accuracy", "val_loss"]
+Log = Callable[[str], None]
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _load_data(spec: DataSettings, holdout: Path, seed: int):
+    """The dataset and the seed's checked train/validation indices."""
+    from fewshot_core import data
+
+    d = data.load(spec.name, root=spec.root, input_size=spec.input_size, download=spec.download)
+    train_idx, val_idx = artifacts.read_holdout(holdout, {"seed": seed, "data": asdict(spec)}, len(d.train_y))
+    return d, train_idx, val_idx
+
+
+def _shape(supernet: SupernetSettings, data: DataSettings, num_classes: int = 10) -> dict:
+    return {"C": supernet.C, "N": supernet.N, "num_classes": num_classes, "input_size": data.input_size}
+
+
+def _load_nodes(path: Path, expected: dict, shape: dict) -> dict:
+    """A weights file whose provenance and supernet shape are what the job expects."""
+    w = artifacts.load_weights(path, expected)
+    if w["supernet"] != shape:
+        raise ArtifactError(f"{path}: a supernet of shape {w['supernet']}, expected {shape}: it was made by other "
+                            f"settings; {artifacts.REMEDY}")
+    return w
+
+
+def _supernet(shape: dict, state: dict | None = None, mask: np.ndarray | None = None):
+    from fewshot_core.space import Supernet
+
+    net = Supernet(**shape, mask=mask)
+    if state is not None:
+        net.load_state_dict(state)
+    return net
+
+
+# ----------------------------------------------------------------------------- per seed
+
+
+def make_holdout(spec: HoldoutSpec, out: Path, log: Log = _log) -> None:
+    """The seeded train/validation split of the dataset's training images."""
+    from fewshot_core import data
+
+    d = data.load(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, download=spec.data.download)
+    train_idx, val_idx = data.split_indices(len(d.train_y), spec.data.val_fraction, spec.seed)
+    artifacts.write_holdout(out, train_idx, val_idx, provenance(
+        "holdout", seed=spec.seed, data=asdict(spec.data), spec=digest(spec), n_images=len(d.train_y)))
+    log(f"{d.name}: {len(train_idx)} training and {len(val_idx)} validation images -> {out}")
+
+
+def train_root(spec: RootSpec, holdout: Path, out: Path, checkpoints: Path, device: str, log: Log = _log) -> None:
+    """A seed's root supernet, shared by every metric: initialised from the seed, then warmed up."""
+    import torch
+
+    from fewshot_core.train import resolve_device, train
+
+    d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
+    shape = _shape(spec.supernet, spec.data, d.num_classes)
+    torch.manual_seed(spec.seed)
+    net = _supernet(shape)
+    checkpoint = checkpoints / "root.ckpt"
+    if spec.warmup is not None:
+        train(net, d, train_idx, spec.warmup, spec.seed, checkpoint=checkpoint, device=resolve_device(device),
+              label=f"root warm-up, seed {spec.seed}")
+        net.cpu()
+    artifacts.save_weights(out, shape, {"r": net.state_dict()}, {"r": net.mask}, provenance(
+        "root", seed=spec.seed, spec=digest(spec), inputs=artifacts.inputs_record({"holdout": holdout})))
+    checkpoint.unlink(missing_ok=True)
+    epochs = 0 if spec.warmup is None else spec.warmup.epochs
+    log(f"root supernet, seed {spec.seed}: {sum(p.numel() for p in net.parameters())} parameters, "
+        f"{epochs} warm-up epochs -> {out}")
+
+
+# ----------------------------------------------------------------------------- per tree and level
+
+
+def _scoring_batches(spec: ScoreSpec, d, train_idx: np.ndarray, device):
+    """The metric's batches: drawn from the training part by the seed, the same for every level."""
+    import torch
+
+    from fewshot_core import data
+    from fewshot_core.metrics import Batch
+
+    m = spec.metric
+    need = m.batch_size * m.batches
+    if need > len(train_idx):
+        raise DataError(f"metrics.{m.name}: {m.batches} batches of {m.batch_size} need {need} images; "
+                        f"the training part has {len(train_idx)}")
+    g = torch.Generator().manual_seed(spec.seed)
+    pick = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=g)[:need]]
+    x = data.normalize(d.train_x[pick], d).to(device)
+    y = d.train_y[pick].to(device)
+    return [Batch(x[i : i + m.batch_size], y[i : i + m.batch_size]) for i in range(0, need, m.batch_size)]
+
+
+def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Path], out: Path, device: str,
+                log: Log = _log) -> None:
+    """Score every edge to consider at every node of one level; one row per (node, edge, operation)."""
+    from fewshot_core import metrics
+    from fewshot_core.train import resolve_device
+
+    m = spec.metric
+    kind = info(m.name).kind
+    d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
+    expected = (provenance("nodes", metric=m.name, seed=spec.seed, level=spec.level) if spec.own_weights
+                else provenance("root", seed=spec.seed))
+    w = _load_nodes(weights, expected, _shape(spec.supernet, spec.data, d.num_classes))
+    dev = resolve_device(device)
+    net = _supernet(w["supernet"]).to(dev)
+    batches = _scoring_batches(spec, d, train_idx, dev)
+    records = artifacts.read_tree_splits(previous, m.name, spec.seed)
+    rows = []
+    for node, (mask, done) in node_masks(spec.tree.factors, spec.level, records).items():
+        state = w["nodes"].get(node if spec.own_weights else "r")
+        if state is None:
+            raise ArtifactError(f"{weights}: no weights for node {node}; {artifacts.REMEDY}")
+        net.load_state_dict(state)
+        net.mask = mask
+        draws = int(node_rng(spec.seed, node, "metric").integers(2**31))  # what the metric draws at random
+        for edge in edges_to_score(spec.tree, kind, mask, done, spec.level, spec.seed, node):
+            t0 = time.perf_counter()
+            ops = edge_similarity_ops(mask, edge)
+            if kind == "none":
+                values, parent, sim, seconds = [None] * len(ops), None, np.zeros((len(ops), len(ops))), [0.0] * len(ops)
+            else:
+                vals, parent = metrics.evaluate_split(m.name, net, edge, batches, m.settings,
+                                                      where=f"node {node} edge {edge}", seed=draws)
+                values = [float(v.value) if kind == "scalar" else None for v in vals]
+                sim = metrics.similarity(kind, [v.value for v in vals], parent)
+                seconds = [v.seconds for v in vals]
+            rows += [dict(metric=m.name, seed=spec.seed, node=node, depth=spec.level, edge=edge, op=op,
+                          value=values[i], parent_value=parent, similarity=sim[i].tolist(), seconds=seconds[i])
+                     for i, op in enumerate(ops)]
+            log(f"{m.name} seed {spec.seed} node {node} edge {edge}: {time.perf_counter() - t0:.2f}s")
+    artifacts.write_table(pd.DataFrame(rows, columns=SCORE_COLUMNS), out, provenance(
+        "scores", metric=m.name, seed=spec.seed, level=spec.level, spec=digest(spec),
+        inputs=artifacts.inputs_record({"holdout": holdout, "weights": weights, "previous": previous})))
+
+
+def split_nodes(spec: SplitSpec, scores: Path, previous: list[Path], out: Path, log: Log = _log) -> None:
+    """Each node's edge and operation groups, by min-cut over its level's scores."""
+    table = artifacts.read_table(scores, provenance("scores", metric=spec.metric, seed=spec.seed, level=spec.level),
+                                 columns=SCORE_COLUMNS)
+    records = split_level(table, spec.metric, info(spec.metric).kind, spec.seed, spec.level, spec.tree, spec.balanced,
+                          artifacts.read_tree_splits(previous, spec.metric, spec.seed))
+    artifacts.write_splits(records, out, provenance(
+        "splits", metric=spec.metric, seed=spec.seed, level=spec.level, spec=digest(spec),
+        inputs=artifacts.inputs_record({"scores": scores, "previous": previous})))
+    for r in records:
+        log(f"{r.metric} seed {r.seed} node {r.node}: edge {r.edge_name} -> {r.groups} (cut {r.cut:.4g})")
+
+
+def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, splits: list[Path], out: Path,
+                   checkpoints: Path, device: str, log: Log = _log) -> None:
+    """The nodes of one level, each starting from its parent's weights and warmed up on its own mask."""
+    from fewshot_core.train import resolve_device, train
+
+    d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
+    parent_level = spec.level - 1
+    expected = (provenance("root", seed=spec.seed) if parent_level == 0
+                else provenance("nodes", metric=spec.metric, seed=spec.seed, level=parent_level))
+    parents = _load_nodes(parent_weights, expected, _shape(spec.supernet, spec.data, d.num_classes))
+    records = artifacts.read_tree_splits(splits, spec.metric, spec.seed)
+    dev = resolve_device(device)
+    states, masks, used = {}, {}, []
+    for node, (mask, _) in node_masks(spec.factors, spec.level, records).items():
+        parent = parents["nodes"].get(node[:-1])
+        if parent is None:
+            raise ArtifactError(f"{parent_weights}: no weights for node {node[:-1]}; {artifacts.REMEDY}")
+        net = _supernet(parents["supernet"], parent, mask)
+        ckpt = checkpoints / f"warmup_{node}.ckpt"
+        seed = int(node_rng(spec.seed, node, "warmup").integers(2**31))
+        train(net, d, train_idx, spec.warmup, seed, checkpoint=ckpt, device=dev,
+              label=f"{spec.metric} seed {spec.seed} warm-up {node}")
+        states[node], masks[node] = net.cpu().state_dict(), mask
+        used.append(ckpt)
+    artifacts.save_weights(out, parents["supernet"], states, masks, provenance(
+        "nodes", metric=spec.metric, seed=spec.seed, level=spec.level, spec=digest(spec),
+        inputs=artifacts.inputs_record({"holdout": holdout, "parent_weights": parent_weights, "splits": splits})))
+    for ckpt in used:
+        ckpt.unlink(missing_ok=True)
+    log(f"{spec.metric} seed {spec.seed}: {len(states)} nodes of level {spec.level} warmed up -> {out}")
+
+
+def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table: Path, out_weights: Path,
+                 checkpoints: Path, device: str, log: Log = _log) -> None:
+    """Some leaves of one tree, each trained from scratch on its mask, then its architectures evaluated."""
+    import torch
+
+    from fewshot_core.train import evaluate_architectures, resolve_device, train
+
+    d, train_idx, val_idx = _load_data(spec.data, holdout, spec.seed)
+    masks = node_masks(spec.factors, len(spec.factors), artifacts.read_tree_splits(splits, spec.metric, spec.seed))
+    dev = resolve_device(device)
+    shape = _shape(spec.supernet, spec.data, d.num_classes)
+    tables, states, used = [], {}, []
+    for leaf in spec.leaves:
+        if leaf not in masks:
+            raise ArtifactError(f"{leaf} is not a leaf of this tree; its leaves: {sorted(masks)}")
+        init_seed = int(node_rng(spec.seed, leaf, "init").integers(2**31))
+        torch.manual_seed(init_seed)
+        net = _supernet(shape, mask=masks[leaf][0])
+        ckpt = checkpoints / f"leaf_{leaf}.ckpt"
+        train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
+              label=f"{spec.metric} seed {spec.seed} leaf {leaf}")
+        table = evaluate_architectures(net, d, train_idx, val_idx, spec.evaluation, init_seed, device=dev)
+        tables.append(table.assign(metric=spec.metric, seed=spec.seed, leaf=leaf))
+        states[leaf] = net.cpu().state_dict()
+        used.append(ckpt)
+    out = pd.concat(tables, ignore_index=True)[LEAF_COLUMNS]
+    record = dict(metric=spec.metric, seed=spec.seed, leaves=list(spec.leaves), spec=digest(spec),
+                  inputs=artifacts.inputs_record({"holdout": holdout, "splits": splits}))
+    artifacts.save_weights(out_weights, shape, states, {leaf: masks[leaf][0] for leaf in spec.leaves},
+                           provenance("leaf_weights", **record))
+    artifacts.write_table(out, out_table, provenance("leaves", **record))
+    for ckpt in used:
+        ckpt.unlink(missing_ok=True)
+    best = out.loc[out.val_accuracy.idxmax()]
+    log(f"best of {len(out)} architectures: {best.arch} in {best.leaf}: {best.val_accuracy:.4f}")
+
+
+# ----------------------------------------------------------------------------- the whole run
+
+
+def _trees(spec: TreesSpec) -> list[tuple[str, int]]:
+    return [(m, s) for m in spec.metrics for s in spec.seeds]
+
+
+def collect_leaves(spec: TreesSpec, tables: list[Path], out: Path, log: Log = _log) -> None:
+    """Every evaluated architecture of the run, in one table; ``tables`` in (metric, seed, chunk) order."""
+    expected = [(m, s) for m, s in _trees(spec) for _ in range(spec.chunks)]
+    if len(tables) != len(expected):
+        raise ArtifactError(f"expected {len(expected)} leaf tables, got {len(tables)}")
+    parts = [artifacts.read_table(p, {"kind": "leaves", "metric": m, "seed": s}, columns=LEAF_COLUMNS)
+             for p, (m, s) in zip(tables, expected)]
+    table = pd.concat(parts, ignore_index=True)
+    artifacts.write_table(table, out, provenance("leaves_table", spec=digest(spec),
+                                                 inputs=artifacts.inputs_record({"tables": tables})))
+    best = table.loc[table.groupby(["metric", "seed"]).val_accuracy.idxmax()]
+    log("best architecture per tree (across its leaves):")
+    log(best.to_string(index=False))
+
+
+def compute_split_distances(spec: TreesSpec, splits: list[Path], out_splits: Path, out_distance: Path,
+                            log: Log = _log) -> None:
+    """Every split of the run and every compared pair's split distance; ``splits`` in (metric, seed, level) order."""
+    from fewshot_core.distance import pair_table, summarise
+
+    expected = [(m, s, level) for m, s in _trees(spec) for level in range(spec.levels)]
+    if len(splits) != len(expected):
+        raise ArtifactError(f"expected {len(expected)} split files, got {len(splits)}")
+    records = [r for p, (m, s, level) in zip(splits, expected) for r in artifacts.read_splits(p, m, s, level)]
+    table = pd.DataFrame([{**r.to_dict(), "edge_name": r.edge_name} for r in records]).drop(columns="candidates")
+    pairs = pair_table(table)
+    record = dict(spec=digest(spec), inputs=artifacts.inputs_record({"splits": splits}))
+    artifacts.write_table(table, out_splits, provenance("splits_table", **record))
+    artifacts.write_table(pairs, out_distance, provenance("split_distance", **record))
+    summary = summarise(pairs).groupby(["kind", "metric"]).distance.agg(["mean", "std", "count"]).reset_index()
+    log(summary.to_string(index=False))
+
+
+def read_run_tables(splits: Path, distance: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's split table and split-distance table, checked."""
+    from fewshot_core.distance import PAIR_COLUMNS
+
+    return (artifacts.read_table(splits, {"kind": "splits_table"}, columns=["metric", "seed", "node", "groups"]),
+            artifacts.read_table(distance, {"kind": "split_distance"}, columns=PAIR_COLUMNS))
+
+
+def draw_figures(splits: Path, distance: Path, out_dir: Path, log: Log = _log) -> None:
+    """The paper's figures and the ones beyond it, as PNG and PDF."""
+    from fewshot_core.report import draw_all
+
+    for f in draw_all(*read_run_tables(splits, distance), out_dir):
+        log(str(f))
+
+
+def summary(run_dir: Path) -> str:
+    """A finished run's splits and split distances as text."""
+    from fewshot_core.report import summary_text
+
+    files = [run_dir / "splits.parquet", run_dir / "split_distance.parquet"]
+    for f in files:
+        if not f.exists():
+            raise ArtifactError(f"{f} does not exist: run the workflow (snakemake splits) first")
+    return summary_text(*read_run_tables(*files))

@@ -1,0 +1,102 @@
+"""Shared test fixtures: the scenarios in .test/config/, a Snakemake runner, the default settings."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / ".test" / "config"
+
+
+def load_scenario(name: str) -> dict:
+    """A fresh copy of the scenario ``.test/config/<name>.yaml``."""
+    return yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text())
+
+
+def edited(config: dict, key: str, value) -> dict:
+    """A copy of ``config`` with the dotted ``key`` (``training.leaves.epochs``) set to ``value``."""
+    out = copy.deepcopy(config)
+    *path, last = key.split(".")
+    node = out
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return out
+
+
+def _command(workdir: Path, config: dict | None, args: tuple[str, ...], cores: int) -> list[str]:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", str(cores), *args]
+    if config is not None:  # last: --configfile takes every word after it
+        cfg = workdir / "config.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        cmd += ["--configfile", str(cfg)]
+    return cmd
+
+
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _checked(proc: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` with ``config`` written to ``workdir/config.yaml`` (None: no
+    --configfile, so the default configuration); an AssertionError with the log tail on failure."""
+    proc = subprocess.run(_command(workdir, config, args, 2), capture_output=True, text=True, env=ENV)
+    return _checked(proc, check)
+
+
+def run_snakemake_side_by_side(runs: list[tuple[Path, dict, tuple[str, ...]]]) -> list[subprocess.CompletedProcess]:
+    """Several runs at once, one core each (the tests' runs are mostly chains of single jobs)."""
+    procs = [subprocess.Popen(_command(w, c, a, 1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=ENV) for w, c, a in runs]
+    done = []
+    for p in procs:
+        out, err = p.communicate()
+        done.append(_checked(subprocess.CompletedProcess(p.args, p.returncode, out, err), True))
+    return done
+
+
+@pytest.fixture(scope="session")
+def scenario() -> Callable[[str], dict]:
+    return load_scenario
+
+
+@pytest.fixture
+def tiny() -> dict:
+    return load_scenario("tiny")
+
+
+@pytest.fixture(scope="session")
+def snakemake() -> Callable[..., subprocess.CompletedProcess]:
+    return run_snakemake
+
+
+@pytest.fixture(scope="session")
+def side_by_side() -> Callable[..., list[subprocess.CompletedProcess]]:
+    return run_snakemake_side_by_side
+
+
+@pytest.fixture(scope="session")
+def edit() -> Callable[[dict, str, object], dict]:
+    return edited
+
+
+@pytest.fixture(scope="session")
+def defaults():
+    """The run settings of a configuration that sets nothing it need not: the schema's defaults."""
+    from fewshot_core.checks import load_settings
+
+    return load_settings({"run": "defaults", "seeds": [0], "metrics": {"snip": {}}})

@@ -1,0 +1,119 @@
+"""The typed settings: the catalogue agrees with the registry, every schema key reaches a setting,
+specs survive their JSON, and the configuration's checks name the key."""
+
+import dataclasses
+import inspect
+
+import pytest
+import yaml
+
+from fewshot_core import catalog, metrics, settings
+from fewshot_core.checks import SCHEMA, load_settings
+from fewshot_core.errors import ConfigError
+
+MINIMAL = {"run": "t", "seeds": [0], "metrics": {"snip": {}}}
+
+
+def test_the_catalogue_and_the_registry_hold_the_same_metrics_and_settings():
+    assert set(metrics.REGISTRY) == set(catalog.CATALOG)
+    for name, m in metrics.REGISTRY.items():
+        assert m.info is catalog.CATALOG[name]
+        assert (m.compute is None) == (m.kind == "none")
+        declared = set(m.info.settings)
+        takes = set()
+        for fn in (m.compute, m.prepare):
+            if fn is not None:
+                takes |= set(list(inspect.signature(fn).parameters)[2:])
+        assert takes - {"seed", "edge"} == declared, name  # each setting the functions take is declared
+        assert ("seed" in takes) == m.seeded and ("edge" in takes) == m.needs_edge
+
+
+def test_code_hash_follows_the_metrics_own_module():
+    assert catalog.code_hash("snip") == catalog.code_hash("gradnorm")  # one module
+    assert catalog.code_hash("snip") != catalog.code_hash("ntk")
+
+
+def schema_leaves(schema, prefix=""):
+    """Dotted keys of every setting the schema documents (the values of free-form maps excluded)."""
+    for key, sub in schema.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        if sub.get("type") == "object" and "properties" in sub:
+            yield from schema_leaves(sub, path + ".")
+        else:
+            yield path
+
+
+def test_every_setting_the_schema_documents_reaches_the_run_settings():
+    """Change each key from its default: the run's settings (what the jobs get) must change too."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    base = load_settings(MINIMAL)
+    changes = {"data.name": "synthetic", "data.root": "somewhere", "data.download": True, "data.input_size": 32,
+               "data.val_fraction": 0.3, "supernet.C": 16, "supernet.N": 5, "device": "cpu",
+               "tree.policy": {"levels": [2, 3]}, "tree.edge_selection": "random", "tree.edge_order": [2, 1, 0],
+               "tree.balanced": True, "training.optimizer.lr": 0.1, "training.optimizer.lr_min": 0.0,
+               "training.optimizer.momentum": 0.5, "training.optimizer.nesterov": False,
+               "training.optimizer.weight_decay": 0.0, "training.optimizer.grad_clip": 0.0,
+               "training.warmup.epochs": 3, "training.warmup.batch_size": 32, "training.warmup.mode": "mixture",
+               "training.warmup.augment": False, "training.leaves.epochs": 3, "training.leaves.batch_size": 32,
+               "training.leaves.mode": "mixture", "training.leaves.augment": False, "training.leaves.archs": 9,
+               "training.leaves.bn_batches": 2, "training.leaves.eval_batch_size": 64,
+               "training.leaves.leaves_per_job": 1, "run": "u", "seeds": [1], "metrics": {"ntk": {}}}
+    resources = {"training.gpus", "training.warmup.runtime_min", "training.leaves.runtime_min"}  # not settings
+    documented = set(schema_leaves(schema))
+    assert documented - resources == set(changes), "a schema key without a test of where it goes"
+    for key, value in changes.items():
+        cfg = {**MINIMAL}
+        if key == "tree.edge_selection":
+            cfg["tree"] = {"edge_selection": value}
+        else:
+            from tests.conftest import edited
+
+            cfg = edited(MINIMAL, key, value)
+        assert load_settings(cfg) != base, key
+
+
+def test_specs_survive_their_json(defaults):
+    s = dataclasses.replace(defaults, metrics={"lr": load_settings(
+        {**MINIMAL, "metrics": {"lr": {"settings": {"crops": 10}}}}).metrics["lr"]})
+    for spec in (s.holdout_spec(1), s.root_spec(0), s.score_spec("lr", 0, 2), s.split_spec("lr", 0, 1),
+                 s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.trees_spec()):
+        text = settings.canonical_json(spec)
+        assert settings.spec_from_json(type(spec), text) == spec
+    with pytest.raises(ValueError, match="expected int"):
+        settings.spec_from_json(settings.HoldoutSpec, settings.canonical_json(s.holdout_spec(1)).replace(
+            '"seed":1', '"seed":"1"'))
+
+
+def test_defaults_live_in_the_schema(defaults):
+    assert defaults.leaves.optimizer.nesterov is True and defaults.evaluation.bn_batches == 4
+    assert defaults.tree.edge_order == (0, 1, 2) and defaults.metrics["snip"].batch_size == 64
+    assert all(f.default is dataclasses.MISSING for cls in (settings.TrainSettings, settings.OptimizerSettings,
+                                                           settings.EvalSettings, settings.DataSettings)
+               for f in dataclasses.fields(cls))
+
+
+def test_only_the_warmed_up_levels_have_their_own_weights(defaults):
+    warm = dataclasses.replace(defaults, warmup=dataclasses.replace(defaults.warmup, epochs=2))
+    assert [warm.trains_children(level) for level in range(3)] == [False, True, True]
+    assert not any(defaults.trains_children(level) for level in range(3))
+    assert defaults.root_spec(0).warmup is None  # so warm-up settings do not rerun a run without warm-up
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("metrics.ntk.settings", {"crops": 3}, "metrics.ntk.settings.crops"),
+    ("metrics.lr.settings", {"crops": "many"}, "metrics.lr.settings.crops"),
+    ("metrics.lr.settings", {"crops": 10.5}, "metrics.lr.settings.crops"),
+    ("training.leaves.epochs", 1.0, "training.leaves.epochs"),
+    ("training.optimizer.lr", float("nan"), "training.optimizer.lr"),
+    ("training.optimizer.grad_clip", float("inf"), "training.optimizer.grad_clip"),
+    ("seeds", [0.0, 1.0], "seeds.0"),
+    ("data.input_size", 10, "data.input_size"),
+    ("run", "..", "run"),
+    ("tree.edge_selection", "mincut", "tree.edge_order"),
+])
+def test_bad_values_are_named(key, value, needle):
+    from tests.conftest import edited
+
+    cfg = edited({**MINIMAL, "tree": {"edge_order": [0, 1, 2]}}, key, value)
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_settings(cfg)
