@@ -8,6 +8,7 @@ Run: ``python benchmarks/train_overhead.py [--C 8 --N 1 --size 16 --epochs 2 --r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -17,16 +18,19 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_core import data
+from fewshot_core.checks import load_settings
+from fewshot_core.settings import TrainSettings
 from fewshot_core.space import Supernet
-from fewshot_core.train import TrainConfig, train
+from fewshot_core.train import train
 
 
-def plain_loop(net: Supernet, d: data.ImageData, idx: np.ndarray, cfg: TrainConfig, seed: int) -> float:
+def plain_loop(net: Supernet, d: data.ImageData, idx: np.ndarray, cfg: TrainSettings, seed: int) -> float:
     """The loop a researcher would write by hand; returns images per second."""
     net.mode = cfg.mode
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                          weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=cfg.lr_min)
+    o = cfg.optimizer
+    opt = torch.optim.SGD(net.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                          weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=o.lr_min)
     g = torch.Generator().manual_seed(seed)
     x_all, y_all = d.train_x[torch.as_tensor(idx)], d.train_y[torch.as_tensor(idx)]
     t0, seen = time.perf_counter(), 0
@@ -39,14 +43,14 @@ def plain_loop(net: Supernet, d: data.ImageData, idx: np.ndarray, cfg: TrainConf
             loss = F.cross_entropy(net(x), y_all[b])
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), o.grad_clip)
             opt.step()
             seen += len(b)
         sched.step()
     return seen / (time.perf_counter() - t0)
 
 
-def project_loop(net: Supernet, d: data.ImageData, idx: np.ndarray, cfg: TrainConfig, seed: int) -> float:
+def project_loop(net: Supernet, d: data.ImageData, idx: np.ndarray, cfg: TrainSettings, seed: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         train(net, d, idx, cfg, seed, checkpoint=Path(tmp) / "ck.pt", label="bench")
@@ -64,7 +68,8 @@ def main() -> None:
     args = ap.parse_args()
     d = data.load("digits", input_size=args.size)
     idx = np.arange(len(d.train_y))
-    cfg = TrainConfig(epochs=args.epochs, batch_size=64, mode=args.mode)
+    defaults = load_settings({"run": "bench", "seeds": [0], "metrics": {"snip": {}}}).leaves  # the schema's
+    cfg = dataclasses.replace(defaults, epochs=args.epochs, batch_size=64, mode=args.mode)
     rates = {"plain": [], "project": []}
     for r in range(args.rounds):  # alternate, so that machine noise hits both alike
         for name, loop in (("plain", plain_loop), ("project", project_loop)):

@@ -1,7 +1,7 @@
 """Datasets as in-memory uint8 tensors: ``digits`` (embedded), ``cifar10`` (from disk) and ``synthetic``.
 
 Images are kept as (N, 3, H, W) uint8 and normalised per batch, so a whole CIFAR-10 training set
-costs 150 MB and batches need no worker processes (DESIGN.md §6).
+costs 150 MB and batches need no worker processes (docs/design.md §6).
 """
 
 from __future__ import annotations

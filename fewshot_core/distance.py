@@ -1,4 +1,4 @@
-"""The split distance (DESIGN.md §5) and its internal, external, by-level and between-metric tables.
+"""The split distance (docs/design.md §5) and its internal, external, by-level and between-metric tables.
 
 For partitions A and B of the same operation set O (n = |O|), with G(o, A) the operations grouped
 with o in A (o excluded):  S(A, B) = sum_o |G(o, A) symmetric-difference G(o, B)| / (2 (n - 1)).

@@ -43,8 +43,20 @@ def _save(fig: plt.Figure, stem: Path) -> list[Path]:
     return out
 
 
+def _nothing_to_compare(title: str, reason: str, out: Path) -> list[Path]:
+    """A figure that says why it is empty, so that a small run still gets every file it asked for."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.text(0.5, 0.5, f"{title}:\nnothing to compare ({reason})", ha="center", va="center")
+    ax.axis("off")
+    return _save(fig, out)
+
+
 def _box_and_points(ax: plt.Axes, df: pd.DataFrame, x: str, order: list[str], hue: str | None = None,
                     hue_order: list[str] | None = None) -> None:
+    if df.empty:  # external distances need two seeds
+        ax.text(0.5, 0.5, "no pairs to compare\n(external distances need two seeds)", ha="center", va="center",
+                transform=ax.transAxes)
+        return
     palette = dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order)))) if hue_order else None
     sns.boxplot(data=df, x=x, y="distance", hue=hue, order=order, hue_order=hue_order, palette=palette, ax=ax,
                 color="#cfe0f3" if hue is None else None, showfliers=False, linewidth=1)
@@ -94,6 +106,8 @@ def figure_split_distance_by_level(pairs: pd.DataFrame, out: Path) -> list[Path]
 def figure_between_metrics(pairs: pd.DataFrame, out: Path) -> list[Path]:
     """Heat map of the mean split distance between two metrics' splits at the same seed and node."""
     between = pairs[pairs.kind == "between_metrics"]
+    if between.empty:
+        return _nothing_to_compare("Mean split distance between metrics", "this run has one metric", out)
     order = _ordered(set(between.metric_a) | set(between.metric_b))
     mat = pd.DataFrame(0.0, index=order, columns=order)
     for (a, b), d in between.groupby(["metric_a", "metric_b"]):

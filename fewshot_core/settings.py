@@ -88,7 +88,7 @@ class SupernetSettings:
 
 @dataclass(frozen=True)
 class OptimizerSettings:
-    """SGD with a cosine schedule (DESIGN §4: GM-NAS's settings)."""
+    """SGD with a cosine schedule (docs/design.md §4: GM-NAS's settings)."""
 
     lr: float
     lr_min: float

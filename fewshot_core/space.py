@@ -1,7 +1,7 @@
 """The NAS-Bench-201 search space: operations, edges, masks, the supernet and standalone networks.
 
 A sub-supernet is the one :class:`Supernet` module plus a boolean mask of shape (6 edges, 5 ops);
-disabling an operation changes the mask, never the module (DESIGN.md §1).
+disabling an operation changes the mask, never the module (docs/design.md §1).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Splitting a (sub-)supernet: exact min-cut partitions, edge selection, policies and split records.
 
-DESIGN.md §3. The tree's shape depends on the configuration alone (:func:`tree_levels`), so the
+docs/design.md §3. The tree's shape depends on the configuration alone (:func:`tree_levels`), so the
 workflow lays out its jobs before any metric runs.
 """
 

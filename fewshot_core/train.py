@@ -1,6 +1,6 @@
 """Training a (sub-)supernet, resumable and deterministic, and evaluating the architectures of a leaf.
 
-DESIGN §4: SGD (momentum 0.9, Nesterov), lr 0.025 cosine to 0.001, weight decay 5e-4, gradient
+docs/design.md §4: SGD (momentum 0.9, Nesterov), lr 0.025 cosine to 0.001, weight decay 5e-4, gradient
 clipping 5 (GM-NAS); every figure comes from :class:`~fewshot_core.settings.TrainSettings`. The job
 checkpoints every epoch (model, optimizer, scheduler, every random generator, epoch); a restarted
 job resumes from its last checkpoint, and ends bit-identical to an uninterrupted run on the CPU,

@@ -1,4 +1,4 @@
-"""The split distance is a metric on partitions; the pair table follows DESIGN.md §5."""
+"""The split distance is a metric on partitions; the pair table follows docs/design.md §5."""
 
 import itertools
 

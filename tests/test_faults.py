@@ -3,6 +3,7 @@
 import dataclasses
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,11 +63,20 @@ def test_paths_with_spaces_quotes_and_semicolons_work_and_run_nothing_else(tmp_p
     assert not list(tmp_path.rglob("pwned")) and not (tmp_path.parent / "pwned").exists()
 
 
+@pytest.fixture(scope="module")
+def finished_trees(tmp_path_factory, snakemake):
+    """One finished tree (splits only), made once for the tests that damage a copy of it."""
+    cfg = {**TINY, "seeds": [0], "metrics": {"snip": TINY["metrics"]["snip"]}}
+    work = tmp_path_factory.mktemp("trees")
+    snakemake(work, cfg, "splits")
+    return work, cfg
+
+
 @pytest.fixture()
-def small_run(tmp_path, snakemake, tiny):
-    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}}
-    snakemake(tmp_path, cfg, "splits")
-    return tmp_path, cfg
+def small_run(finished_trees, tmp_path):
+    work, cfg = finished_trees
+    shutil.copytree(work, tmp_path / "run")
+    return tmp_path / "run", cfg
 
 
 def test_corrupt_parquet_is_named_and_the_workflow_recovers_once_it_is_deleted(small_run, snakemake):
@@ -98,7 +108,7 @@ def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run,
 
 
 def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path, snakemake, tiny):
-    cfg = {**tiny, "seeds": [0]}
+    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}}
     ref = tmp_path / "ref"
     ref.mkdir()
     snakemake(ref, cfg)

@@ -39,7 +39,7 @@ def test_tiny_run_writes_every_output(tiny_run):
 
 
 def independent_distance(a, b):
-    """DESIGN §5 recomputed from co-membership matrices rather than per-operation sets."""
+    """docs/design.md §5 recomputed from co-membership matrices rather than per-operation sets."""
     ops = sorted(o for g in a for o in g)
     same_a = {(x, y) for g in a for x in g for y in g if x != y}
     same_b = {(x, y) for g in b for x in g for y in g if x != y}

@@ -1,6 +1,6 @@
 """Zero-cost metrics: whole-network values, per-split variant values, and similarity matrices.
 
-DESIGN.md §2. ``score(name, model, inputs, targets)`` gives any scalar metric of any classifier;
+docs/design.md §2. ``score(name, model, inputs, targets)`` gives any scalar metric of any classifier;
 :func:`evaluate_split` scores every variant of one split of a supernet; :func:`similarity` turns the
 values into the matrix that the min-cut partitions.
 """

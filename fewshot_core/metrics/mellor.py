@@ -76,7 +76,7 @@ def naswot(model: nn.Module, batches: list[Batch]) -> float:
     Two departures from the published code, both constant or redundant: it accumulates K over two
     forward passes of the same batch (2K, adding n log 2 to every value), and it hooks every module
     whose class name contains "ReLU", which on NAS-Bench-201 includes ReLUConvBN and so counts the
-    convolutions' input codes twice. Here: one pass, ``nn.ReLU`` modules only (DESIGN.md §2).
+    convolutions' input codes twice. Here: one pass, ``nn.ReLU`` modules only (docs/design.md §2).
     """
     with preserved(model):
         model.train()
