@@ -19,6 +19,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/tree.smk"
 include: "workflow/rules/leaves.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/study.smk"
 
 
 # Targets name the per-tree files too: Snakemake does not remake a deleted intermediate file whose
@@ -28,8 +29,11 @@ rule all:
     input:
         all_split_files(),
         all_leaf_tables(),
-        run_tables().values(),
+        run_tables()["splits"],
+        run_tables()["distance"],
+        run_tables()["leaves"],
         rules.draw_figures.output,
+        study_targets(),
 
 
 rule splits:
@@ -48,3 +52,9 @@ rule leaves:
 rule report:
     input:
         rules.draw_figures.output,
+        study_targets(),
+
+
+rule study:
+    input:
+        study_targets(),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import math
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from fewshot_core.settings import (
     MetricSettings,
     OptimizerSettings,
     RunSettings,
+    StudySettings,
     SupernetSettings,
     TrainSettings,
     TreeSettings,
@@ -140,6 +143,27 @@ def _check_data(data: DataSettings, workdir: Path) -> None:
                 "extract the archive into it or set data.download: true")
 
 
+def cuda_devices() -> int:
+    """How many NVIDIA GPUs this machine has, read without importing torch (the driver's /proc entries,
+    else ``nvidia-smi -L``)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if gpus.is_dir():
+        return len(list(gpus.iterdir()))
+    if shutil.which("nvidia-smi"):
+        proc = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+        return sum(line.startswith("GPU ") for line in proc.stdout.splitlines()) if proc.returncode == 0 else 0
+    return 0
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        found = cuda_devices()
+        if index >= found:
+            raise ConfigError(f"device: {device!r} asks for GPU {index}, and this machine has {found} GPU(s); "
+                              "use device: auto (the GPU when there is one) or cpu")
+
+
 def _writable(path: Path) -> bool:
     """True when ``path`` can be created or written: its nearest existing ancestor is a writable folder."""
     p = path.resolve()
@@ -148,9 +172,13 @@ def _writable(path: Path) -> bool:
     return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
 
 
-def load_settings(config: dict, workdir: str | os.PathLike = ".") -> RunSettings:
-    """The run's settings; :class:`ConfigError` naming the key for any value that would fail a job."""
+def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = True) -> RunSettings:
+    """The run's settings; :class:`ConfigError` naming the key for any value that would fail a job.
+    ``local``: the jobs run on this machine, so a GPU asked for must be here (a cluster's jobs run
+    elsewhere, and each checks its own node when it parses the workflow there)."""
     c = validated(config)
+    if local:
+        _check_device(c["device"])
     d, t = c["data"], c["training"]
     data = DataSettings(d["name"], d["root"], d["download"], d["input_size"], d["val_fraction"])
     _check_data(data, Path(workdir))
@@ -169,6 +197,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".") -> RunSettings
         leaves=_train(leaves, optimizer),
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
+        study=StudySettings(**{k: v for k, v in c["study"].items() if k != "runtime_min"}),
     )
     if "random" in settings.metrics and c["metrics"]["random"]["settings"]:
         raise ConfigError("metrics.random takes no settings")
@@ -178,11 +207,11 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".") -> RunSettings
     return settings
 
 
-def load_settings_or_exit(config: dict, workdir: str | os.PathLike = ".") -> tuple[RunSettings, dict]:
+def load_settings_or_exit(config: dict, local: bool = True) -> tuple[RunSettings, dict]:
     """For the workflow: the settings and the configuration with its defaults, or the error's message
     on standard error and exit status 1 (a configuration mistake is not a crash: no traceback)."""
     try:
-        return load_settings(config, workdir), validated(config)
+        return load_settings(config, local=local), validated(config)
     except ConfigError as err:
         sys.exit(f"Configuration error: {err}\nNothing was run. Fix the value in the configuration file "
                  "(or the --config override) and start again.")

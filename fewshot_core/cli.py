@@ -40,11 +40,30 @@ STAGES: dict[str, tuple[type | None, Callable, list[tuple[str, str]]]] = {
         ("--holdout", "the seed's holdout JSON"), ("--splits*", "every level's split file"),
         ("--out-table", "the evaluated architectures"), ("--out-weights", "the trained leaves' weights"),
         ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
+    "sample-study-set": (settings.StudySetSpec, stages.sample_study_set, [("--out", "the study set JSON")]),
+    "train-standalone": (settings.StandaloneSpec, stages.train_standalone, [
+        ("--study-set", "the study set JSON"), ("--holdout", "the study seed's holdout JSON"),
+        ("--out", "the chunk's ground-truth table"), ("--checkpoints", "folder of in-progress checkpoints"),
+        ("--device", "auto, cpu or cuda[:i]")]),
+    "train-oneshot": (settings.OneShotSpec, stages.train_oneshot, [
+        ("--holdout", "the seed's holdout JSON"), ("--out", "the one-shot supernet's weights"),
+        ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
+    "evaluate-study": (settings.StudyEvalSpec, stages.evaluate_study, [
+        ("--study-set", "the study set JSON"), ("--holdout", "the seed's holdout JSON"),
+        ("--splits*", "every split file of the seed's trees, in (metric, level) order"),
+        ("--leaf-weights*", "every leaf weights file of the seed's trees, in (metric, chunk) order"),
+        ("--oneshot", "the seed's one-shot supernet"), ("--out", "the seed's study table"),
+        ("--device", "auto, cpu or cuda[:i]")]),
+    "rank-study": (settings.RankingSpec, stages.rank_study, [
+        ("--standalone*", "every ground-truth table, in chunk order"), ("--studies*", "every seed's study table"),
+        ("--out", "ranking.parquet")]),
     "collect-leaves": (settings.TreesSpec, stages.collect_leaves, [
         ("--tables*", "every leaf table, in (metric, seed, chunk) order"), ("--out", "leaves.parquet")]),
     "compute-split-distances": (settings.TreesSpec, stages.compute_split_distances, [
         ("--splits*", "every split file, in (metric, seed, level) order"), ("--out-splits", "splits.parquet"),
         ("--out-distance", "split_distance.parquet")]),
+    "draw-ranking": (None, stages.draw_ranking, [
+        ("--ranking", "ranking.parquet"), ("--out", "the figure's PNG (PDF and CSV beside it)")]),
     "draw-figures": (None, stages.draw_figures, [
         ("--splits", "splits.parquet"), ("--distance", "split_distance.parquet"), ("--out-dir", "figures folder")]),
 }

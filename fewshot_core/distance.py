@@ -69,15 +69,23 @@ def pair_table(splits: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
-def summarise(pairs: pd.DataFrame, by_level: bool = False) -> pd.DataFrame:
-    """Mean internal and external distance per metric and seed (external: the seed of either side
-    of a pair counts for both), optionally restricted to same-depth pairs and grouped by depth."""
+def per_split(pairs: pd.DataFrame, by_level: bool = False) -> pd.DataFrame:
+    """Each split's mean distance to the splits it is compared with, the value the paper's Figure 1
+    caption defines ("the average distance of splits to other splits"): one row per kind (internal,
+    external), metric, seed and node, with its depth and its number of pairs. ``by_level`` keeps the
+    pairs at the same depth only (Figure 2)."""
     p = pairs[pairs.kind.isin(["internal", "external"])]
     if by_level:
         p = p[p.same_depth]
-    both = pd.concat([
-        p.assign(metric=p.metric_a, seed=p.seed_a, depth=p.depth_a),
-        p[p.kind == "external"].assign(metric=p.metric_a, seed=p.seed_b, depth=p.depth_b),
+    sides = pd.concat([
+        p.assign(metric=p.metric_a, seed=p.seed_a, node=p.node_a, depth=p.depth_a),
+        p.assign(metric=p.metric_b, seed=p.seed_b, node=p.node_b, depth=p.depth_b),
     ])
+    keys = ["kind", "metric", "seed", "node", "depth"]
+    return sides.groupby(keys, sort=True).distance.agg(distance="mean", pairs="size").reset_index()
+
+
+def summarise(pairs: pd.DataFrame, by_level: bool = False) -> pd.DataFrame:
+    """Each seed's mean of its splits' values (:func:`per_split`) per kind and metric (and depth)."""
     keys = ["kind", "metric", "seed"] + (["depth"] if by_level else [])
-    return both.groupby(keys, sort=True).distance.mean().reset_index()
+    return per_split(pairs, by_level).groupby(keys, sort=True).distance.mean().reset_index()

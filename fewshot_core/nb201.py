@@ -30,7 +30,7 @@ def full_mask() -> np.ndarray:
     return np.ones((NUM_EDGES, NUM_OPS), dtype=bool)
 
 
-def _reaches_output(edge_alive: Sequence[bool]) -> bool:
+def reaches_output(edge_alive: Sequence[bool]) -> bool:
     """True when node 3 is reachable from node 0 through edges flagged alive."""
     reached = {0}
     for (dst, src), alive in zip(EDGE_NODES, edge_alive):  # edges are in topological order
@@ -55,7 +55,7 @@ def validate_mask(mask) -> np.ndarray:
     empty = [EDGES[e] for e in range(NUM_EDGES) if not m[e].any()]
     if empty:
         raise MaskError(f"edge(s) {', '.join(empty)} have every operation disabled")
-    if not _reaches_output(m[:, 1:].any(axis=1)):
+    if not reaches_output(m[:, 1:].any(axis=1)):
         raise MaskError(
             "mask disconnects the cell's output: no architecture it holds links node 0 to node 3 "
             "through an operation other than 'none'"

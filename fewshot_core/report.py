@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from fewshot_core.catalog import CATALOG, display_name  # noqa: E402
-from fewshot_core.distance import summarise  # noqa: E402
+from fewshot_core.distance import per_split, summarise  # noqa: E402
 
 SHORT_OPS = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1", "nor_conv_3x3": "conv3x3",
              "avg_pool_3x3": "pool"}
@@ -34,9 +34,13 @@ def _order(metrics: pd.Series) -> list[str]:
     return [display_name(m) for m in _ordered(metrics)]
 
 
-def _save(fig: plt.Figure, stem: Path) -> list[Path]:
+def _save(fig: plt.Figure, stem: Path, data: pd.DataFrame | None = None) -> list[Path]:
+    """The figure as PNG and PDF, and the values it plots as CSV beside them (when given)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    if data is not None:
+        out.append(stem.with_suffix(".csv"))
+        data.to_csv(out[2], index=False)
     fig.savefig(out[0], dpi=150, bbox_inches="tight")
     fig.savefig(out[1], bbox_inches="tight")
     plt.close(fig)
@@ -51,45 +55,57 @@ def _nothing_to_compare(title: str, reason: str, out: Path) -> list[Path]:
     return _save(fig, out)
 
 
-def _box_and_points(ax: plt.Axes, df: pd.DataFrame, x: str, order: list[str], hue: str | None = None,
-                    hue_order: list[str] | None = None) -> None:
+def _splits_and_seed_means(ax: plt.Axes, df: pd.DataFrame, order: list[str], hue: str | None = None,
+                           hue_order: list[str] | None = None) -> None:
+    """A box per metric over its splits' values (pooled over seeds), a dot per split, and each
+    seed's mean of its splits as a black diamond."""
     if df.empty:  # external distances need two seeds
         ax.text(0.5, 0.5, "no pairs to compare\n(external distances need two seeds)", ha="center", va="center",
                 transform=ax.transAxes)
         return
     palette = dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order)))) if hue_order else None
-    sns.boxplot(data=df, x=x, y="distance", hue=hue, order=order, hue_order=hue_order, palette=palette, ax=ax,
-                color="#cfe0f3" if hue is None else None, showfliers=False, linewidth=1)
-    sns.stripplot(data=df, x=x, y="distance", hue=hue, order=order, hue_order=hue_order, palette=palette, ax=ax,
-                  dodge=hue is not None, color="#1f4e79" if hue is None else None, size=4, alpha=0.8, legend=False)
+    common = dict(x="metric_name", y="distance", hue=hue, order=order, hue_order=hue_order, ax=ax)
+    sns.boxplot(data=df, **common, palette=palette, color="#cfe0f3" if hue is None else None, showfliers=False,
+                linewidth=1)
+    sns.stripplot(data=df, **common, palette=palette, dodge=hue is not None, color="#1f4e79" if hue is None else None,
+                  size=3, alpha=0.6, legend=False)
+    seeds = df.groupby(["metric_name", "seed"] + ([hue] if hue else [])).distance.mean().reset_index()
+    sns.stripplot(data=seeds, **common, dodge=hue is not None, palette={h: "black" for h in hue_order or []} or None,
+                  color="black" if hue is None else None, marker="D", size=4, jitter=False, legend=False)
+
+
+def _per_split(pairs: pd.DataFrame, by_level: bool) -> pd.DataFrame:
+    return per_split(pairs, by_level).assign(metric_name=lambda d: d.metric.map(display_name))
 
 
 def figure_split_distance(pairs: pd.DataFrame, out: Path) -> list[Path]:
-    """Figure 1: mean internal and external split distance per metric, one point per seed."""
-    per_seed = summarise(pairs).assign(metric_name=lambda d: d.metric.map(display_name))
-    n_seeds = per_seed.seed.nunique()
-    order = _order(per_seed.metric)
+    """Figure 1: internal and external split distance per metric, as the paper's caption defines it:
+    each split's mean distance to the splits it is compared with, pooled over seeds."""
+    splits = _per_split(pairs, by_level=False)
+    n_seeds = splits.seed.nunique()
+    order = _order(splits.metric)
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(order) * 2), 4), sharey=True)
     for ax, kind, letter in zip(axes, ("internal", "external"), "ab"):
-        _box_and_points(ax, per_seed[per_seed.kind == kind], "metric_name", order)
+        _splits_and_seed_means(ax, splits[splits.kind == kind], order)
         ax.set_title(f"({letter}) {kind} split distance")
         ax.set_xlabel("metric")
         ax.set_ylabel(Y_LABEL)
         ax.tick_params(axis="x", rotation=45)
-    fig.suptitle(f"Split distance per metric ({n_seeds} seeds; each point: one seed's mean)")
-    return _save(fig, out)
+    fig.suptitle(f"Split distance per metric: boxes and dots over splits ({n_seeds} seeds pooled; a split's value is "
+                 "its mean distance to the splits it is compared with), black diamonds: each seed's mean", fontsize=9)
+    return _save(fig, out, splits.drop(columns="metric_name"))
 
 
 def figure_split_distance_by_level(pairs: pd.DataFrame, out: Path) -> list[Path]:
     """Figure 2: split distance by depth, internal on top and external below; pairs at equal depth."""
-    per_level = summarise(pairs, by_level=True).assign(metric_name=lambda d: d.metric.map(display_name))
-    n_seeds = per_level.seed.nunique()
-    order = _order(per_level.metric)
-    levels = [f"depth {d}" for d in sorted(per_level.depth.unique())]
+    splits = _per_split(pairs, by_level=True)
+    n_seeds = splits.seed.nunique()
+    order = _order(splits.metric)
+    levels = [f"depth {d}" for d in sorted(splits.depth.unique())]
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(order)), 7), sharex=True)
     for ax, kind in zip(axes, ("internal", "external")):
-        df = per_level[per_level.kind == kind].assign(level=lambda d: "depth " + d.depth.astype(str))
-        _box_and_points(ax, df, "metric_name", order, hue="level", hue_order=levels)
+        df = splits[splits.kind == kind].assign(level=lambda d: "depth " + d.depth.astype(str))
+        _splits_and_seed_means(ax, df, order, hue="level", hue_order=levels)
         ax.set_title(f"{kind} split distance by depth level")
         ax.set_xlabel("metric")
         ax.set_ylabel(Y_LABEL)
@@ -99,8 +115,9 @@ def figure_split_distance_by_level(pairs: pd.DataFrame, out: Path) -> list[Path]
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles[: len(levels)], labels[: len(levels)], title="level (0 = root's split)",
                loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle(f"Split distance by depth level ({n_seeds} seeds; only splits at the same depth are compared)")
-    return _save(fig, out)
+    fig.suptitle(f"Split distance by depth level ({n_seeds} seeds pooled; only splits at the same depth are compared;"
+                 " boxes over splits, black diamonds: seed means)", fontsize=9)
+    return _save(fig, out, splits.drop(columns="metric_name"))
 
 
 def figure_between_metrics(pairs: pd.DataFrame, out: Path) -> list[Path]:
@@ -176,18 +193,68 @@ def draw_all(splits: pd.DataFrame, pairs: pd.DataFrame, out_dir: Path, seed: int
     return files
 
 
+def figure_ranking(ranking: pd.DataFrame, out: Path, draws: int = 1000) -> list[Path]:
+    """Kendall tau between leaf-inherited and standalone accuracy per metric: a point per tree (seed),
+    the mean over trees with its 95% bootstrap interval; the one-shot baseline and random as lines."""
+    from fewshot_core.ranking import ONESHOT, metric_intervals
+
+    order = [m for m in _ordered(set(ranking.metric) - {ONESHOT})] + [ONESHOT]
+    order = [m for m in order if m in set(ranking.metric)]
+    summary = metric_intervals(ranking, draws).set_index("metric").loc[order]
+    names = [display_name(m) if m != ONESHOT else "one-shot\n(baseline)" for m in order]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(order)), 4.5))
+    for i, m in enumerate(order):
+        taus = ranking[ranking.metric == m].tau
+        ax.scatter([i] * len(taus), taus, s=14, color="#1f4e79", alpha=0.6, zorder=2)
+        row = summary.loc[m]
+        ax.errorbar(i, row.tau_mean, yerr=[[row.tau_mean - row.tau_mean_lo], [row.tau_mean_hi - row.tau_mean]],
+                    fmt="D", color="black", capsize=4, zorder=3)
+    for m, style in ((ONESHOT, "--"), ("random", ":")):
+        if m in summary.index:
+            ax.axhline(summary.loc[m].tau_mean, color="#b03a2e", ls=style, lw=1,
+                       label=f"{'one-shot' if m == ONESHOT else 'random splits'}: mean tau")
+    ax.set_xticks(range(len(order)), names, rotation=45, ha="right")
+    ax.set_ylabel("Kendall tau, inherited vs standalone")
+    ax.set_title(f"Ranking of {int(ranking.archs.iloc[0])} study architectures\ndots: one tree (seed) each; "
+                 "diamonds: the mean, with its 95% bootstrap interval over trees", fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, out, summary.reset_index())
+
+
+def spread_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per metric and kind: the mean and std over splits (pooled over seeds, as Figure 1's boxes) and
+    over seed means (as its diamonds), and how many of each."""
+    splits = per_split(pairs)
+    seeds = summarise(pairs)
+    over_splits = splits.groupby(["metric", "kind"]).distance.agg(["mean", "std", "count"])
+    over_seeds = seeds.groupby(["metric", "kind"]).distance.agg(["mean", "std", "count"])
+    table = pd.concat({"splits": over_splits, "seed means": over_seeds}, axis=1)
+    table.columns = [f"{over} {stat}" for over, stat in table.columns]
+    return table.reindex(_ordered(splits.metric), level="metric")
+
+
+def ranking_text(ranking: pd.DataFrame, draws: int = 1000) -> str:
+    """The ranking study as text: per metric over trees, then per tree."""
+    from fewshot_core.ranking import metric_intervals
+
+    per_metric = metric_intervals(ranking, draws)
+    return "\n".join([
+        f"Ranking study ({int(ranking.archs.iloc[0])} architectures): Kendall tau and Spearman rho between",
+        "leaf-inherited and standalone accuracy, mean over trees (seeds) with the 95% bootstrap interval of the mean;",
+        "regret: best standalone accuracy of the set minus that of the top-1 by inherited accuracy:",
+        per_metric.round(3).to_string(index=False), "", "Per tree (tau_lo, tau_hi: 95% bootstrap over architectures):",
+        ranking.drop(columns=["top1_arch"]).round(3).to_string(index=False)])
+
+
 def summary_text(splits: pd.DataFrame, pairs: pd.DataFrame) -> str:
     """The splits and distances of a run as plain-text tables."""
     lines = ["Splits (metric, seed, node: edge -> groups):"]
     for r in splits.sort_values(["metric", "seed", "depth", "node"]).itertuples():
         groups = " | ".join("{" + ",".join(SHORT_OPS.get(o, o) for o in g) + "}" for g in r.groups)
         lines.append(f"  {r.metric:9s} seed {r.seed:<3d} {r.node:5s} edge {r.edge_name}: {groups}")
-    s = summarise(pairs)
-    table = s.groupby(["metric", "kind"]).distance.agg(["mean", "std"]).unstack("kind")
-    table.columns = [f"{k} {stat}" for stat, k in table.columns]
-    lines += ["", f"Split distance per metric (mean and std over {s.seed.nunique()} seeds):",
-              table.round(3).to_string()]
+    lines += ["", "Split distance per metric: mean, std and count over splits (a split's value: its mean distance",
+              "to the splits it is compared with; seeds pooled) and over seed means (Figure 1):",
+              spread_table(pairs).round(3).to_string()]
     by = summarise(pairs, by_level=True).groupby(["kind", "depth", "metric"]).distance.mean().unstack("metric")
-    lines += ["", "By depth level (mean):", by.round(3).to_string()]
+    lines += ["", "By depth level (mean of seed means):", by.round(3).to_string()]
     return "\n".join(lines)
-

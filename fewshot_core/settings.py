@@ -137,6 +137,19 @@ class MetricSettings:
     settings: dict
 
 
+@dataclass(frozen=True)
+class StudySettings:
+    """The ranking study: ``archs`` sampled architectures (0: no study), each trained from scratch for
+    ``standalone`` epochs as the ground truth (docs/design.md §8)."""
+
+    archs: int
+    seed: int
+    standalone: int
+    archs_per_job: int
+    top_k: int
+    bootstrap: int
+
+
 # ----------------------------------------------------------------------------- the stages' specs
 
 
@@ -200,6 +213,63 @@ class ChildrenSpec:
 
 
 @dataclass(frozen=True)
+class StudySetSpec:
+    """``sample_study_set``: the study's architectures, the same for every metric and seed."""
+
+    archs: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class StandaloneSpec:
+    """``train_standalone``: some study architectures trained from scratch, on the study seed's holdout."""
+
+    data: DataSettings
+    supernet: SupernetSettings
+    train: TrainSettings
+    batch_size: int  # evaluation batch
+    seed: int
+    chunk: int
+    archs_per_job: int
+
+
+@dataclass(frozen=True)
+class OneShotSpec:
+    """``train_oneshot``: the one-shot supernet of a seed, trained for as many steps as a tree's leaves."""
+
+    data: DataSettings
+    supernet: SupernetSettings
+    train: TrainSettings
+    leaves: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class StudyEvalSpec:
+    """``evaluate_study``: every study architecture with the weights of its leaf in each of a seed's
+    trees, and with the seed's one-shot supernet."""
+
+    data: DataSettings
+    evaluation: EvalSettings
+    factors: tuple[int, ...]
+    metrics: tuple[str, ...]
+    chunks: int
+    seed: int
+    study_seed: int
+
+
+@dataclass(frozen=True)
+class RankingSpec:
+    """``rank_study``: the ranking measures of every tree and of the one-shot baseline."""
+
+    metrics: tuple[str, ...]
+    seeds: tuple[int, ...]
+    standalone_chunks: int
+    top_k: int
+    bootstrap: int
+
+
+@dataclass(frozen=True)
 class TreesSpec:
     """``collect_leaves`` and ``compute_split_distances``: every tree of a run, for the files' order."""
 
@@ -242,6 +312,7 @@ class RunSettings:
     leaves: TrainSettings
     evaluation: EvalSettings
     leaves_per_job: int
+    study: StudySettings
 
     @property
     def levels(self) -> int:
@@ -282,6 +353,41 @@ class RunSettings:
 
     def trees_spec(self) -> TreesSpec:
         return TreesSpec(tuple(self.metrics), self.seeds, self.levels, len(self.leaf_chunks()))
+
+    @property
+    def studies(self) -> bool:
+        return self.study.archs > 0
+
+    def standalone_chunks(self) -> int:
+        return -(-self.study.archs // self.study.archs_per_job)
+
+    @property
+    def leaf_count(self) -> int:
+        return sum(len(c) for c in self.leaf_chunks())
+
+    def oneshot_train(self) -> TrainSettings:
+        """The leaves' training with as many epochs as all the leaves of a tree together: the same steps
+        (same data and batch size), on the whole search space."""
+        return dataclasses.replace(self.leaves, epochs=self.leaves.epochs * self.leaf_count)
+
+    def study_set_spec(self) -> StudySetSpec:
+        return StudySetSpec(self.study.archs, self.study.seed)
+
+    def standalone_spec(self, chunk: int) -> StandaloneSpec:
+        train = dataclasses.replace(self.leaves, epochs=self.study.standalone)
+        return StandaloneSpec(self.data, self.supernet, train, self.evaluation.batch_size, self.study.seed, chunk,
+                              self.study.archs_per_job)
+
+    def oneshot_spec(self, seed: int) -> OneShotSpec:
+        return OneShotSpec(self.data, self.supernet, self.oneshot_train(), self.leaf_count, seed)
+
+    def study_eval_spec(self, seed: int) -> StudyEvalSpec:
+        return StudyEvalSpec(self.data, self.evaluation, self.tree.factors, tuple(self.metrics),
+                             len(self.leaf_chunks()), seed, self.study.seed)
+
+    def ranking_spec(self) -> RankingSpec:
+        return RankingSpec(tuple(self.metrics), self.seeds, self.standalone_chunks(), self.study.top_k,
+                           self.study.bootstrap)
 
     def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
         return LeavesSpec(self.data, self.supernet, self.leaves, self.evaluation, self.tree.factors, metric, seed,

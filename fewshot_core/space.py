@@ -6,6 +6,7 @@ disabling an operation changes the mask, never the module (docs/design.md §1).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -94,10 +95,12 @@ class AvgPool(nn.Module):
 
 
 class Zero(nn.Module):
-    """``none``: outputs zeros of the input's shape."""
+    """``none``: zeros of the input's shape that do not depend on it (the benchmark's ``x.mul(0)``
+    keeps a zero gradient path; here, as in the supernet, where ``none`` adds nothing, the layers
+    whose only way to the output is a ``none`` edge take no part: ``nparams`` does not count them)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mul(0.0)
+        return torch.zeros_like(x)
 
 
 class _Skeleton(nn.Module):
@@ -133,10 +136,10 @@ class _Skeleton(nn.Module):
 class InferCell(nn.Module):
     """One cell of a single architecture; ``edges[e]`` is the operation on edge ``EDGES[e]``."""
 
-    def __init__(self, ops: Sequence[str], C: int) -> None:
+    def __init__(self, ops: Sequence[str], C: int, affine: bool = True) -> None:
         super().__init__()
         self.op_names = tuple(ops)
-        self.edges = nn.ModuleList(_make_op(op, C) for op in ops)
+        self.edges = nn.ModuleList(_make_op(op, C, affine) for op in ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -145,25 +148,28 @@ class InferCell(nn.Module):
         return nodes[3]
 
 
-def _make_op(op: str, C: int) -> nn.Module:
+def _make_op(op: str, C: int, affine: bool) -> nn.Module:
     if op == "none":
         return Zero()
     if op == "skip_connect":
         return nn.Identity()
     if op == "avg_pool_3x3":
         return AvgPool()
-    return ReLUConvBN(C, C, 1 if op == "nor_conv_1x1" else 3)
+    return ReLUConvBN(C, C, 1 if op == "nor_conv_1x1" else 3, affine=affine)
 
 
 class StandaloneNet(_Skeleton):
-    """The benchmark's network for one architecture (BN affine everywhere, as in NAS-Bench-201)."""
+    """The benchmark's network for one architecture (BN affine everywhere, as in NAS-Bench-201;
+    ``cell_affine=False`` drops the cells' BN affine parameters, as the supernet's cells have none)."""
 
-    def __init__(self, arch: str, C: int = 16, N: int = 5, num_classes: int = 10, input_size: int = 32) -> None:
+    def __init__(self, arch: str, C: int = 16, N: int = 5, num_classes: int = 10, input_size: int = 32,
+                 cell_affine: bool = True) -> None:
         self.arch = format_arch(parse_arch(arch))
+        self.cell_affine = cell_affine
         super().__init__(C, N, num_classes, input_size)
 
     def _make_cell(self, C: int) -> nn.Module:
-        return InferCell(parse_arch(self.arch), C)
+        return InferCell(parse_arch(self.arch), C, self.cell_affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -178,6 +184,15 @@ def standalone(arch: str, C: int = 16, N: int = 5, num_classes: int = 10, input_
 
 
 # ----------------------------------------------------------------------------- supernet
+
+
+class SharedReLU(nn.ReLU):
+    """The ReLU of a source node, run once for every convolution leaving it (a standalone network
+    has one per convolution). ``consumers`` says how many convolutions read its output in the
+    current call, so that what counts ReLUs (``naswot``'s codes) counts it as the standalone
+    network of the same architecture would."""
+
+    consumers: int = 1
 
 
 class ConvBN(nn.Module):
@@ -203,7 +218,7 @@ class SearchCell(nn.Module):
             for _ in EDGES
         )
         # One ReLU module per source node (0, 1, 2): the input of every conv leaving that node.
-        self.relus = nn.ModuleList(nn.ReLU() for _ in range(3))
+        self.relus = nn.ModuleList(SharedReLU() for _ in range(3))
 
     def _convs(self, x: torch.Tensor, src: int, convs: list[tuple[ConvBN, float]], kernel: int) -> torch.Tensor:
         """Run ConvBNs that all read ``x`` as one convolution and one batch norm.
@@ -213,7 +228,9 @@ class SearchCell(nn.Module):
         """
         mods = [m for m, _ in convs]
         weight = mods[0].conv.weight if len(mods) == 1 else torch.cat([m.conv.weight for m in mods])
-        y = F.conv2d(self.relus[src](x), weight, padding=kernel // 2)
+        relu = self.relus[src]
+        relu.consumers = len(mods)
+        y = F.conv2d(relu(x), weight, padding=kernel // 2)
         bns = [m.bn for m in mods]
         bn0, C = bns[0], mods[0].conv.out_channels
         scale = None
@@ -351,6 +368,26 @@ class Supernet(_Skeleton):
         for cell in self.cells:
             x = cell(x, weights) if isinstance(cell, SearchCell) else cell(x)
         return self._head(x)
+
+
+def extract(net: Supernet, arch: str) -> StandaloneNet:
+    """The standalone network of ``arch`` holding the supernet's weights: the same logits as the
+    supernet running ``arch`` (its cells' batch norms without affine parameters, like the supernet's)."""
+    ops = parse_arch(arch)
+    if (arch_to_mask(arch) & ~net.mask).any():
+        raise MaskError(f"architecture {arch} is not inside the supernet's mask")
+    out = StandaloneNet(arch, net.C, net.N, net.num_classes, net.input_size, cell_affine=False)
+    source = net.state_dict()
+    state = {}
+    for name in out.state_dict():
+        cell = re.fullmatch(r"cells\.(\d+)\.edges\.(\d)\.(.+)", name)  # an operation of a search cell
+        if cell is not None:
+            k, e, rest = cell.groups()
+            state[name] = source[f"cells.{k}.edges.{e}.{ops[int(e)]}.{rest}"]
+        else:
+            state[name] = source[name]
+    out.load_state_dict(state)
+    return out.to(next(net.parameters()).device).train(net.training)
 
 
 def count_parameters(model: nn.Module) -> int:

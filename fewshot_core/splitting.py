@@ -168,7 +168,23 @@ class SplitRecord:
 
     @classmethod
     def from_dict(cls, d: dict) -> SplitRecord:
-        rec = cls(**{**d, "candidates": {int(k): float(v) for k, v in d.get("candidates", {}).items()}})
+        """A record from its JSON form; :class:`SplitError` naming the field for a wrong key or type."""
+        if not isinstance(d, dict):
+            raise SplitError(f"a split record must be an object, got {type(d).__name__}")
+        fields = {"node": str, "depth": int, "edge": int, "groups": list, "cut": (int, float), "ops": list,
+                  "similarity": list, "metric": str, "seed": int, "candidates": dict}
+        if set(d) != set(fields):
+            raise SplitError(f"a split record has the keys {sorted(d)}, expected {sorted(fields)}")
+        for key, kind in fields.items():
+            if not isinstance(d[key], kind) or isinstance(d[key], bool):
+                raise SplitError(f"split field {key!r} is {d[key]!r}, not of the type it must have")
+        if not all(isinstance(g, list) and all(isinstance(o, str) for o in g) for g in d["groups"]):
+            raise SplitError(f"split field 'groups' must be lists of operation names, got {d['groups']!r}")
+        try:
+            candidates = {int(k): float(v) for k, v in d["candidates"].items()}
+        except (TypeError, ValueError) as err:
+            raise SplitError(f"split field 'candidates' must map edges to cuts ({err})") from err
+        rec = cls(**{**d, "candidates": candidates})
         rec.validate()
         return rec
 
@@ -325,6 +341,15 @@ def split_level(scores: pd.DataFrame, metric: str, metric_kind: str, seed: int, 
                                similarity=sim.tolist(), metric=metric, seed=seed,
                                candidates={e: v[1] for e, v in best.items()}))
     return out
+
+
+def leaf_of(arch_mask: np.ndarray, leaves: dict[str, np.ndarray]) -> str:
+    """The one leaf whose mask holds the architecture ``arch_mask`` (a mask with one operation per edge);
+    :class:`SplitError` when none or several do (the leaves of a tree partition its architectures)."""
+    holders = [leaf for leaf, mask in leaves.items() if not (arch_mask & ~np.asarray(mask, dtype=bool)).any()]
+    if len(holders) != 1:
+        raise SplitError(f"{len(holders)} leaves hold the architecture (expected exactly one): {holders}")
+    return holders[0]
 
 
 def node_rng(seed: int, node: str, purpose: str) -> np.random.Generator:

@@ -21,14 +21,20 @@ from fewshot_core import artifacts
 from fewshot_core.artifacts import provenance
 from fewshot_core.catalog import info
 from fewshot_core.errors import ArtifactError, DataError
+from fewshot_core.ranking import ONESHOT
 from fewshot_core.settings import (
     ChildrenSpec,
     DataSettings,
     HoldoutSpec,
     LeavesSpec,
+    OneShotSpec,
+    RankingSpec,
     RootSpec,
     ScoreSpec,
     SplitSpec,
+    StandaloneSpec,
+    StudyEvalSpec,
+    StudySetSpec,
     SupernetSettings,
     TreesSpec,
     digest,
@@ -228,7 +234,7 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
     """Some leaves of one tree, each trained from scratch on its mask, then its architectures evaluated."""
     import torch
 
-    from fewshot_core.train import evaluate_architectures, resolve_device, train
+    from fewshot_core.train import evaluate_architectures, resolve_device, sample_architectures, train, training_steps
 
     d, train_idx, val_idx = _load_data(spec.data, holdout, spec.seed)
     masks = node_masks(spec.factors, len(spec.factors), artifacts.read_tree_splits(splits, spec.metric, spec.seed))
@@ -244,12 +250,14 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
         ckpt = checkpoints / f"leaf_{leaf}.ckpt"
         train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
               label=f"{spec.metric} seed {spec.seed} leaf {leaf}")
-        table = evaluate_architectures(net, d, train_idx, val_idx, spec.evaluation, init_seed, device=dev)
+        archs = sample_architectures(masks[leaf][0], spec.evaluation.archs, init_seed)
+        table = evaluate_architectures(net, d, train_idx, val_idx, archs, spec.evaluation, init_seed, device=dev)
         tables.append(table.assign(metric=spec.metric, seed=spec.seed, leaf=leaf))
         states[leaf] = net.cpu().state_dict()
         used.append(ckpt)
     out = pd.concat(tables, ignore_index=True)[LEAF_COLUMNS]
     record = dict(metric=spec.metric, seed=spec.seed, leaves=list(spec.leaves), spec=digest(spec),
+                  steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)),
                   inputs=artifacts.inputs_record({"holdout": holdout, "splits": splits}))
     artifacts.save_weights(out_weights, shape, states, {leaf: masks[leaf][0] for leaf in spec.leaves},
                            provenance("leaf_weights", **record))
@@ -258,6 +266,142 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
         ckpt.unlink(missing_ok=True)
     best = out.loc[out.val_accuracy.idxmax()]
     log(f"best of {len(out)} architectures: {best.arch} in {best.leaf}: {best.val_accuracy:.4f}")
+
+
+# ----------------------------------------------------------------------------- the ranking study
+
+
+STUDY_COLUMNS = ["metric", "seed", "arch", "leaf", "val_accuracy", "val_loss"]
+STANDALONE_COLUMNS = ["arch", "val_accuracy", "val_loss", "epochs"]
+
+
+def sample_study_set(spec: StudySetSpec, out: Path, log: Log = _log) -> None:
+    """The study's architectures: a seeded sample of those whose cell connects input to output."""
+    from fewshot_core.ranking import study_set
+
+    archs, excluded = study_set(spec.archs, spec.seed)
+    artifacts.write_json({"provenance": provenance("study_set", spec=digest(spec), seed=spec.seed),
+                          "archs": archs, "excluded": excluded}, out)
+    log(f"{len(archs)} study architectures; {excluded} of all 15625 are cut off (no path from input to output) "
+        "and left out")
+
+
+def _study_set(path: Path, spec_seed: int) -> list[str]:
+    obj = artifacts.read_json(path, {"kind": "study_set", "seed": spec_seed})
+    archs = obj.get("archs")
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ArtifactError(f"{path}: 'archs' must be a list of architecture strings; {artifacts.REMEDY}")
+    return archs
+
+
+def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: Path, checkpoints: Path, device: str,
+                     log: Log = _log) -> None:
+    """Some study architectures trained from scratch as standalone networks and evaluated: the ground truth."""
+    import torch
+
+    from fewshot_core.space import standalone
+    from fewshot_core.train import resolve_device, train, validate, validation_images
+
+    d, train_idx, val_idx = _load_data(spec.data, holdout, spec.seed)
+    archs = _study_set(study_set, spec.seed)[spec.chunk * spec.archs_per_job : (spec.chunk + 1) * spec.archs_per_job]
+    dev = resolve_device(device)
+    x_val, y_val = validation_images(d, val_idx, dev)
+    rows, used = [], []
+    for arch in archs:
+        init_seed = int(node_rng(spec.seed, arch, "standalone").integers(2**31))
+        torch.manual_seed(init_seed)
+        net = standalone(arch, spec.supernet.C, spec.supernet.N, d.num_classes, spec.data.input_size)
+        ckpt = checkpoints / f"standalone_{digest(arch)}.ckpt"
+        train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev, label=f"standalone {arch}")
+        accuracy, loss = validate(net, x_val, y_val, spec.batch_size)
+        rows.append({"arch": arch, "val_accuracy": accuracy, "val_loss": loss, "epochs": spec.train.epochs})
+        used.append(ckpt)
+        log(f"{arch}: validation accuracy {accuracy:.4f}")
+    artifacts.write_table(pd.DataFrame(rows, columns=STANDALONE_COLUMNS), out, provenance(
+        "standalone", seed=spec.seed, chunk=spec.chunk, spec=digest(spec),
+        inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
+    for ckpt in used:
+        ckpt.unlink(missing_ok=True)
+
+
+def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path, device: str, log: Log = _log) -> None:
+    """The one-shot baseline: the whole supernet trained from scratch for as many steps as a tree's leaves."""
+    import torch
+
+    from fewshot_core.train import resolve_device, train, training_steps
+
+    d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
+    shape = _shape(spec.supernet, spec.data, d.num_classes)
+    init_seed = int(node_rng(spec.seed, "r", "oneshot").integers(2**31))
+    torch.manual_seed(init_seed)
+    net = _supernet(shape)
+    checkpoint = checkpoints / "oneshot.ckpt"
+    train(net, d, train_idx, spec.train, init_seed, checkpoint=checkpoint, device=resolve_device(device),
+          label=f"one-shot supernet, seed {spec.seed}")
+    steps = training_steps(spec.train, len(train_idx))
+    artifacts.save_weights(out, shape, {"r": net.cpu().state_dict()}, {"r": net.mask}, provenance(
+        "oneshot", seed=spec.seed, spec=digest(spec), steps=steps,
+        inputs=artifacts.inputs_record({"holdout": holdout})))
+    checkpoint.unlink(missing_ok=True)
+    log(f"one-shot supernet, seed {spec.seed}: {steps} steps ({spec.train.epochs} epochs) -> {out}")
+
+
+def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: list[Path], leaf_weights: list[Path],
+                   oneshot: Path, out: Path, device: str, log: Log = _log) -> None:
+    """Every study architecture with the weights of the leaf that holds it in each of the seed's trees
+    (``splits`` and ``leaf_weights`` in metric order, levels and chunks within), and with the one-shot
+    supernet; BN statistics re-estimated for each architecture, as the leaves' own evaluation does."""
+    from fewshot_core.nb201 import arch_to_mask
+    from fewshot_core.splitting import leaf_of
+    from fewshot_core.train import evaluate_architectures, resolve_device
+
+    d, train_idx, val_idx = _load_data(spec.data, holdout, spec.seed)
+    archs = _study_set(study_set, spec.study_seed)
+    dev = resolve_device(device)
+    levels = len(spec.factors)
+    tables = []
+    for i, metric in enumerate(spec.metrics):
+        records = artifacts.read_tree_splits(splits[i * levels : (i + 1) * levels], metric, spec.seed)
+        leaves = {leaf: mask for leaf, (mask, _) in node_masks(spec.factors, levels, records).items()}
+        states, shape = {}, {}
+        for path in leaf_weights[i * spec.chunks : (i + 1) * spec.chunks]:
+            w = artifacts.load_weights(path, {"kind": "leaf_weights", "metric": metric, "seed": spec.seed})
+            states.update(w["nodes"])
+            shape = w["supernet"]
+        by_leaf: dict[str, list[str]] = {}
+        for arch in archs:
+            by_leaf.setdefault(leaf_of(arch_to_mask(arch), leaves), []).append(arch)
+        for leaf, held in by_leaf.items():
+            if leaf not in states:
+                raise ArtifactError(f"no weights for leaf {leaf} of {metric}, seed {spec.seed}; {artifacts.REMEDY}")
+            net = _supernet(shape, states[leaf], leaves[leaf]).to(dev)
+            seed = int(node_rng(spec.seed, leaf, "study").integers(2**31))
+            table = evaluate_architectures(net, d, train_idx, val_idx, held, spec.evaluation, seed, device=dev)
+            tables.append(table.assign(metric=metric, seed=spec.seed, leaf=leaf))
+        log(f"{metric} seed {spec.seed}: {len(archs)} study architectures in {len(by_leaf)} leaves")
+    w = artifacts.load_weights(oneshot, {"kind": "oneshot", "seed": spec.seed})
+    net = _supernet(w["supernet"], w["nodes"]["r"]).to(dev)
+    seed = int(node_rng(spec.seed, "r", "study").integers(2**31))
+    table = evaluate_architectures(net, d, train_idx, val_idx, archs, spec.evaluation, seed, device=dev)
+    tables.append(table.assign(metric=ONESHOT, seed=spec.seed, leaf="r"))
+    artifacts.write_table(pd.concat(tables, ignore_index=True)[STUDY_COLUMNS], out, provenance(
+        "study", seed=spec.seed, spec=digest(spec), inputs=artifacts.inputs_record(
+            {"study_set": study_set, "holdout": holdout, "splits": splits, "leaf_weights": leaf_weights,
+             "oneshot": oneshot})))
+
+
+def rank_study(spec: RankingSpec, standalone: list[Path], studies: list[Path], out: Path, log: Log = _log) -> None:
+    """Per tree and per one-shot supernet: Kendall tau, Spearman rho, top-1 regret and top-k overlap."""
+    from fewshot_core.ranking import metric_intervals, ranking_table
+
+    truth = pd.concat([artifacts.read_table(p, {"kind": "standalone", "chunk": k}, columns=STANDALONE_COLUMNS)
+                       for k, p in enumerate(standalone)], ignore_index=True)
+    inherited = pd.concat([artifacts.read_table(p, {"kind": "study", "seed": s}, columns=STUDY_COLUMNS)
+                           for p, s in zip(studies, spec.seeds)], ignore_index=True)
+    table = ranking_table(truth, inherited, spec.top_k, spec.bootstrap)
+    artifacts.write_table(table, out, provenance("ranking", spec=digest(spec), inputs=artifacts.inputs_record(
+        {"standalone": standalone, "studies": studies})))
+    log(metric_intervals(table, spec.bootstrap).round(3).to_string(index=False))
 
 
 # ----------------------------------------------------------------------------- the whole run
@@ -316,12 +460,27 @@ def draw_figures(splits: Path, distance: Path, out_dir: Path, log: Log = _log) -
         log(str(f))
 
 
+def draw_ranking(ranking: Path, out: Path, log: Log = _log) -> None:
+    """The ranking study's figure (PNG, PDF and the plotted values as CSV)."""
+    from fewshot_core.ranking import RANKING_COLUMNS
+    from fewshot_core.report import figure_ranking
+
+    for f in figure_ranking(artifacts.read_table(ranking, {"kind": "ranking"}, columns=RANKING_COLUMNS),
+                            out.with_suffix("")):
+        log(str(f))
+
+
 def summary(run_dir: Path) -> str:
-    """A finished run's splits and split distances as text."""
-    from fewshot_core.report import summary_text
+    """A finished run's splits and split distances as text, and its ranking study when it has one."""
+    from fewshot_core.ranking import RANKING_COLUMNS
+    from fewshot_core.report import ranking_text, summary_text
 
     files = [run_dir / "splits.parquet", run_dir / "split_distance.parquet"]
     for f in files:
         if not f.exists():
             raise ArtifactError(f"{f} does not exist: run the workflow (snakemake splits) first")
-    return summary_text(*read_run_tables(*files))
+    text = summary_text(*read_run_tables(*files))
+    if (run_dir / "ranking.parquet").exists():
+        ranking = artifacts.read_table(run_dir / "ranking.parquet", {"kind": "ranking"}, columns=RANKING_COLUMNS)
+        text += "\n\n" + ranking_text(ranking)
+    return text

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 
 from fewshot_core import artifacts, data
 from fewshot_core.settings import EvalSettings, TrainSettings
-from fewshot_core.space import Supernet, architectures
+from fewshot_core.space import StandaloneNet, Supernet, architectures
 
 MODES = ("single_path", "mixture")
+Network = Supernet | StandaloneNet
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,21 +71,34 @@ def state_digest(net: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def checkpoint_provenance(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings,
+def describe(net: Network) -> dict:
+    """The network's shape, and its mask (a supernet) or its architecture (a standalone network)."""
+    shape = {"C": net.C, "N": net.N, "num_classes": net.num_classes, "input_size": net.input_size}
+    if isinstance(net, Supernet):
+        return {**shape, "mask": net.mask.astype(int).tolist()}
+    return {**shape, "arch": net.arch}
+
+
+def checkpoint_provenance(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings,
                           seed: int) -> dict:
     """Everything a training run's result depends on; a checkpoint is resumed only when this is equal."""
     return artifacts.provenance(
-        "checkpoint", train=asdict(cfg), seed=seed, mask=net.mask.astype(int).tolist(),
-        supernet={"C": net.C, "N": net.N, "num_classes": net.num_classes, "input_size": net.input_size},
+        "checkpoint", train=asdict(cfg), seed=seed, network=describe(net),
         data={"name": d.name, "input_size": d.input_size,
               "train_indices": hashlib.sha256(np.asarray(train_idx, dtype=np.int64).tobytes()).hexdigest()[:16]},
         start_weights=state_digest(net))
 
 
-def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings, seed: int,
+def training_steps(cfg: TrainSettings, n_train: int) -> int:
+    """The optimisation steps of a whole training run on ``n_train`` images: a run's budget."""
+    return cfg.epochs * math.ceil(n_train / cfg.batch_size)
+
+
+def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings, seed: int,
           checkpoint: Path | None = None, device: torch.device | None = None, label: str = "train",
           on_epoch: Callable[[int], None] | None = None) -> list[dict]:
-    """Train ``net`` in place for ``cfg.epochs`` epochs; returns one record per epoch run here.
+    """Train ``net`` (a supernet in ``cfg.mode``, or a standalone network) in place for ``cfg.epochs``
+    epochs; returns one record per epoch run here, with the optimisation steps taken in it.
 
     ``checkpoint``: where to save after every epoch, and to resume from when it holds a run of the
     same settings, seed, supernet, mask, data and start weights (any other is discarded with a log
@@ -96,14 +110,15 @@ def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSet
     device = device or torch.device("cpu")
     origin = checkpoint_provenance(net, d, train_idx, cfg, seed)
     net.to(device)
-    net.mode = cfg.mode
     params = [p for p in net.parameters() if p.requires_grad]
     o = cfg.optimizer
     opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=o.lr_min)
     gens = {"order": torch.Generator().manual_seed(seed), "augment": torch.Generator().manual_seed(seed + 1),
             "path": torch.Generator().manual_seed(seed + 2)}
-    net.path_generator = gens["path"]
+    if isinstance(net, Supernet):
+        net.mode = cfg.mode
+        net.path_generator = gens["path"]
     start = 0
     state = None if checkpoint is None else artifacts.load_checkpoint(
         checkpoint, origin, log=lambda m: print(f"{label}: {m}", flush=True))
@@ -122,7 +137,7 @@ def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSet
     steps = math.ceil(len(y_all) / cfg.batch_size)
     for epoch in range(start, cfg.epochs):
         net.train()
-        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        t0, seen, loss_sum, correct, taken = time.perf_counter(), 0, 0.0, 0, 0
         for i, (xb, yb) in enumerate(data.batches(x_all, y_all, cfg.batch_size, gens["order"])):
             if cfg.augment:
                 xb = data.augment(xb, gens["augment"], flip=d.name != "digits")
@@ -135,6 +150,7 @@ def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSet
             if o.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
             opt.step()
+            taken += 1
             seen += len(y)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
@@ -142,7 +158,7 @@ def train(net: Supernet, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSet
         sched.step()
         rate = seen / (time.perf_counter() - t0)
         rec = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen, "images_per_s": rate,
-               "lr": opt.param_groups[0]["lr"]}
+               "lr": opt.param_groups[0]["lr"], "steps": taken}
         history.append(rec)
         progress.epoch(epoch, rec["loss"], rec["accuracy"], rate, start)
         if checkpoint is not None:
@@ -166,37 +182,53 @@ def recalibrate_bn(net: Supernet, arch: str, x: torch.Tensor, batch_size: int) -
         net(x[i : i + batch_size], arch=arch)
 
 
+def sample_architectures(mask: np.ndarray, n: int, seed: int) -> list[str]:
+    """``n`` architectures of the mask drawn from ``seed`` (all of them when it holds fewer)."""
+    pool = architectures(mask)
+    picks = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[: min(n, len(pool))]
+    return [pool[i] for i in picks.tolist()]
+
+
+@torch.no_grad()
+def validate(net: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int, arch: str | None = None
+             ) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on normalised images (eval mode; ``arch``: one of a supernet's)."""
+    if len(y) == 0:
+        raise data.DataError("the validation split is empty: nothing to evaluate on")
+    net.eval()
+    loss, correct = 0.0, 0
+    for j in range(0, len(y), batch_size):
+        logits = net(x[j : j + batch_size], arch=arch) if arch is not None else net(x[j : j + batch_size])
+        loss += F.cross_entropy(logits, y[j : j + batch_size], reduction="sum").item()
+        correct += (logits.argmax(1) == y[j : j + batch_size]).sum().item()
+    return correct / len(y), loss / len(y)
+
+
+def validation_images(d: data.ImageData, val_idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = torch.as_tensor(val_idx)
+    return data.normalize(d.train_x[idx], d).to(device), d.train_y[idx].to(device)
+
+
 @torch.no_grad()
 def evaluate_architectures(net: Supernet, d: data.ImageData, train_idx: np.ndarray, val_idx: np.ndarray,
-                           cfg: EvalSettings, seed: int, device: torch.device | None = None) -> pd.DataFrame:
-    """Sample ``cfg.archs`` architectures of the mask (seeded, distinct when the mask holds enough) and
-    evaluate each with the inherited weights on the validation split, BN statistics re-estimated on
-    ``cfg.bn_batches`` training batches of ``cfg.batch_size``."""
+                           archs: list[str], cfg: EvalSettings, seed: int,
+                           device: torch.device | None = None) -> pd.DataFrame:
+    """Evaluate each architecture of ``archs`` with the supernet's weights on the validation split,
+    BN statistics re-estimated for it on ``cfg.bn_batches`` training batches of ``cfg.batch_size``
+    (drawn from ``seed``); the supernet is left as it was."""
     device = device or torch.device("cpu")
-    n_archs, bn_batches, batch_size = cfg.archs, cfg.bn_batches, cfg.batch_size
     saved = {k: v.clone() for k, v in net.state_dict().items()}
     momenta = {m: m.momentum for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
     g = torch.Generator().manual_seed(seed)
-    pool = architectures(net.mask)
-    picks = torch.randperm(len(pool), generator=g)[: min(n_archs, len(pool))].tolist()
-    calib_idx = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=g)[: bn_batches * batch_size]]
+    calib_idx = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=g)[: cfg.bn_batches * cfg.batch_size]]
     x_cal = data.normalize(d.train_x[calib_idx], d).to(device)
-    x_val = data.normalize(d.train_x[torch.as_tensor(val_idx)], d).to(device)
-    y_val = d.train_y[torch.as_tensor(val_idx)].to(device)
-    if len(y_val) == 0:
-        raise data.DataError("the validation split is empty: nothing to evaluate on")
+    x_val, y_val = validation_images(d, val_idx, device)
     rows = []
     try:
-        for i in picks:
-            arch = pool[i]
-            recalibrate_bn(net, arch, x_cal, batch_size)
-            net.eval()
-            loss, correct = 0.0, 0
-            for j in range(0, len(y_val), batch_size):
-                logits = net(x_val[j : j + batch_size], arch=arch)
-                loss += F.cross_entropy(logits, y_val[j : j + batch_size], reduction="sum").item()
-                correct += (logits.argmax(1) == y_val[j : j + batch_size]).sum().item()
-            rows.append({"arch": arch, "val_accuracy": correct / len(y_val), "val_loss": loss / len(y_val)})
+        for arch in archs:
+            recalibrate_bn(net, arch, x_cal, cfg.batch_size)
+            accuracy, loss = validate(net, x_val, y_val, cfg.batch_size, arch)
+            rows.append({"arch": arch, "val_accuracy": accuracy, "val_loss": loss})
     finally:
         net.load_state_dict(saved)
         for m, mom in momenta.items():

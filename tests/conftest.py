@@ -100,3 +100,11 @@ def defaults():
     from fewshot_core.checks import load_settings
 
     return load_settings({"run": "defaults", "seeds": [0], "metrics": {"snip": {}}})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny scenario run to completion once for the whole session: every output, the study included."""
+    work = tmp_path_factory.mktemp("wf")
+    run_snakemake(work, load_scenario("tiny"))
+    return work

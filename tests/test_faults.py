@@ -19,7 +19,7 @@ from fewshot_core.errors import ArtifactError
 from fewshot_core.settings import canonical_json
 from fewshot_core.space import Supernet
 from fewshot_core.train import train
-from tests.conftest import ROOT, edited, load_scenario
+from tests.conftest import ROOT, edited, load_scenario, run_snakemake
 
 pytestmark = pytest.mark.faults
 TINY = load_scenario("tiny")
@@ -37,6 +37,19 @@ TINY = load_scenario("tiny")
      ["data.root", "no/such/dir", "cifar-10-batches-bin"]),
     (edited(TINY, "run", "a; touch pwned"), ["run", "does not match"]),
     (edited(TINY, "tree.edge_order", [0, 0]), ["tree.edge_order", "distinct"]),
+    (edited(TINY, "training.optimizer.lr", float("nan")), ["training.optimizer.lr", "not a finite number"]),
+    (edited(TINY, "training.optimizer.grad_clip", float("nan")), ["training.optimizer.grad_clip", "finite"]),
+    (edited(TINY, "seeds", [0.0, 1.0]), ["seeds.0", "not an integer"]),
+    (edited(TINY, "training.leaves.epochs", 1.0), ["training.leaves.epochs", "not an integer"]),
+    (edited(TINY, "metrics.snip.settings", {"temperature": 2.0}), ["metrics.snip.settings.temperature", "no such"]),
+    (edited(TINY, "metrics", {"lr": {"settings": {"crops": "many"}}}), ["metrics.lr.settings.crops", "int"]),
+    (edited(TINY, "data.input_size", 9), ["data.input_size", "multiple of 4"]),
+    (edited(TINY, "data.input_size", 100000), ["data.input_size", "maximum"]),
+    (edited(TINY, "tree.policy", {"levels": [6]}), ["tree.policy"]),
+    (edited(TINY, "tree.policy", {"levels": [2, 2, 2, 2, 2, 2, 2]}), ["tree.policy"]),
+    (edited(TINY, "device", "cuda:7"), ["device", "GPU"]),
+    (edited(TINY, "run", ".."), ["run", "does not match"]),
+    (edited(TINY, "training.leaves.archs", "all"), ["training.leaves.archs", "integer"]),
 ])
 def test_bad_configuration_is_rejected_before_any_job(tmp_path, snakemake, cfg, needles):
     proc = snakemake(tmp_path, cfg, check=False)
@@ -107,8 +120,116 @@ def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run,
     assert split.read_text() == good
 
 
+@pytest.fixture(scope="module")
+def two_trees(tmp_path_factory, snakemake):
+    """The trees of two metrics and two seeds (splits only), made once; tests damage copies of it."""
+    work = tmp_path_factory.mktemp("two")
+    snakemake(work, TINY, "splits")
+    return work
+
+
+@pytest.fixture()
+def copy_of(two_trees, tmp_path):
+    shutil.copytree(two_trees, tmp_path / "run")
+    return tmp_path / "run", tmp_path / "run" / "results" / "tiny"
+
+
+def failed_job_says(work, *needles, target="splits"):
+    """Run the workflow, which must fail at a job whose log names every needle, with no traceback."""
+    proc = run_snakemake(work, TINY, target, check=False)
+    assert proc.returncode != 0, "the workflow accepted a file it must refuse"
+    logs = "".join(p.read_text() for p in (work / "results" / "tiny" / "logs").rglob("*.log")
+                   if "error:" in p.read_text())
+    for needle in needles:
+        assert needle in logs, f"{needle!r} missing from the failed job's log:\n{logs[-2000:]}"
+    assert "Traceback" not in logs
+    return logs
+
+
+def test_another_metrics_scores_at_this_path_are_refused(copy_of):
+    work, run = copy_of
+    shutil.copy(run / "snip" / "seed0" / "scores_L0.parquet", run / "synflow" / "seed0" / "scores_L0.parquet")
+    failed_job_says(work, "synflow/seed0/scores_L0.parquet", "'metric' is 'snip', expected 'synflow'")
+
+
+def test_a_split_file_naming_another_tree_is_refused(copy_of):
+    work, run = copy_of
+    path = run / "snip" / "seed0" / "split_L1.json"
+    path.write_text(path.read_text().replace('"seed": 0', '"seed": 7'))  # a phantom seed 7
+    failed_job_says(work, "split_L1.json", "7")
+
+
+def test_a_root_of_another_width_is_refused(copy_of, tmp_path):
+    work, run = copy_of
+    other = edited(edited(TINY, "supernet.C", 8), "run", "wide")
+    (tmp_path / "wide").mkdir()
+    run_snakemake(tmp_path / "wide", other, "results/wide/seed0/root.pt")
+    shutil.copy(tmp_path / "wide" / "results" / "wide" / "seed0" / "root.pt", run / "seed0" / "root.pt")
+    failed_job_says(work, "root.pt", "'C': 8", "expected", "'C': 4")
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda h: {**h, "train": [-1, *h["train"][1:]]}, "outside the dataset"),
+    (lambda h: {**h, "train": [h["train"][0], *h["train"]]}, "repeats"),
+    (lambda h: {**h, "val": [h["train"][0], *h["val"][1:]]}, "in both train and val"),
+    (lambda h: {**h, "val": []}, "empty"),
+    (lambda h: {**h, "train": ["0", *h["train"][1:]]}, "integer"),
+    (lambda h: {**h, "train": h["train"] + [10**6]}, "outside the dataset"),
+])
+def test_a_damaged_holdout_is_refused_by_the_job_that_reads_it(copy_of, edit, needle):
+    import json
+
+    work, run = copy_of
+    path = run / "data" / "holdout_seed0.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    failed_job_says(work, "holdout_seed0.json", needle)
+
+
+def test_a_scores_table_missing_a_column_is_refused(copy_of):
+    import pyarrow.parquet as pq
+
+    work, run = copy_of
+    path = run / "snip" / "seed1" / "scores_L0.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["similarity"]), path)
+    failed_job_says(work, "scores_L0.parquet", "column(s) ['similarity'] missing")
+
+
+@pytest.mark.parametrize("field,value", [("edge", "2"), ("groups", "skip"), ("depth", None), ("cut", [1])])
+def test_split_fields_of_the_wrong_type_are_refused(copy_of, field, value):
+    import json
+
+    work, run = copy_of
+    path = run / "synflow" / "seed1" / "split_L0.json"
+    obj = json.loads(path.read_text())
+    obj["splits"][0][field] = value
+    path.write_text(json.dumps(obj))
+    failed_job_says(work, "split_L0.json", f"split field {field!r}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_write_leaves_no_temporary_file(tmp_path, sig):
+    """The command line turns SIGTERM and SIGINT into exceptions, so the temporary file is removed."""
+    script = (
+        "import os, signal, time\n"
+        "from fewshot_core import artifacts, cli\n"
+        "signal.signal(signal.SIGTERM, cli._terminate)\n"
+        "artifacts.os.fsync = lambda fd: time.sleep(60)\n"
+        f"artifacts.atomic_write_bytes({str(tmp_path / 'out.bin')!r}, b'x' * 1000)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".*.tmp")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".*.tmp")), "the write never started"
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert not list(tmp_path.iterdir())  # neither the output nor its temporary file
+
+
 def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path, snakemake, tiny):
-    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}}
+    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}, "study": {}}
     ref = tmp_path / "ref"
     ref.mkdir()
     snakemake(ref, cfg)

@@ -57,8 +57,11 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
                "training.warmup.augment": False, "training.leaves.epochs": 3, "training.leaves.batch_size": 32,
                "training.leaves.mode": "mixture", "training.leaves.augment": False, "training.leaves.archs": 9,
                "training.leaves.bn_batches": 2, "training.leaves.eval_batch_size": 64,
-               "training.leaves.leaves_per_job": 1, "run": "u", "seeds": [1], "metrics": {"ntk": {}}}
-    resources = {"training.gpus", "training.warmup.runtime_min", "training.leaves.runtime_min"}  # not settings
+               "training.leaves.leaves_per_job": 1, "run": "u", "seeds": [1], "metrics": {"ntk": {}},
+               "study.archs": 10, "study.seed": 3, "study.standalone": 2, "study.archs_per_job": 4,
+               "study.top_k": 3, "study.bootstrap": 200}
+    resources = {"training.gpus", "training.warmup.runtime_min", "training.leaves.runtime_min",
+                 "study.runtime_min"}  # not settings: what a cluster allots a job
     documented = set(schema_leaves(schema))
     assert documented - resources == set(changes), "a schema key without a test of where it goes"
     for key, value in changes.items():
@@ -76,7 +79,8 @@ def test_specs_survive_their_json(defaults):
     s = dataclasses.replace(defaults, metrics={"lr": load_settings(
         {**MINIMAL, "metrics": {"lr": {"settings": {"crops": 10}}}}).metrics["lr"]})
     for spec in (s.holdout_spec(1), s.root_spec(0), s.score_spec("lr", 0, 2), s.split_spec("lr", 0, 1),
-                 s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.trees_spec()):
+                 s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.trees_spec(), s.study_set_spec(),
+                 s.standalone_spec(0), s.oneshot_spec(1), s.study_eval_spec(1), s.ranking_spec()):
         text = settings.canonical_json(spec)
         assert settings.spec_from_json(type(spec), text) == spec
     with pytest.raises(ValueError, match="expected int"):

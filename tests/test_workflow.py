@@ -14,13 +14,6 @@ from fewshot_core import artifacts
 TABLES = ("splits.parquet", "split_distance.parquet", "leaves.parquet")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, scenario, snakemake):
-    work = tmp_path_factory.mktemp("wf")
-    snakemake(work, scenario("tiny"))
-    return work
-
-
 def test_tiny_run_writes_every_output(tiny_run):
     run = tiny_run / "results" / "tiny"
     splits = pd.read_parquet(run / "splits.parquet")
@@ -67,6 +60,23 @@ def test_distances_equal_an_independent_recomputation(tiny_run):
     assert len(got) == len(expected)
     for g, e in zip(got, sorted(expected)):
         assert g[:7] == e[:7] and g[7] == pytest.approx(e[7])
+
+
+def test_figures_plot_each_splits_mean_distance_to_the_splits_it_is_compared_with(tiny_run):
+    """Figure 1's values, recomputed from the split-distance table: one per split, seeds pooled."""
+    run = tiny_run / "results" / "tiny"
+    pairs = pd.read_parquet(run / "split_distance.parquet")
+    expected: dict[tuple, list[float]] = {}
+    for r in pairs[pairs.kind.isin(["internal", "external"])].itertuples():
+        for metric, seed, node in ((r.metric_a, r.seed_a, r.node_a), (r.metric_b, r.seed_b, r.node_b)):
+            expected.setdefault((r.kind, metric, seed, node), []).append(r.distance)
+    plotted = pd.read_csv(run / "figures" / "fig1_split_distance.csv")
+    got = {(r.kind, r.metric, r.seed, r.node): r.distance for r in plotted.itertuples()}
+    assert set(got) == set(expected) and len(got) == 2 * 2 * 2 * 3  # kinds x metrics x seeds x splits
+    for key, distances in expected.items():
+        assert got[key] == pytest.approx(sum(distances) / len(distances))
+    by_level = pd.read_csv(run / "figures" / "fig2_split_distance_by_level.csv")
+    assert set(by_level.depth) == {0, 1} and not ((by_level.kind == "internal") & (by_level.depth == 0)).any()
 
 
 def test_changing_one_metrics_settings_reruns_that_metric_alone(tiny_run, scenario, snakemake, edit):

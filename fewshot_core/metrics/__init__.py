@@ -17,8 +17,8 @@ from fewshot_core.metrics import baselines, gradient_matching, mellor, saliency,
 from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, get, preserved
 from fewshot_core.space import OPS, Supernet
 
-__all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "get", "score", "evaluate_split", "similarity",
-           "VariantValue"]
+__all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "VariantValue", "evaluate_split", "get", "score",
+           "similarity", "value"]
 
 def _arguments(metric: Metric, settings: dict | None, seed: int) -> tuple[dict, dict]:
     """The keyword arguments of ``prepare`` and of ``compute``: the catalogue's defaults, overridden by
@@ -34,19 +34,31 @@ def _arguments(metric: Metric, settings: dict | None, seed: int) -> tuple[dict, 
     return prep, cfg
 
 
-def score(name: str, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, seed: int = 0,
-          **settings) -> float:
-    """The value of a scalar metric on any classifier; the model is left as the caller gave it.
-    ``seed`` fixes what the metric draws at random (``lr``'s crops and thin twin)."""
+def value(name: str, model: torch.nn.Module, batches: list[Batch], settings: dict | None = None, seed: int = 0,
+          edge: int | None = None) -> float | torch.Tensor:
+    """A metric's value on any classifier: a float (scalar metrics) or an (R, D) tensor (vector
+    metrics); the model is left as the caller gave it. ``seed`` fixes what the metric draws at
+    random (``lr``'s crops and thin twin); ``edge`` is the split edge of ``gm_nas``."""
     metric = get(name)
-    if metric.kind != "scalar":
-        raise ValueError(f"metric {name!r} is a {metric.kind} metric: it has no single value per network")
+    if metric.kind == "none":
+        raise ValueError(f"metric {name!r} has no values: it groups operations at random")
     prep, cfg = _arguments(metric, settings, seed)
-    batches = [Batch(inputs, targets)]
+    if metric.needs_edge:
+        if edge is None:
+            raise ValueError(f"metric {name!r} leaves the split edge's own modules out: give edge=")
+        cfg["edge"] = edge
     with preserved(model):
         if metric.prepare is not None:
             model, batches = metric.prepare(model, batches, **prep)
-        return float(metric.compute(model, batches, **cfg))
+        return metric.compute(model, batches, **cfg)
+
+
+def score(name: str, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, seed: int = 0,
+          **settings) -> float:
+    """The value of a scalar metric on any classifier and one batch; the model is left as the caller gave it."""
+    if get(name).kind != "scalar":
+        raise ValueError(f"metric {name!r} is a {get(name).kind} metric: it has no single value per network")
+    return float(value(name, model, [Batch(inputs, targets)], settings, seed))
 
 
 @dataclass

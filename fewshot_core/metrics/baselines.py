@@ -8,12 +8,15 @@ from fewshot_core.metrics.base import Batch, preserved, register
 
 
 def nparams(model: nn.Module, batches: list[Batch]) -> float:
-    """Number of parameter entries that take part in the forward pass (those that receive a
-    gradient), so a sub-supernet counts only its enabled operations."""
+    """Number of parameter entries whose tensor the output depends on (a non-zero gradient of the
+    summed logits, train mode, on the batch), so a sub-supernet counts only its enabled operations
+    that reach the output. Not "has a gradient": the supernet runs the convolutions leaving a node
+    as one, which gives an unused one a zero gradient where its standalone network gives none."""
     with preserved(model):
+        model.train()
         model.zero_grad(set_to_none=True)
-        model(batches[0].inputs[:2]).sum().backward()
-        return float(sum(p.numel() for p in model.parameters() if p.grad is not None))
+        model(batches[0].inputs).sum().backward()
+        return float(sum(p.numel() for p in model.parameters() if p.grad is not None and bool(p.grad.any())))
 
 
 register("nparams", nparams, "parameter count baseline")

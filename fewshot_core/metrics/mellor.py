@@ -56,9 +56,10 @@ def relu_kernel(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     n = len(x)
     K = torch.zeros(n, n, dtype=torch.float64)
 
-    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
         c = (inputs[0].detach().reshape(n, -1) > 0).double()
-        K.add_(c @ c.T).add_((1 - c) @ (1 - c).T)
+        uses = getattr(module, "consumers", 1)  # a supernet's shared ReLU counts once per convolution it feeds
+        K.add_(c @ c.T, alpha=uses).add_((1 - c) @ (1 - c).T, alpha=uses)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
     try:

@@ -6,7 +6,7 @@ from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.settings import canonical_json
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
-SETTINGS, filled = load_settings_or_exit(config)
+SETTINGS, filled = load_settings_or_exit(config, local=workflow.local_exec)
 config.update(filled)  # the schema's defaults, for the report's captions
 RUN = f"results/{SETTINGS.run}"
 METRICS = list(SETTINGS.metrics)
@@ -56,6 +56,15 @@ def leaf_weights(metric="{metric}", seed="{seed}", chunk="{chunk}"):
     return f"{RUN}/{metric}/seed{seed}/leaves/chunk{chunk}.pt"
 
 
+def oneshot_weights(seed="{seed}"):
+    """The seed's one-shot supernet, trained as long as all the leaves of a tree (ranking study)."""
+    return f"{RUN}/seed{seed}/oneshot.pt"
+
+
+def study_file(name):
+    return f"{RUN}/study/{name}"
+
+
 def checkpoints(*parts):
     """Where a training job keeps its checkpoints while it runs (deleted when it ends)."""
     return os.path.join(RUN, "checkpoints", *parts)
@@ -100,6 +109,16 @@ def get_tree_splits(wildcards):
     return [split_file(wildcards.metric, wildcards.seed, level) for level in LEVELS]
 
 
+def get_seed_splits(wildcards):
+    """Every split file of the seed's trees, in (metric, level) order."""
+    return [split_file(m, wildcards.seed, level) for m in METRICS for level in LEVELS]
+
+
+def get_seed_leaf_weights(wildcards):
+    """Every leaf weights file of the seed's trees, in (metric, chunk) order."""
+    return [leaf_weights(m, wildcards.seed, c) for m in METRICS for c in CHUNKS]
+
+
 def all_split_files():
     """Every split file of the run, in (metric, seed, level) order."""
     return [split_file(m, s, level) for m in METRICS for s in SEEDS for level in LEVELS]
@@ -115,7 +134,15 @@ def run_tables():
         "splits": f"{RUN}/splits.parquet",
         "distance": f"{RUN}/split_distance.parquet",
         "leaves": f"{RUN}/leaves.parquet",
+        "ranking": f"{RUN}/ranking.parquet",
     }
+
+
+def study_targets():
+    """The ranking study's table and figure, when the configuration asks for a study."""
+    if not SETTINGS.studies:
+        return []
+    return [run_tables()["ranking"], figure("ranking")]
 
 
 FIGURES = {
@@ -124,6 +151,10 @@ FIGURES = {
     "between_metrics": ("Beyond the paper", "between.rst"),
     "trees": ("Beyond the paper", "trees.rst"),
 }
+
+
+# The figures whose plotted values are written beside them (one row per split).
+PLOTTED_DATA = ["fig1_split_distance", "fig2_split_distance_by_level"]
 
 
 def figure(name, ext="png"):

@@ -34,6 +34,7 @@ rule draw_figures:
             for name, (category, caption) in FIGURES.items()
         ],
         [figure(name, "pdf") for name in FIGURES],
+        [figure(name, "csv") for name in PLOTTED_DATA],
     log:
         f"{RUN}/logs/draw_figures.log",
     benchmark:
