@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from fewshot_core import user_metrics
 from fewshot_core.catalog import CATALOG
 from fewshot_core.errors import ConfigError, SplitError
 from fewshot_core.settings import (
@@ -26,9 +27,11 @@ from fewshot_core.settings import (
     MetricSettings,
     OptimizerSettings,
     RunSettings,
+    Scorer,
     StudySettings,
     SupernetSettings,
     TrainSettings,
+    TreeMetric,
     TreeSettings,
 )
 from fewshot_core.splitting import branching_factors
@@ -92,9 +95,7 @@ def _has_type(value, want: type) -> bool:
     return isinstance(value, want)
 
 
-def _metric(name: str, entry: dict) -> MetricSettings:
-    if name not in CATALOG:
-        raise ConfigError(f"metrics.{name}: unknown metric; known: {', '.join(CATALOG)}")
+def _builtin(name: str, entry: dict) -> MetricSettings:
     declared = CATALOG[name].settings
     settings = dict(entry["settings"])
     for key, value in settings.items():
@@ -105,7 +106,71 @@ def _metric(name: str, entry: dict) -> MetricSettings:
         if not _has_type(value, want):
             raise ConfigError(f"metrics.{name}.settings.{key}: {value!r} is not a finite {want.__name__} "
                               f"({declared[key].help})")
-    return MetricSettings(name, entry["batch_size"], entry["batches"], {**CATALOG[name].defaults, **settings})
+    return MetricSettings(name, CATALOG[name].kind, entry["batch_size"], entry["batches"],
+                          {**CATALOG[name].defaults, **settings}, None)
+
+
+def _user(name: str, entry: dict, workdir: Path) -> MetricSettings:
+    if name in CATALOG:
+        raise ConfigError(f"metrics.{name}: a metric of your own needs a name of its own; {name} is a built-in")
+    if entry.get("kind") not in ("scalar", "vector"):
+        raise ConfigError(f"metrics.{name}.kind: say whether {entry['function']} returns a float (scalar) or a "
+                          "(batches, D) tensor (vector)")
+    for key, value in entry["settings"].items():
+        if not (isinstance(value, (bool, str)) or _has_type(value, float)):
+            raise ConfigError(f"metrics.{name}.settings.{key}: {value!r} is not a finite number, a bool or a string")
+    user_metrics.check(name, entry["function"], entry["settings"], workdir)
+    return MetricSettings(name, entry["kind"], entry["batch_size"], entry["batches"], dict(entry["settings"]),
+                          entry["function"])
+
+
+def _metrics(entries: dict, levels: int, workdir: Path) -> dict[str, TreeMetric]:
+    """Every configured metric as a tree's scorers: a built-in or the user's function, a combination of
+    them, or a schedule of those, one per level; components not configured take the entry defaults."""
+    defaults = validated({"run": "x", "seeds": [0], "metrics": {"x": {}}})["metrics"]["x"]
+    for name, entry in entries.items():
+        kinds = [k for k in ("function", "combine", "schedule") if k in entry]
+        if len(kinds) > 1:
+            raise ConfigError(f"metrics.{name}: {' and '.join(kinds)} exclude each other")
+        if "kind" in entry and "function" not in entry:
+            raise ConfigError(f"metrics.{name}.kind is only for a metric of your own (function: ...)")
+        if not kinds and name not in CATALOG:
+            raise ConfigError(f"metrics.{name}: unknown metric; known: {', '.join(CATALOG)} (or give your own "
+                              "with function:, combine: or schedule:)")
+
+    def part(name: str, where: str) -> MetricSettings:
+        entry = entries.get(name, defaults)
+        if "function" in entry:
+            return _user(name, entry, workdir)
+        if name in CATALOG and not ({"combine", "schedule"} & set(entry)):
+            return _builtin(name, entry)
+        raise ConfigError(f"{where}: {name!r} is not a metric of the catalogue or one of your own (function:)")
+
+    def scorer(name: str, where: str) -> Scorer:
+        entry = entries.get(name, defaults)
+        if "schedule" in entry:
+            raise ConfigError(f"{where}: {name!r} is a schedule; a schedule's entries are metrics or combinations")
+        if "combine" not in entry:
+            return Scorer((part(name, where),), (1.0,), False)
+        combine = entry["combine"]
+        parts = tuple(part(c, f"metrics.{name}.combine.{c}") for c in combine)
+        for p in parts:
+            if p.kind == "none":
+                raise ConfigError(f"metrics.{name}.combine.{p.name}: {p.name} has no values to combine")
+        return Scorer(parts, tuple(float(w) for w in combine.values()), True)
+
+    trees = {}
+    for name, entry in entries.items():
+        if "schedule" in entry:
+            schedule = entry["schedule"]
+            if len(schedule) != levels:
+                raise ConfigError(f"metrics.{name}.schedule: {len(schedule)} entries for a tree of {levels} levels; "
+                                  "give one metric per level")
+            trees[name] = TreeMetric(name, tuple(scorer(m, f"metrics.{name}.schedule[{i}]")
+                                                 for i, m in enumerate(schedule)))
+        else:
+            trees[name] = TreeMetric(name, (scorer(name, f"metrics.{name}"),) * levels)
+    return trees
 
 
 def _train(section: dict, optimizer: OptimizerSettings) -> TrainSettings:
@@ -183,6 +248,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
     data = DataSettings(d["name"], d["root"], d["download"], d["input_size"], d["val_fraction"])
     _check_data(data, Path(workdir))
     optimizer = OptimizerSettings(**t["optimizer"])
+    tree = _tree(c["tree"], config.get("tree") or {})
     leaves = t["leaves"]
     settings = RunSettings(
         run=c["run"],
@@ -190,17 +256,15 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         data=data,
         supernet=SupernetSettings(c["supernet"]["C"], c["supernet"]["N"]),
         device=c["device"],
-        tree=_tree(c["tree"], config.get("tree") or {}),
+        tree=tree,
         balanced=c["tree"]["balanced"],
-        metrics={name: _metric(name, entry) for name, entry in c["metrics"].items()},
+        metrics=_metrics(c["metrics"], len(tree.factors), Path(workdir)),
         warmup=_train(t["warmup"], optimizer),
         leaves=_train(leaves, optimizer),
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
         study=StudySettings(**{k: v for k, v in c["study"].items() if k != "runtime_min"}),
     )
-    if "random" in settings.metrics and c["metrics"]["random"]["settings"]:
-        raise ConfigError("metrics.random takes no settings")
     results = Path(workdir, "results", settings.run)
     if not _writable(results):
         raise ConfigError(f"run: the output directory {results} cannot be written")

@@ -129,12 +129,48 @@ class TreeSettings:
 
 @dataclass(frozen=True)
 class MetricSettings:
-    """One metric's scoring batches and its own settings (the catalogue's defaults filled in)."""
+    """One way of valuing a split's variants: a metric of the catalogue, or the user's ``function``
+    (``"file.py:name"`` or ``"module:name"``), with its batches and its own settings (defaults filled in)."""
 
     name: str
+    kind: str
     batch_size: int
     batches: int
     settings: dict
+    function: str | None
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """How one level of a tree values a split: one metric, or several ``combined`` into the weighted
+    mean of their similarity matrices, each scaled by its largest absolute off-diagonal entry over
+    the node's edges (docs/design.md §9)."""
+
+    parts: tuple[MetricSettings, ...]
+    weights: tuple[float, ...]
+    combined: bool
+
+    @property
+    def kind(self) -> str:
+        """``none`` for a grouping without values (``random``), else how its values compare."""
+        return "combined" if self.combined else self.parts[0].kind
+
+    def code_hash(self) -> str:
+        """A hash of the source of every part (a catalogue module or the user's file): the scoring
+        rule's parameter, so that editing one metric's code reruns the jobs that use it, no others."""
+        from fewshot_core import catalog, user_metrics
+
+        return ",".join(user_metrics.code_hash(p.function) if p.function else catalog.code_hash(p.name)
+                        for p in self.parts)
+
+
+@dataclass(frozen=True)
+class TreeMetric:
+    """A configured metric: what grows one tree per seed. ``levels`` holds the scorer of each level
+    (the same one throughout, except for a schedule)."""
+
+    name: str
+    levels: tuple[Scorer, ...]
 
 
 @dataclass(frozen=True)
@@ -181,7 +217,8 @@ class ScoreSpec:
 
     data: DataSettings
     supernet: SupernetSettings
-    metric: MetricSettings
+    metric: str
+    scorer: Scorer
     tree: TreeSettings
     own_weights: bool
     seed: int
@@ -193,6 +230,7 @@ class SplitSpec:
     """``split_nodes``: each node's edge and operation groups at one level of one tree."""
 
     metric: str
+    kind: str
     tree: TreeSettings
     balanced: bool
     seed: int
@@ -307,7 +345,7 @@ class RunSettings:
     device: str
     tree: TreeSettings
     balanced: bool
-    metrics: dict[str, MetricSettings]
+    metrics: dict[str, TreeMetric]
     warmup: TrainSettings
     leaves: TrainSettings
     evaluation: EvalSettings
@@ -342,11 +380,11 @@ class RunSettings:
         return RootSpec(self.data, self.supernet, self.warmup if self.warms_up else None, seed)
 
     def score_spec(self, metric: str, seed: int, level: int) -> ScoreSpec:
-        return ScoreSpec(self.data, self.supernet, self.metrics[metric], self.tree, self.trains_children(level),
-                         seed, level)
+        return ScoreSpec(self.data, self.supernet, metric, self.metrics[metric].levels[level], self.tree,
+                         self.trains_children(level), seed, level)
 
     def split_spec(self, metric: str, seed: int, level: int) -> SplitSpec:
-        return SplitSpec(metric, self.tree, self.balanced, seed, level)
+        return SplitSpec(metric, self.metrics[metric].levels[level].kind, self.tree, self.balanced, seed, level)
 
     def children_spec(self, metric: str, seed: int, level: int) -> ChildrenSpec:
         return ChildrenSpec(self.data, self.supernet, self.warmup, self.tree.factors, metric, seed, level)

@@ -19,7 +19,6 @@ import pandas as pd
 
 from fewshot_core import artifacts
 from fewshot_core.artifacts import provenance
-from fewshot_core.catalog import info
 from fewshot_core.errors import ArtifactError, DataError
 from fewshot_core.ranking import ONESHOT
 from fewshot_core.settings import (
@@ -27,6 +26,7 @@ from fewshot_core.settings import (
     DataSettings,
     HoldoutSpec,
     LeavesSpec,
+    MetricSettings,
     OneShotSpec,
     RankingSpec,
     RootSpec,
@@ -121,19 +121,18 @@ def train_root(spec: RootSpec, holdout: Path, out: Path, checkpoints: Path, devi
 # ----------------------------------------------------------------------------- per tree and level
 
 
-def _scoring_batches(spec: ScoreSpec, d, train_idx: np.ndarray, device):
-    """The metric's batches: drawn from the training part by the seed, the same for every level."""
+def _scoring_batches(m: MetricSettings, seed: int, d, train_idx: np.ndarray, device):
+    """A metric's batches: drawn from the training part by the seed, the same for every level."""
     import torch
 
     from fewshot_core import data
     from fewshot_core.metrics import Batch
 
-    m = spec.metric
     need = m.batch_size * m.batches
     if need > len(train_idx):
         raise DataError(f"metrics.{m.name}: {m.batches} batches of {m.batch_size} need {need} images; "
                         f"the training part has {len(train_idx)}")
-    g = torch.Generator().manual_seed(spec.seed)
+    g = torch.Generator().manual_seed(seed)
     pick = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=g)[:need]]
     x = data.normalize(d.train_x[pick], d).to(device)
     y = d.train_y[pick].to(device)
@@ -142,20 +141,29 @@ def _scoring_batches(spec: ScoreSpec, d, train_idx: np.ndarray, device):
 
 def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Path], out: Path, device: str,
                 log: Log = _log) -> None:
-    """Score every edge to consider at every node of one level; one row per (node, edge, operation)."""
+    """Score every edge to consider at every node of one level; one row per (node, edge, operation).
+
+    A combined scorer values each edge with every component, then takes the weighted mean of their
+    similarity matrices, each divided by its largest absolute off-diagonal entry over the node's edges
+    (:func:`fewshot_core.metrics.combine`); its rows carry no value, only the similarity.
+    """
+    import torch
+
     from fewshot_core import metrics
     from fewshot_core.train import resolve_device
 
-    m = spec.metric
-    kind = info(m.name).kind
+    scorer, kind = spec.scorer, spec.scorer.kind
+    for part in scorer.parts:
+        if part.function is not None:
+            metrics.register_user(part.name, part.function, part.kind)
     d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
-    expected = (provenance("nodes", metric=m.name, seed=spec.seed, level=spec.level) if spec.own_weights
+    expected = (provenance("nodes", metric=spec.metric, seed=spec.seed, level=spec.level) if spec.own_weights
                 else provenance("root", seed=spec.seed))
     w = _load_nodes(weights, expected, _shape(spec.supernet, spec.data, d.num_classes))
     dev = resolve_device(device)
     net = _supernet(w["supernet"]).to(dev)
-    batches = _scoring_batches(spec, d, train_idx, dev)
-    records = artifacts.read_tree_splits(previous, m.name, spec.seed)
+    batches = {p.name: _scoring_batches(p, spec.seed, d, train_idx, dev) for p in scorer.parts}
+    records = artifacts.read_tree_splits(previous, spec.metric, spec.seed)
     rows = []
     for node, (mask, done) in node_masks(spec.tree.factors, spec.level, records).items():
         state = w["nodes"].get(node if spec.own_weights else "r")
@@ -164,23 +172,34 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
         net.load_state_dict(state)
         net.mask = mask
         draws = int(node_rng(spec.seed, node, "metric").integers(2**31))  # what the metric draws at random
-        for edge in edges_to_score(spec.tree, kind, mask, done, spec.level, spec.seed, node):
+        torch.manual_seed(draws)  # and what a metric of the user's draws from torch's own generator
+        edges = edges_to_score(spec.tree, kind, mask, done, spec.level, spec.seed, node)
+        found = {}  # edge -> (values, parent, similarity of each part, seconds)
+        for edge in edges:
             t0 = time.perf_counter()
             ops = edge_similarity_ops(mask, edge)
-            if kind == "none":
-                values, parent, sim, seconds = [None] * len(ops), None, np.zeros((len(ops), len(ops))), [0.0] * len(ops)
-            else:
-                vals, parent = metrics.evaluate_split(m.name, net, edge, batches, m.settings,
+            parts = []
+            for p in scorer.parts:
+                if p.kind == "none":
+                    parts.append(([None] * len(ops), None, np.zeros((len(ops), len(ops))), [0.0] * len(ops)))
+                    continue
+                vals, parent = metrics.evaluate_split(p.name, net, edge, batches[p.name], p.settings,
                                                       where=f"node {node} edge {edge}", seed=draws)
-                values = [float(v.value) if kind == "scalar" else None for v in vals]
-                sim = metrics.similarity(kind, [v.value for v in vals], parent)
-                seconds = [v.seconds for v in vals]
-            rows += [dict(metric=m.name, seed=spec.seed, node=node, depth=spec.level, edge=edge, op=op,
+                parts.append(([float(v.value) if p.kind == "scalar" else None for v in vals], parent,
+                              metrics.similarity(p.kind, [v.value for v in vals], parent), [v.seconds for v in vals]))
+            found[edge] = (ops, parts)
+            log(f"{spec.metric} seed {spec.seed} node {node} edge {edge}: {time.perf_counter() - t0:.2f}s")
+        combined = (metrics.combine([[found[e][1][i][2] for e in edges] for i in range(len(scorer.parts))],
+                                    scorer.weights) if scorer.combined else None)
+        for k, edge in enumerate(edges):
+            ops, parts = found[edge]
+            values, parent, sim, _ = parts[0] if not scorer.combined else ([None] * len(ops), None, combined[k], None)
+            seconds = [sum(p[3][i] for p in parts) for i in range(len(ops))]
+            rows += [dict(metric=spec.metric, seed=spec.seed, node=node, depth=spec.level, edge=edge, op=op,
                           value=values[i], parent_value=parent, similarity=sim[i].tolist(), seconds=seconds[i])
                      for i, op in enumerate(ops)]
-            log(f"{m.name} seed {spec.seed} node {node} edge {edge}: {time.perf_counter() - t0:.2f}s")
     artifacts.write_table(pd.DataFrame(rows, columns=SCORE_COLUMNS), out, provenance(
-        "scores", metric=m.name, seed=spec.seed, level=spec.level, spec=digest(spec),
+        "scores", metric=spec.metric, seed=spec.seed, level=spec.level, spec=digest(spec),
         inputs=artifacts.inputs_record({"holdout": holdout, "weights": weights, "previous": previous})))
 
 
@@ -188,7 +207,7 @@ def split_nodes(spec: SplitSpec, scores: Path, previous: list[Path], out: Path, 
     """Each node's edge and operation groups, by min-cut over its level's scores."""
     table = artifacts.read_table(scores, provenance("scores", metric=spec.metric, seed=spec.seed, level=spec.level),
                                  columns=SCORE_COLUMNS)
-    records = split_level(table, spec.metric, info(spec.metric).kind, spec.seed, spec.level, spec.tree, spec.balanced,
+    records = split_level(table, spec.metric, spec.kind, spec.seed, spec.level, spec.tree, spec.balanced,
                           artifacts.read_tree_splits(previous, spec.metric, spec.seed))
     artifacts.write_splits(records, out, provenance(
         "splits", metric=spec.metric, seed=spec.seed, level=spec.level, spec=digest(spec),

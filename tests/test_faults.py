@@ -77,19 +77,18 @@ def test_paths_with_spaces_quotes_and_semicolons_work_and_run_nothing_else(tmp_p
 
 
 @pytest.fixture(scope="module")
-def finished_trees(tmp_path_factory, snakemake):
-    """One finished tree (splits only), made once for the tests that damage a copy of it."""
-    cfg = {**TINY, "seeds": [0], "metrics": {"snip": TINY["metrics"]["snip"]}}
-    work = tmp_path_factory.mktemp("trees")
-    snakemake(work, cfg, "splits")
-    return work, cfg
+def two_trees(tmp_path_factory, snakemake):
+    """The trees of two metrics and two seeds (splits only), made once; tests damage copies of it."""
+    work = tmp_path_factory.mktemp("two")
+    snakemake(work, TINY, "splits")
+    return work
 
 
 @pytest.fixture()
-def small_run(finished_trees, tmp_path):
-    work, cfg = finished_trees
-    shutil.copytree(work, tmp_path / "run")
-    return tmp_path / "run", cfg
+def small_run(two_trees, tmp_path):
+    """A copy of the finished trees, to damage."""
+    shutil.copytree(two_trees, tmp_path / "run")
+    return tmp_path / "run", TINY
 
 
 def test_corrupt_parquet_is_named_and_the_workflow_recovers_once_it_is_deleted(small_run, snakemake):
@@ -118,14 +117,6 @@ def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run,
     split.unlink()
     snakemake(work, cfg, "splits")
     assert split.read_text() == good
-
-
-@pytest.fixture(scope="module")
-def two_trees(tmp_path_factory, snakemake):
-    """The trees of two metrics and two seeds (splits only), made once; tests damage copies of it."""
-    work = tmp_path_factory.mktemp("two")
-    snakemake(work, TINY, "splits")
-    return work
 
 
 @pytest.fixture()
@@ -261,10 +252,11 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_sigkill_of_a_scoring_job_leaves_no_output_and_the_rerun_is_identical(tmp_path, defaults):
-    s = dataclasses.replace(defaults, data=dataclasses.replace(defaults.data, input_size=8),
-                            supernet=dataclasses.replace(defaults.supernet, C=4),
-                            tree=dataclasses.replace(defaults.tree, factors=(2,), edge_selection="mincut", edge_order=()),
-                            metrics={"ntk": dataclasses.replace(defaults.metrics["snip"], name="ntk", batch_size=16)})
+    from fewshot_core.checks import load_settings
+
+    s = load_settings({"run": "x", "seeds": [0], "data": {"input_size": 8}, "supernet": {"C": 4},
+                       "tree": {"policy": {"levels": [2]}, "edge_selection": "mincut"},
+                       "metrics": {"ntk": {"batch_size": 16}}})
     holdout, root = tmp_path / "holdout.json", tmp_path / "root.pt"
     subprocess.run(_cli("make-holdout", "--spec", canonical_json(s.holdout_spec(0)), "--out", str(holdout)),
                    check=True, capture_output=True)

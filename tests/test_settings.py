@@ -76,9 +76,10 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
 
 
 def test_specs_survive_their_json(defaults):
-    s = dataclasses.replace(defaults, metrics={"lr": load_settings(
-        {**MINIMAL, "metrics": {"lr": {"settings": {"crops": 10}}}}).metrics["lr"]})
+    s = load_settings({**MINIMAL, "metrics": {"lr": {"settings": {"crops": 10}}, "mix": {"combine": {"lr": 1, "ntk": 2}},
+                                              "late": {"schedule": ["ntk", "mix", "lr"]}}})
     for spec in (s.holdout_spec(1), s.root_spec(0), s.score_spec("lr", 0, 2), s.split_spec("lr", 0, 1),
+                 s.score_spec("mix", 0, 0), s.score_spec("late", 0, 1), s.split_spec("late", 0, 1),
                  s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.trees_spec(), s.study_set_spec(),
                  s.standalone_spec(0), s.oneshot_spec(1), s.study_eval_spec(1), s.ranking_spec()):
         text = settings.canonical_json(spec)
@@ -90,7 +91,7 @@ def test_specs_survive_their_json(defaults):
 
 def test_defaults_live_in_the_schema(defaults):
     assert defaults.leaves.optimizer.nesterov is True and defaults.evaluation.bn_batches == 4
-    assert defaults.tree.edge_order == (0, 1, 2) and defaults.metrics["snip"].batch_size == 64
+    assert defaults.tree.edge_order == (0, 1, 2) and defaults.metrics["snip"].levels[0].parts[0].batch_size == 64
     assert all(f.default is dataclasses.MISSING for cls in (settings.TrainSettings, settings.OptimizerSettings,
                                                            settings.EvalSettings, settings.DataSettings)
                for f in dataclasses.fields(cls))

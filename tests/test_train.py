@@ -15,7 +15,7 @@ import torch
 from fewshot_core import artifacts, data
 from fewshot_core.settings import canonical_json
 from fewshot_core.space import Supernet
-from fewshot_core.train import evaluate_architectures, train
+from fewshot_core.train import evaluate_architectures, sample_architectures, train
 
 SHAPE = dict(C=4, N=1, input_size=8)
 
@@ -39,7 +39,8 @@ def run(cfg, evaluation, seed, checkpoint=None):
     d = tiny_data()
     net = fresh(seed)
     hist = train(net, d, np.arange(64), cfg, seed, checkpoint=checkpoint)
-    table = evaluate_architectures(net, d, np.arange(64), np.arange(64, 96), evaluation, seed=seed)
+    archs = sample_architectures(net.mask, evaluation.archs, seed)
+    table = evaluate_architectures(net, d, np.arange(64), np.arange(64, 96), archs, evaluation, seed=seed)
     return net, hist, table
 
 
@@ -84,7 +85,8 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path, cfg, defaults):
     history = train(again, tiny_data(), np.arange(64), cfg, 0, checkpoint=tmp_path / "ck.pt")
     assert [h["epoch"] for h in history] == [2, 3]  # resumed after the first epoch
     assert same_weights(full, again)
-    table = evaluate_architectures(again, tiny_data(), np.arange(64), np.arange(64, 96), evaluation, seed=0)
+    archs = sample_architectures(again.mask, evaluation.archs, 0)
+    table = evaluate_architectures(again, tiny_data(), np.arange(64), np.arange(64, 96), archs, evaluation, seed=0)
     pd.testing.assert_frame_equal(table, full_table)
 
 

@@ -100,7 +100,8 @@ def test_leaf_settings_retrain_leaves_without_rescoring(tiny_run, scenario, snak
 def test_summary_prints_splits_and_distances(tiny_run):
     out = subprocess.run([sys.executable, "-m", "fewshot_core.cli", "summary", str(tiny_run / "results" / "tiny")],
                          capture_output=True, text=True, check=True).stdout
-    assert "snip" in out and "synflow" in out and "internal mean" in out and "edge 1<-0" in out
+    assert "snip" in out and "synflow" in out and "splits mean" in out and "edge 1<-0" in out
+    assert "Ranking study" in out and "one-shot" in out
 
 
 def test_gmnas_choices_with_warmup_run(tmp_path, scenario, snakemake):

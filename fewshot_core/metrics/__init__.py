@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from fewshot_core.metrics import baselines, gradient_matching, mellor, saliency, synflow, tenas  # noqa: F401  (registration)
-from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, get, preserved
+from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, get, preserved, register_user
 from fewshot_core.space import OPS, Supernet
 
-__all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "VariantValue", "evaluate_split", "get", "score",
-           "similarity", "value"]
+__all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "VariantValue", "combine", "evaluate_split", "get",
+           "register_user", "score", "similarity", "value"]
 
 def _arguments(metric: Metric, settings: dict | None, seed: int) -> tuple[dict, dict]:
     """The keyword arguments of ``prepare`` and of ``compute``: the catalogue's defaults, overridden by
@@ -127,6 +127,25 @@ def _checked(value: float, name: str, where: str) -> float:
     if not np.isfinite(v):
         raise MetricError(f"metric {name!r} produced a non-finite value ({v}) at {where}")
     return v
+
+
+def combine(parts: list[list[np.ndarray]], weights: tuple[float, ...]) -> list[np.ndarray]:
+    """The weighted mean of several metrics' similarity matrices over one node's edges (``parts[i][e]``:
+    metric i at edge e), each metric's matrices first divided by its largest absolute off-diagonal
+    entry over the node's edges.
+
+    Scaling, never shifting (docs/design.md §9): the min-cut's optimum is unchanged by a positive
+    factor, and one factor per node keeps the comparison between the node's edges that ``mincut``
+    edge selection makes; a shift would favour 1|4 or 2|3 cuts. So one component of weight 1 gives
+    exactly that component's splits. A metric whose matrices are all zero off the diagonal adds zeros.
+    """
+    total = float(sum(weights))
+    out = [np.zeros_like(m, dtype=np.float64) for m in parts[0]]
+    for matrices, weight in zip(parts, weights):
+        scale = max((np.abs(m[~np.eye(len(m), dtype=bool)]).max(initial=0.0) for m in matrices), default=0.0)
+        for acc, m in zip(out, matrices):
+            acc += (weight / total) * (m / scale if scale > 0 else np.zeros_like(m, dtype=np.float64))
+    return out
 
 
 def similarity(kind: str, values: list[float | torch.Tensor], parent: float | None = None) -> np.ndarray:

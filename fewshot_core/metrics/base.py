@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fewshot_core.catalog import Kind, MetricInfo, info
+from fewshot_core.catalog import Kind, MetricInfo, Setting, info
 from fewshot_core.errors import MetricError
 
 
@@ -61,6 +61,21 @@ def register(name: str, compute: Callable[..., float | torch.Tensor] | None, cit
     if name in REGISTRY:
         raise ValueError(f"metric {name!r} registered twice")
     REGISTRY[name] = Metric(info(name), compute, citation, **options)
+    return REGISTRY[name]
+
+
+def register_user(name: str, function: str, kind: Kind) -> Metric:
+    """Register the user's ``function`` (``"file.py:name"``) as the metric ``name``: its settings are
+    the function's own keyword parameters, passed from the configuration as they are."""
+    import inspect
+
+    from fewshot_core import user_metrics
+
+    fn = user_metrics.load(function)
+    params = list(inspect.signature(fn).parameters.values())[2:]
+    settings = {p.name: Setting(None if p.default is p.empty else p.default, object, "the user's") for p in params
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    REGISTRY[name] = Metric(MetricInfo(name, name, kind, "user", function, settings), fn, f"the user's {function}")
     return REGISTRY[name]
 
 

@@ -1,7 +1,6 @@
 # Helpers of the workflow: the run's settings, one function per path template, input functions.
 import os
 
-from fewshot_core.catalog import code_hash
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.settings import canonical_json
 
@@ -170,8 +169,8 @@ def spec_json(spec):
 
 
 def get_metric_code(wildcards):
-    """A hash of the metric's source: editing it reruns that metric's jobs alone."""
-    return code_hash(wildcards.metric)
+    """A hash of the level's metrics' sources: editing one reruns the jobs that use it alone."""
+    return SETTINGS.metrics[wildcards.metric].levels[int(wildcards.level)].code_hash()
 
 
 GPUS = config["training"]["gpus"]

@@ -132,13 +132,13 @@ rule draw_ranking:
     input:
         run_tables()["ranking"],
     output:
-        report(
+        png=report(
             figure("ranking"),
             caption="../report/ranking.rst",
             category="Ranking study",
         ),
-        figure("ranking", "pdf"),
-        figure("ranking", "csv"),
+        pdf=figure("ranking", "pdf"),
+        csv=figure("ranking", "csv"),
     log:
         f"{RUN}/logs/draw_ranking.log",
     benchmark:
@@ -150,4 +150,4 @@ rule draw_ranking:
         mem_mb=2000,
         runtime=10,
     shell:
-        "fewshot draw-ranking --ranking {input:q} --out {output[0]:q} > {log:q} 2>&1"
+        "fewshot draw-ranking --ranking {input:q} --out {output.png:q} > {log:q} 2>&1"

@@ -1,0 +1,141 @@
+"""Beyond the paper: metrics combined, a metric per level, and the user's own metric."""
+
+import shutil
+
+import pytest
+
+from fewshot_core import artifacts, stages
+from fewshot_core.checks import load_settings
+from fewshot_core.errors import ConfigError
+
+BASE = {"run": "custom", "seeds": [0, 1], "device": "cpu", "data": {"input_size": 8}, "supernet": {"C": 4},
+        "tree": {"policy": {"levels": [2, 2]}, "edge_selection": "mincut"}}
+
+
+def quiet(_message: str) -> None:
+    pass
+
+
+def grow(s, metric: str, seed: int, work) -> list:
+    """One tree grown in this process through the stages the workflow runs; its split records."""
+    holdout, root = work / f"holdout{seed}.json", work / f"root{seed}.pt"
+    if not root.exists():
+        stages.make_holdout(s.holdout_spec(seed), holdout, log=quiet)
+        stages.train_root(s.root_spec(seed), holdout, root, work / "ck", "cpu", log=quiet)
+    previous = []
+    for level in range(s.levels):
+        scores, split = work / f"{metric}{seed}_scores{level}.parquet", work / f"{metric}{seed}_split{level}.json"
+        stages.score_edges(s.score_spec(metric, seed, level), holdout, root, previous, scores, "cpu", log=quiet)
+        stages.split_nodes(s.split_spec(metric, seed, level), scores, previous, split, log=quiet)
+        previous.append(split)
+    return artifacts.read_tree_splits(previous, metric, seed)
+
+
+def shape(records) -> list:
+    return [(r.node, r.edge, r.groups) for r in records]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_combination_of_one_component_gives_that_components_splits(tmp_path, seed):
+    """Under mincut, so that the edges a node compares are scaled alike too."""
+    s = load_settings({**BASE, "metrics": {"gradnorm": {"batch_size": 16}, "synflow": {"batch_size": 16},
+                                           "just_gn": {"combine": {"gradnorm": 1.0}},
+                                           "gn_sf": {"combine": {"gradnorm": 1.0, "synflow": 2.0}}}})
+    assert shape(grow(s, "just_gn", seed, tmp_path)) == shape(grow(s, "gradnorm", seed, tmp_path))
+    assert len(grow(s, "gn_sf", seed, tmp_path)) == 3  # and two components make a tree of their own
+
+
+def test_a_schedule_of_one_metric_gives_that_metrics_tree(tmp_path):
+    s = load_settings({**BASE, "metrics": {"snip": {"batch_size": 16}, "synflow": {"batch_size": 16},
+                                           "same": {"schedule": ["snip", "snip"]},
+                                           "late": {"schedule": ["synflow", "snip"]}}})
+    assert shape(grow(s, "same", 0, tmp_path)) == shape(grow(s, "snip", 0, tmp_path))
+    late = grow(s, "late", 0, tmp_path)
+    assert shape(late)[0] == shape(grow(s, "synflow", 0, tmp_path))[0]  # its root split is synflow's
+
+
+def test_combined_similarity_scales_each_component_without_shifting():
+    import numpy as np
+
+    from fewshot_core.metrics import combine
+
+    a = [np.array([[0, -2.0], [-2.0, 0]]), np.array([[0, -4.0], [-4.0, 0]])]
+    b = [np.array([[1, 0.5], [0.5, 1]]), np.array([[1, -1.0], [-1.0, 1]])]
+    out = combine([a, b], (1.0, 3.0))
+    assert out[1][0, 1] == pytest.approx((1 * -1.0 + 3 * -1.0) / 4)  # a / 4, b / 1
+    assert out[0][0, 1] == pytest.approx((1 * -0.5 + 3 * 0.5) / 4)
+
+
+USER_METRIC = '''"""A metric of my own: the mean absolute logit, raised to a power."""
+
+
+def score(model, batches, power=1.0):
+    """The mean absolute logit over the first batch, to the power ``power``."""
+    logits = model(batches[0].inputs)
+    return float(logits.abs().mean()) ** power
+'''
+
+
+@pytest.fixture
+def user_run(tmp_path, tiny):
+    (tmp_path / "my_metrics.py").write_text(USER_METRIC)
+    cfg = {**tiny, "seeds": [0], "study": {}, "metrics": {
+        "snip": tiny["metrics"]["snip"],
+        "mine": {"function": "my_metrics.py:score", "kind": "scalar", "batch_size": 16, "settings": {"power": 2.0}}}}
+    return tmp_path, cfg
+
+
+def test_a_user_metric_runs_end_to_end_and_its_edits_rerun_its_jobs_alone(user_run, snakemake):
+    work, cfg = user_run
+    snakemake(work, cfg, "splits")
+    run = work / "results" / "tiny"
+    records = artifacts.read_tree_splits([run / "mine" / "seed0" / f"split_L{lv}.json" for lv in (0, 1)], "mine", 0)
+    assert len(records) == 3
+    scores = artifacts.read_table(run / "mine" / "seed0" / "scores_L0.parquet", {"kind": "scores", "metric": "mine"})
+    assert scores.value.notna().all() and (scores.value > 0).all()
+    assert "Nothing to be done" in snakemake(work, cfg, "splits", "--dry-run").stdout
+    (work / "my_metrics.py").write_text(USER_METRIC.replace("abs().mean()", "abs().max()"))
+    text = snakemake(work, cfg, "splits", "--dry-run").stdout
+    assert "metric=mine" in text and "metric=snip" not in text
+    assert "rule make_holdout" not in text and "rule train_root" not in text
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda w, c: (w / "my_metrics.py").unlink(), "metrics.mine.function: the file 'my_metrics.py' does not exist"),
+    (lambda w, c: c["metrics"]["mine"].update(function="my_metrics.py:scor"), "defines no top-level function 'scor'"),
+    (lambda w, c: (w / "my_metrics.py").write_text("def score(model):\n    return 1.0\n"),
+     "metrics.mine.function: score(model) must take (model, batches, **settings)"),
+    (lambda w, c: [(w / "my_metrics.py").write_text("def score(model, batches, power):\n    return 1.0\n"),
+                   c["metrics"]["mine"].update(settings={})], "metrics.mine.function: score needs ['power']"),
+    (lambda w, c: c["metrics"]["mine"].update(settings={"gamma": 1.0}), "metrics.mine.settings: score takes no"),
+    (lambda w, c: c["metrics"]["mine"].pop("kind"), "metrics.mine.kind"),
+    (lambda w, c: c["metrics"].update(mix={"combine": {"mine": 1.0, "random": 1.0}}), "metrics.mix.combine.random"),
+    (lambda w, c: c["metrics"].update(late={"schedule": ["snip"]}), "metrics.late.schedule: 1 entries"),
+])
+def test_a_bad_user_metric_stops_the_run_before_any_job_naming_it(user_run, snakemake, change, needle):
+    work, cfg = user_run
+    change(work, cfg)
+    proc = snakemake(work, cfg, check=False)
+    assert proc.returncode != 0 and needle in proc.stderr, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr and not (work / "results").exists()
+
+
+def test_the_default_configuration_grows_a_combination_and_a_schedule():
+    import yaml
+
+    from tests.conftest import ROOT
+
+    s = load_settings(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    kinds = {name: [sc.combined for sc in m.levels] for name, m in s.metrics.items()}
+    assert any(all(k) for k in kinds.values())  # a combined metric
+    assert any(len({repr(sc) for sc in m.levels}) > 1 for m in s.metrics.values())  # a schedule
+
+
+def test_checks_without_running_user_code(tmp_path):
+    """The check parses the file; its top-level code (here, one that would fail) never runs."""
+    (tmp_path / "m.py").write_text("raise SystemExit('ran')\n\ndef score(model, batches):\n    return 1.0\n")
+    s = load_settings({**BASE, "metrics": {"m": {"function": "m.py:score", "kind": "scalar"}}}, workdir=tmp_path)
+    assert s.metrics["m"].levels[0].parts[0].function == "m.py:score"
+    with pytest.raises(ConfigError, match="metrics.m.kind"):
+        load_settings({**BASE, "metrics": {"m": {"function": "m.py:score"}}}, workdir=tmp_path)
+    shutil.rmtree(tmp_path)
