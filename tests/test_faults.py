@@ -77,11 +77,9 @@ def test_paths_with_spaces_quotes_and_semicolons_work_and_run_nothing_else(tmp_p
 
 
 @pytest.fixture(scope="module")
-def two_trees(tmp_path_factory, snakemake):
-    """The trees of two metrics and two seeds (splits only), made once; tests damage copies of it."""
-    work = tmp_path_factory.mktemp("two")
-    snakemake(work, TINY, "splits")
-    return work
+def two_trees(tiny_run):
+    """The finished tiny run (two metrics, two seeds), made once for the session; tests damage copies."""
+    return tiny_run
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from fewshot_core import artifacts
+from tests.conftest import ROOT
 
 TABLES = ("splits.parquet", "split_distance.parquet", "leaves.parquet")
 
@@ -137,8 +138,6 @@ def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake):
     """A --configfile is not merged into the default: the paper's DAG holds exactly its metrics."""
     import yaml
 
-    from tests.conftest import ROOT
-
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / "paper.yaml"))
     trees = dag_paths(proc.stdout, "paper")
@@ -149,10 +148,8 @@ def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake):
     assert dag_paths(proc.stdout, "paper_try") == trees  # --config still overrides, on top of the file
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "paper_gmnas.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
 def test_every_configuration_file_dry_runs_on_its_own(cifar_dir, snakemake, name):
-    from tests.conftest import ROOT
-
     proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / name))
     assert "This was a dry-run" in proc.stdout
 
