@@ -33,6 +33,27 @@ def test_digits_is_embedded_resized_and_three_channel():
     assert abs(x.mean().item()) < 0.5 and x.dtype == torch.float32
 
 
+def test_digits_read_without_scikit_learn_equal_its_loader():
+    from sklearn.datasets import load_digits
+
+    images, labels = data.read_digits()
+    reference = load_digits()
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(labels, reference.target)
+
+
+@pytest.mark.faults
+def test_a_damaged_digits_file_is_named(tmp_path):
+    bad = tmp_path / "digits.csv.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="digits.csv.gz.*reinstall scikit-learn"):
+        data.read_digits(bad)
+    short = tmp_path / "short.csv"
+    short.write_text("0," * 64 + "3\n")
+    with pytest.raises(DataError, match="short.csv: expected 1,797 rows"):
+        data.read_digits(short)
+
+
 def test_cifar10_binary_layout_is_parsed_without_pickle(tmp_path):
     records = write_cifar_bin(tmp_path / "cifar-10-batches-bin")
     d = data.load("cifar10", root=tmp_path)

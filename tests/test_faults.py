@@ -203,6 +203,7 @@ def test_a_signal_during_a_write_leaves_no_temporary_file(tmp_path, sig):
         "import os, signal, time\n"
         "from fewshot_core import artifacts, cli\n"
         "signal.signal(signal.SIGTERM, cli._terminate)\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # a background job inherits SIGINT ignored
         "artifacts.os.fsync = lambda fd: time.sleep(60)\n"
         f"artifacts.atomic_write_bytes({str(tmp_path / 'out.bin')!r}, b'x' * 1000)\n"
     )

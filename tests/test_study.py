@@ -27,6 +27,18 @@ def test_tau_and_rho_equal_scipys_on_the_run(tiny_run):
         assert r.tau_lo <= r.tau <= r.tau_hi or np.isclose(r.tau_lo, r.tau_hi)
 
 
+@pytest.mark.parametrize("n", [2, 7, 30])
+def test_resampled_tau_equals_scipys_on_every_resample(n):
+    """The vectorised bootstrap of a tree's tau gives scipy's tau-b on each resample, ties included."""
+    rng = np.random.default_rng(n)
+    x, y = rng.integers(0, 4, n).astype(float), rng.normal(size=n).round(1)
+    draws, seed = 50, 3
+    idx = np.random.default_rng(seed).integers(0, n, (draws, n))
+    expected = [stats.kendalltau(x[i], y[i]).statistic for i in idx]
+    expected = np.nan_to_num(expected, nan=0.0)  # a constant resample: tau undefined, counted as 0
+    np.testing.assert_allclose(ranking.kendall_tau_resampled(x, y, draws, seed, chunk=16), expected, atol=1e-12)
+
+
 def test_each_study_architecture_is_evaluated_in_the_leaf_that_holds_it(tiny_run):
     run = tiny_run / "results" / "tiny"
     studies = pd.concat([pd.read_parquet(run / "study" / f"seed{s}.parquet") for s in (0, 1)])
