@@ -104,7 +104,7 @@ def defaults():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """The tiny scenario run to completion once for the whole session: every output, the study included."""
+    """The tiny scenario run to completion once per test run: every output, the study included."""
     work = tmp_path_factory.mktemp("wf")
     run_snakemake(work, load_scenario("tiny"))
     return work

@@ -78,7 +78,7 @@ def test_paths_with_spaces_quotes_and_semicolons_work_and_run_nothing_else(tmp_p
 
 @pytest.fixture(scope="module")
 def two_trees(tiny_run):
-    """The finished tiny run (two metrics, two seeds), made once for the session; tests damage copies."""
+    """The finished tiny run (two metrics, two seeds), made once per test run; tests damage copies."""
     return tiny_run
 
 
