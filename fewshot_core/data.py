@@ -81,7 +81,7 @@ def _resized(data: ImageData, size: int) -> ImageData:
 
 def digits_file() -> Path:
     """scikit-learn's copy of the digits (``sklearn/datasets/data/digits.csv.gz``), found without importing
-    scikit-learn: the import costs every job that loads the data 2.4 s."""
+    scikit-learn: the import costs every job that loads the data about 1.4 s."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("data.name 'digits' needs scikit-learn, which is not installed: pip install scikit-learn")

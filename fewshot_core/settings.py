@@ -152,7 +152,8 @@ class Scorer:
 
     @property
     def kind(self) -> str:
-        """``none`` for a grouping without values (``random``), else how its values compare."""
+        """``combined`` for several metrics; else the metric's own: ``scalar``, ``vector``, or ``none``
+        for a grouping without values (``random``)."""
         return "combined" if self.combined else self.parts[0].kind
 
     def code_hash(self) -> str:

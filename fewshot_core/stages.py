@@ -174,7 +174,7 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
         draws = int(node_rng(spec.seed, node, "metric").integers(2**31))  # what the metric draws at random
         torch.manual_seed(draws)  # and what a metric of the user's draws from torch's own generator
         edges = edges_to_score(spec.tree, kind, mask, done, spec.level, spec.seed, node)
-        found = {}  # edge -> (values, parent, similarity of each part, seconds)
+        found = {}  # edge -> (its operations, per part: (values, parent value, similarity, seconds))
         for edge in edges:
             t0 = time.perf_counter()
             ops = edge_similarity_ops(mask, edge)

@@ -1,6 +1,5 @@
 """Beyond the paper: metrics combined, a metric per level, and the user's own metric."""
 
-import shutil
 
 import pytest
 
@@ -138,4 +137,31 @@ def test_checks_without_running_user_code(tmp_path):
     assert s.metrics["m"].levels[0].parts[0].function == "m.py:score"
     with pytest.raises(ConfigError, match="metrics.m.kind"):
         load_settings({**BASE, "metrics": {"m": {"function": "m.py:score"}}}, workdir=tmp_path)
-    shutil.rmtree(tmp_path)
+
+
+def test_the_readme_metric_passes_the_check_and_scores_a_split(tmp_path, monkeypatch):
+    """The complete metric the README shows is valid as it stands: checked, loaded and run on one split."""
+    import math
+    import re
+
+    import torch
+
+    from fewshot_core import metrics, user_metrics
+    from fewshot_core.metrics import REGISTRY, Batch
+    from fewshot_core.space import Supernet
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    source = re.search(r"A complete metric\s+of your own.*?```python\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "my_metrics.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    user_metrics.check("mine", "my_metrics.py:score", {"power": 2.0}, tmp_path)
+    monkeypatch.setitem(REGISTRY, "mine", None)  # the registration below is undone after the test
+    metrics.register_user("mine", "my_metrics.py:score", "scalar")
+    torch.manual_seed(0)
+    net = Supernet(C=4, N=1, input_size=8)
+    batch = Batch(torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))
+    values, parent = metrics.evaluate_split("mine", net, 0, [batch], {"power": 2.0})
+    assert len(values) == 5 and all(math.isfinite(v.value) and v.value > 0 for v in values)
+    assert math.isfinite(parent)
+
