@@ -24,37 +24,49 @@ include: "workflow/rules/study.smk"
 
 # Targets name the per-tree files too: Snakemake does not remake a deleted intermediate file whose
 # downstream outputs are up to date, so a file a user deletes to recover is remade only if asked for.
+TARGETS = {
+    "all": [
+        *all_of("splits"),
+        *all_of("leaves"),
+        out("splits_table"),
+        out("split_distance"),
+        out("leaves_table"),
+        *rules.draw_figures.output,
+        *study_targets(),
+    ],
+    "splits": [*all_of("splits"), out("splits_table"), out("split_distance")],
+    "leaves": [*all_of("leaves"), out("leaves_table")],
+    "report": [*rules.draw_figures.output, *study_targets()],
+    "study": study_targets(),
+}
+
+
 rule all:
     default_target: True
     input:
-        all_split_files(),
-        all_leaf_tables(),
-        run_tables()["splits"],
-        run_tables()["distance"],
-        run_tables()["leaves"],
-        rules.draw_figures.output,
-        study_targets(),
+        TARGETS["all"],
 
 
 rule splits:
     input:
-        all_split_files(),
-        run_tables()["splits"],
-        run_tables()["distance"],
+        TARGETS["splits"],
 
 
 rule leaves:
     input:
-        all_leaf_tables(),
-        run_tables()["leaves"],
+        TARGETS["leaves"],
 
 
 rule report:
     input:
-        rules.draw_figures.output,
-        study_targets(),
+        TARGETS["report"],
 
 
 rule study:
     input:
-        study_targets(),
+        TARGETS["study"],
+
+
+# Before any job: outputs made by other settings are scheduled again, those made by other code listed.
+if workflow.is_main_process:
+    start_check(TARGETS)

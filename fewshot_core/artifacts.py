@@ -1,29 +1,38 @@
 """Every file the workflow writes or reads: atomic writes, provenance, tables, JSON, weights, checkpoints.
 
-Each artifact carries a provenance record: what made it (its ``kind``, the metric, seed, level or
-node, the digest of its stage's spec, the digests of its inputs). Every reader states what it
-expects and :func:`check_provenance` compares, so a file copied to the wrong place, or left by
-other settings, is an error naming the file, the field, both values and the remedy. Weight files
-are read with ``weights_only=True``: no file can run code when loaded.
+Each artifact carries a provenance record (:func:`record`): its kind, run and identity (metric,
+seed, level or chunk), the digest of the spec that made it and the spec itself, the digests of the
+package modules its content depends on, and the digests of its input files. Every reader states
+what it expects (:func:`expect`: kind, run, identity and spec digest) and :func:`check_provenance`
+compares, so a file copied to the wrong place, or left by other settings, is an error naming the
+file, the field, both values and the remedy. :func:`read_record` reads a record alone, without the
+data and without torch, for the workflow's start-up check. Weight files are a zip holding the
+record beside the tensors, which are read with ``weights_only=True``: no file can run code when loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from fewshot_core.errors import ArtifactError
+from fewshot_core.outputs import Output, code_version
+from fewshot_core.settings import digest
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 PROVENANCE_KEY = b"fewshot.provenance"
-WEIGHTS_FORMAT = "fewshot-weights/1"
+WEIGHTS_FORMAT = "fewshot-weights/2"
+CHECKPOINT_FORMAT = "fewshot-checkpoint/2"
 REMEDY = "delete it and rerun the workflow, which remakes it"
 
 
@@ -55,6 +64,20 @@ def provenance(kind: str, **fields: Any) -> dict:
     return json.loads(json.dumps({"kind": kind, **fields}, sort_keys=True))
 
 
+def record(output: Output, spec: Any, **extra: Any) -> dict:
+    """The provenance record of an output made by ``spec``: kind, run, identity (read from the spec),
+    the spec's digest and the spec itself, the code version, and ``extra`` (the inputs' digests ...)."""
+    identity = {k: getattr(spec, k) for k in output.identity}
+    return provenance(output.kind, run=spec.run, **identity, spec=digest(spec), settings=dataclasses.asdict(spec),
+                      code=code_version(output), **extra)
+
+
+def expect(output: Output, run: str, spec: str, **identity: Any) -> dict:
+    """What a reader checks in the record of an input: kind, run, identity, and the spec digest it must
+    have been made by, in that order (the first difference is the one reported)."""
+    return {"kind": output.kind, "run": run, **identity, "spec": spec}
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's bytes (first 16 hex digits): how provenance names an input."""
     h = hashlib.sha256()
@@ -80,9 +103,31 @@ def check_provenance(path: str | os.PathLike, found: Any, expected: Mapping[str,
     for field, want in expected.items():
         got = found.get(field)
         if got != want:
+            what = ("was made by other settings, or from inputs made by other settings" if field == "spec"
+                    else "belongs to another job or another run")
             raise ArtifactError(f"{path}: provenance field {field!r} is {got!r}, expected {want!r}: the file "
-                                f"belongs to another job or was made by other settings; {REMEDY}")
+                                f"{what}; {REMEDY}")
     return found
+
+
+def read_record(path: str | os.PathLike, format: str) -> dict | None:
+    """The provenance record of an output file, read without its data (parquet: the footer; weights: one
+    entry of the zip); None when it has none. :class:`ArtifactError` when the file cannot be read."""
+    try:
+        if format == "parquet":
+            import pyarrow.parquet as pq
+
+            raw = (pq.read_schema(path).metadata or {}).get(PROVENANCE_KEY)
+            return json.loads(raw) if raw is not None else None
+        if format == "json":
+            obj = json.loads(Path(path).read_text())
+            return obj.get("provenance") if isinstance(obj, dict) else None
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("provenance.json"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+    except Exception as err:  # pyarrow raises several types for damaged files
+        raise ArtifactError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
 
 
 # ----------------------------------------------------------------------------- tables and JSON
@@ -144,7 +189,9 @@ def write_holdout(path: str | os.PathLike, train: np.ndarray, val: np.ndarray, p
 
 def read_holdout(path: str | os.PathLike, expected: Mapping[str, Any], n_images: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation indices: integers in [0, ``n_images``), no duplicates, disjoint, both non-empty."""
-    obj = read_json(path, {"kind": "holdout", **expected})
+    import numpy as np
+
+    obj = read_json(path, expected)
     parts = []
     for name in ("train", "val"):
         idx = obj.get(name)
@@ -169,52 +216,71 @@ def read_holdout(path: str | os.PathLike, expected: Mapping[str, Any], n_images:
 # ----------------------------------------------------------------------------- weights and checkpoints
 
 
-def _torch_save(obj: dict, path: str | os.PathLike) -> None:
+def _torch_save(obj: dict, path: str | os.PathLike, fmt: str, provenance: dict) -> None:
+    """A zip of the format name, the provenance record and the tensors (``torch.save``), written atomically."""
     import torch
 
+    tensors = io.BytesIO()
+    torch.save(obj, tensors)
     buf = io.BytesIO()
-    torch.save(obj, buf)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("format", fmt)
+        z.writestr("provenance.json", json.dumps(provenance, sort_keys=True))
+        z.writestr("tensors.pt", tensors.getvalue())
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _torch_load(path: str | os.PathLike, what: str) -> dict:
+def _torch_load(path: str | os.PathLike, what: str, fmt: str) -> tuple[dict, Any]:
+    """The tensors and the provenance record of a file written by :func:`_torch_save` in format ``fmt``."""
     import torch
 
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
+        with zipfile.ZipFile(path) as z:
+            found = z.read("format").decode()
+            provenance = json.loads(z.read("provenance.json"))
+            tensors = z.read("tensors.pt")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{path} is not a {what} this tool wrote ({type(err).__name__}). It must not be loaded; "
+                            f"{REMEDY}") from err
+    if found != fmt:
+        raise ArtifactError(f"{path} is a {found!r} file, not a {what} of this version ({fmt}); {REMEDY}")
+    try:
+        obj = torch.load(io.BytesIO(tensors), map_location="cpu", weights_only=True)
     except Exception as err:  # refused pickles, truncated archives: neither may be loaded
         raise ArtifactError(
             f"{path} is not a {what} this tool wrote: it is damaged or holds objects other than tensors "
             f"({type(err).__name__}). It must not be loaded; {REMEDY}") from err
     if not isinstance(obj, dict):
         raise ArtifactError(f"{path} is not a {what} this tool wrote; {REMEDY}")
-    return obj
+    return obj, provenance
 
 
 def save_weights(path: str | os.PathLike, supernet: dict, nodes: dict[str, dict], masks: dict[str, np.ndarray],
                  provenance: dict) -> None:
     """Supernet weights per node (the root, a level's nodes after warm-up, or trained leaves)."""
+    import numpy as np
     import torch
 
-    _torch_save({"format": WEIGHTS_FORMAT, "provenance": provenance, "supernet": dict(supernet),
+    _torch_save({"supernet": dict(supernet),
                  "nodes": {n: {k: v.detach().cpu() for k, v in s.items()} for n, s in nodes.items()},
-                 "masks": {n: torch.from_numpy(np.asarray(m, dtype=bool)) for n, m in masks.items()}}, path)
+                 "masks": {n: torch.from_numpy(np.asarray(m, dtype=bool)) for n, m in masks.items()}},
+                path, WEIGHTS_FORMAT, provenance)
 
 
 def load_weights(path: str | os.PathLike, expected: Mapping[str, Any]) -> dict:
     """A weights file: ``{"supernet": shape, "nodes": {node: state}, "masks": {node: mask}, "provenance"}``."""
-    obj = _torch_load(path, "weights file")
-    if obj.get("format") != WEIGHTS_FORMAT or not isinstance(obj.get("nodes"), dict):
+    obj, found = _torch_load(path, "weights file", WEIGHTS_FORMAT)
+    if not isinstance(obj.get("nodes"), dict):
         raise ArtifactError(f"{path} is not a weights file of this version ({WEIGHTS_FORMAT}); {REMEDY}")
-    check_provenance(path, obj.get("provenance"), expected)
+    obj["provenance"] = check_provenance(path, found, expected)
     obj["masks"] = {n: m.numpy() for n, m in obj.get("masks", {}).items()}
     return obj
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict, provenance: dict) -> None:
-    _torch_save({"format": "fewshot-checkpoint/1", "provenance": provenance, "state": state}, path)
+    _torch_save(state, path, CHECKPOINT_FORMAT, provenance)
 
 
 def load_checkpoint(path: str | os.PathLike, provenance: dict, log=print) -> dict | None:
@@ -224,15 +290,13 @@ def load_checkpoint(path: str | os.PathLike, provenance: dict, log=print) -> dic
     if not path.exists():
         return None
     try:
-        obj = _torch_load(path, "checkpoint")
-        if obj.get("format") != "fewshot-checkpoint/1":
-            raise ArtifactError(f"{path} is not a checkpoint of this version")
-        check_provenance(path, obj.get("provenance"), provenance)
+        state, found = _torch_load(path, "checkpoint", CHECKPOINT_FORMAT)
+        check_provenance(path, found, provenance)
     except ArtifactError as err:
         log(f"discarding checkpoint {path}: {str(err).split('; delete')[0]}")
         path.unlink(missing_ok=True)
         return None
-    return obj["state"]
+    return state
 
 
 # ----------------------------------------------------------------------------- split records
@@ -243,12 +307,14 @@ def write_splits(records: list, path: str | os.PathLike, provenance: dict) -> No
     write_json({"provenance": provenance, "splits": [r.to_dict() for r in records]}, path)
 
 
-def read_splits(path: str | os.PathLike, metric: str, seed: int, level: int) -> list:
-    """The split records of one level of one tree; every record must belong to that tree and level."""
+def read_splits(path: str | os.PathLike, expected: Mapping[str, Any]) -> list:
+    """The split records of one level of one tree (``expected`` names its metric, seed and level, and
+    what else its record must say); every record must belong to that tree and level."""
     from fewshot_core.errors import SplitError
     from fewshot_core.splitting import SplitRecord
 
-    obj = read_json(path, {"kind": "splits", "metric": metric, "seed": seed, "level": level})
+    obj = read_json(path, expected)
+    metric, seed, level = expected["metric"], expected["seed"], expected["level"]
     items = obj.get("splits")
     if not isinstance(items, list) or not items:
         raise ArtifactError(f"{path}: no split records; {REMEDY}")
@@ -267,6 +333,8 @@ def read_splits(path: str | os.PathLike, metric: str, seed: int, level: int) -> 
     return out
 
 
-def read_tree_splits(paths: list[str | os.PathLike], metric: str, seed: int) -> list:
-    """Every level's split records of one tree, ``paths`` in level order."""
-    return [r for level, p in enumerate(paths) for r in read_splits(p, metric, seed, level)]
+def read_tree_splits(paths: list[str | os.PathLike], expected: list[Mapping[str, Any]]) -> list:
+    """Every level's split records of one tree, ``paths`` and ``expected`` in level order."""
+    if len(paths) != len(expected):
+        raise ArtifactError(f"expected {len(expected)} split files, one per level above, got {len(paths)}")
+    return [r for p, want in zip(paths, expected) for r in read_splits(p, want)]

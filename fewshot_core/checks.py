@@ -82,6 +82,9 @@ def validated(config: dict) -> dict:
             message = f"{err.instance!r} is not a finite number"
         elif err.validator == "type" and err.validator_value == "integer" and isinstance(err.instance, float):
             message = f"{err.instance!r} is not an integer (write it without a decimal point)"
+        elif err.validator == "type" and isinstance(err.instance, str) and "string" not in str(err.validator_value):
+            message = (f"{message}. A --config override is read as text, except for plain numbers: give "
+                       "booleans, lists and mappings in a configuration file (--configfile)")
         raise ConfigError(f"{_key(err.absolute_path)}: {message}")
     return config
 
@@ -196,11 +199,11 @@ def _tree(tree: dict, given: dict) -> TreeSettings:
     return TreeSettings(factors, tree["edge_selection"], order)
 
 
-def _check_data(data: DataSettings, workdir: Path) -> None:
+def _check_data(data: DataSettings, download: bool, workdir: Path) -> None:
     if data.input_size % INPUT_MULTIPLE:
         raise ConfigError(f"data.input_size: {data.input_size} is not a multiple of {INPUT_MULTIPLE} "
                           "(the network halves the image twice)")
-    if data.name == "cifar10" and not data.download:
+    if data.name == "cifar10" and not download:
         root = workdir / (data.root or "")
         if not data.root or not any((root / d).is_dir() for d in CIFAR_LAYOUTS):
             raise ConfigError(
@@ -245,8 +248,8 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
     if local:
         _check_device(c["device"])
     d, t = c["data"], c["training"]
-    data = DataSettings(d["name"], d["root"], d["download"], d["input_size"], d["val_fraction"])
-    _check_data(data, Path(workdir))
+    data = DataSettings(d["name"], d["root"], d["input_size"], d["val_fraction"])
+    _check_data(data, d["download"], Path(workdir))
     optimizer = OptimizerSettings(**t["optimizer"])
     tree = _tree(c["tree"], config.get("tree") or {})
     leaves = t["leaves"]
@@ -256,6 +259,8 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         data=data,
         supernet=SupernetSettings(c["supernet"]["C"], c["supernet"]["N"]),
         device=c["device"],
+        download=d["download"],
+        rerun_on_code_change=c["rerun_on_code_change"],
         tree=tree,
         balanced=c["tree"]["balanced"],
         metrics=_metrics(c["metrics"], len(tree.factors), Path(workdir)),

@@ -8,6 +8,7 @@ stages that use them, so ``fewshot --help`` and the light stages start fast.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +17,8 @@ from pathlib import Path
 from fewshot_core import settings, stages
 from fewshot_core.errors import ArtifactError, ConfigError, DataError, MaskError, MetricError, SplitError
 
+#: The device a job runs on, set by the workflow: a result-neutral setting, so no rule's parameter.
+DEVICE_VARIABLE = "FEWSHOT_DEVICE"
 #: Errors that a user's file or setting causes: shown as one message, never as a traceback.
 USER_ERRORS = (ArtifactError, ConfigError, DataError, MaskError, MetricError, SplitError)
 
@@ -62,9 +65,9 @@ STAGES: dict[str, tuple[type | None, Callable, list[tuple[str, str]]]] = {
     "compute-split-distances": (settings.TreesSpec, stages.compute_split_distances, [
         ("--splits*", "every split file, in (metric, seed, level) order"), ("--out-splits", "splits.parquet"),
         ("--out-distance", "split_distance.parquet")]),
-    "draw-ranking": (None, stages.draw_ranking, [
+    "draw-ranking": (settings.FiguresSpec, stages.draw_ranking, [
         ("--ranking", "ranking.parquet"), ("--out", "the figure's PNG (PDF and CSV beside it)")]),
-    "draw-figures": (None, stages.draw_figures, [
+    "draw-figures": (settings.FiguresSpec, stages.draw_figures, [
         ("--splits", "splits.parquet"), ("--distance", "split_distance.parquet"), ("--out-dir", "figures folder")]),
 }
 
@@ -79,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--spec", required=True, help=f"the stage's settings as JSON ({spec_cls.__name__})")
         for flag, help_ in paths:
             many = flag.endswith("*")
+            if flag == "--device":
+                p.add_argument(flag, default=os.environ.get(DEVICE_VARIABLE, "auto"),
+                               help=f"{help_} (default: ${DEVICE_VARIABLE}, else auto)")
+                continue
             p.add_argument(flag.rstrip("*"), nargs="*" if many else None, default=[] if many else None,
                            required=not many, help=help_)
     p = sub.add_parser("summary", help="print a finished run's splits and split distances as tables")

@@ -43,14 +43,14 @@ class ImageData:
 
 
 def load(name: str, root: str | os.PathLike | None = None, input_size: int | None = None,
-         download: bool = False, seed: int = 0) -> ImageData:
+         seed: int = 0) -> ImageData:
     """Load a dataset by name; ``input_size`` resizes (digits, synthetic) or must match (cifar10)."""
     if name == "digits":
         return load_digits(input_size or 16)
     if name == "cifar10":
         if root is None:
             raise DataError("dataset 'cifar10' needs data.root: the directory holding CIFAR-10")
-        data = load_cifar10(root, download=download)
+        data = load_cifar10(root)
         if input_size not in (None, 32):
             data = _resized(data, input_size)
         return data
@@ -157,17 +157,24 @@ def _find_cifar(root: Path) -> tuple[str, Path] | None:
     return None
 
 
-def load_cifar10(root: str | os.PathLike, download: bool = False) -> ImageData:
+def download_cifar10(root: str | os.PathLike) -> bool:
+    """Let torchvision download CIFAR-10's python version into ``root`` unless a layout is there already;
+    True when it downloaded. The workflow calls it once at start (``data.download: true``), before any job."""
+    root = Path(root)
+    if root.is_dir() and _find_cifar(root) is not None:
+        return False
+    import torchvision
+
+    root.mkdir(parents=True, exist_ok=True)
+    torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    return True
+
+
+def load_cifar10(root: str | os.PathLike) -> ImageData:
     """CIFAR-10 from ``root``: the official binary layout (parsed with numpy, no pickle), or the
     python layout through torchvision, whose MD5 check runs before anything is unpickled."""
     root = Path(root)
     found = _find_cifar(root) if root.is_dir() else None
-    if found is None and download:
-        import torchvision
-
-        root.mkdir(parents=True, exist_ok=True)
-        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-        found = _find_cifar(root)
     if found is None:
         raise DataError(
             f"CIFAR-10 not found in {root}: expected cifar-10-batches-bin/ (the official binary "

@@ -11,9 +11,9 @@ from itertools import combinations
 
 import pandas as pd
 
+from fewshot_core.outputs import PAIR_COLUMNS
+
 Partition = Sequence[Iterable[Hashable]]
-PAIR_COLUMNS = ["kind", "metric_a", "metric_b", "seed_a", "seed_b", "node_a", "node_b",
-                "depth_a", "depth_b", "edge_a", "edge_b", "same_depth", "distance"]
 
 
 def _mates(partition: Partition) -> dict[Hashable, frozenset]:
@@ -66,7 +66,7 @@ def pair_table(splits: pd.DataFrame) -> pd.DataFrame:
             rows += [_pair("external", x, y) for _, x in ta.iterrows() for _, y in tb.iterrows()]
     for _, at in splits.groupby(["seed", "node"], sort=True):
         rows += [_pair("between_metrics", x, y) for (_, x), (_, y) in combinations(at.iterrows(), 2)]
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
 
 
 def per_split(pairs: pd.DataFrame, by_level: bool = False) -> pd.DataFrame:

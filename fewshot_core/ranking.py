@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from fewshot_core.nb201 import NUM_EDGES, NUM_OPS, OPS, format_arch, reaches_output
+from fewshot_core.outputs import RANKING_COLUMNS
 
-RANKING_COLUMNS = ["metric", "seed", "archs", "tau", "tau_lo", "tau_hi", "rho", "top1_arch", "top1_standalone",
-                   "regret", "topk_overlap", "k"]
 #: The name the one-shot baseline's rows carry in the metric column.
 ONESHOT = "one-shot"
 
@@ -108,7 +107,7 @@ def ranking_table(standalone: pd.DataFrame, inherited: pd.DataFrame, k: int, dra
     for (metric, seed), part in inherited.groupby(["metric", "seed"], sort=True):
         rows.append({"metric": metric, "seed": int(seed),
                      **rank_tree(part.set_index("arch").val_accuracy, truth, k, draws, int(seed))})
-    return pd.DataFrame(rows, columns=RANKING_COLUMNS)
+    return pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
 
 
 def metric_intervals(ranking: pd.DataFrame, draws: int, seed: int = 0) -> pd.DataFrame:

@@ -17,6 +17,8 @@ import typing
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from fewshot_core.tree import leaves as tree_leaves
+
 T = TypeVar("T")
 
 
@@ -69,11 +71,11 @@ def spec_from_json(cls: type[T], text: str) -> T:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Which images, at what size, and the share of the training images held out for validation."""
+    """Which images, at what size, and the share of the training images held out for validation.
+    (``data.download`` decides only whether missing files may be fetched: it is not here.)"""
 
     name: str
     root: str | None
-    download: bool
     input_size: int
     val_fraction: float
 
@@ -188,12 +190,19 @@ class StudySettings:
 
 
 # ----------------------------------------------------------------------------- the stages' specs
+#
+# Every spec names its run and carries ``inputs``: for each input file, the digest of the spec that
+# made it (a list for several files). A job's spec therefore changes with anything upstream of it,
+# and its readers check that each input was made by exactly the spec it expects.
+
+Inputs = dict  # {input name: spec digest, or a list of them}
 
 
 @dataclass(frozen=True)
 class HoldoutSpec:
     """``make_holdout``: the seeded train/validation split of the training images."""
 
+    run: str
     data: DataSettings
     seed: int
 
@@ -202,10 +211,12 @@ class HoldoutSpec:
 class RootSpec:
     """``train_root``: a seed's root supernet, initialised and (``warmup`` not None) warmed up."""
 
+    run: str
     data: DataSettings
     supernet: SupernetSettings
     warmup: TrainSettings | None
     seed: int
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
@@ -213,35 +224,42 @@ class ScoreSpec:
     """``score_edges``: every edge to consider at every node of one level of one tree.
 
     ``own_weights``: the level's nodes were warmed up (``train_children``); otherwise every node
-    is scored with the root's weights.
+    is scored with the root's weights. ``code``: the digest of the metric's source (editing it reruns
+    the jobs that use it, no others).
     """
 
+    run: str
     data: DataSettings
     supernet: SupernetSettings
     metric: str
     scorer: Scorer
+    code: str
     tree: TreeSettings
     own_weights: bool
     seed: int
     level: int
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
 class SplitSpec:
     """``split_nodes``: each node's edge and operation groups at one level of one tree."""
 
+    run: str
     metric: str
     kind: str
     tree: TreeSettings
     balanced: bool
     seed: int
     level: int
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
 class ChildrenSpec:
     """``train_children``: the nodes of one level, each warmed up from its parent's weights."""
 
+    run: str
     data: DataSettings
     supernet: SupernetSettings
     warmup: TrainSettings
@@ -249,12 +267,31 @@ class ChildrenSpec:
     metric: str
     seed: int
     level: int
+    inputs: Inputs
+
+
+@dataclass(frozen=True)
+class LeavesSpec:
+    """``train_leaves``: some leaves of one tree, trained from scratch and evaluated."""
+
+    run: str
+    data: DataSettings
+    supernet: SupernetSettings
+    train: TrainSettings
+    evaluation: EvalSettings
+    factors: tuple[int, ...]
+    metric: str
+    seed: int
+    chunk: int
+    leaves: tuple[str, ...]
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
 class StudySetSpec:
     """``sample_study_set``: the study's architectures, the same for every metric and seed."""
 
+    run: str
     archs: int
     seed: int
 
@@ -263,6 +300,7 @@ class StudySetSpec:
 class StandaloneSpec:
     """``train_standalone``: some study architectures trained from scratch, on the study seed's holdout."""
 
+    run: str
     data: DataSettings
     supernet: SupernetSettings
     train: TrainSettings
@@ -270,17 +308,20 @@ class StandaloneSpec:
     seed: int
     chunk: int
     archs_per_job: int
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
 class OneShotSpec:
     """``train_oneshot``: the one-shot supernet of a seed, trained for as many steps as a tree's leaves."""
 
+    run: str
     data: DataSettings
     supernet: SupernetSettings
     train: TrainSettings
     leaves: int
     seed: int
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
@@ -288,6 +329,7 @@ class StudyEvalSpec:
     """``evaluate_study``: every study architecture with the weights of its leaf in each of a seed's
     trees, and with the seed's one-shot supernet."""
 
+    run: str
     data: DataSettings
     evaluation: EvalSettings
     factors: tuple[int, ...]
@@ -295,55 +337,74 @@ class StudyEvalSpec:
     chunks: int
     seed: int
     study_seed: int
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
 class RankingSpec:
     """``rank_study``: the ranking measures of every tree and of the one-shot baseline."""
 
+    run: str
     metrics: tuple[str, ...]
     seeds: tuple[int, ...]
     standalone_chunks: int
     top_k: int
     bootstrap: int
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
 class TreesSpec:
     """``collect_leaves`` and ``compute_split_distances``: every tree of a run, for the files' order."""
 
+    run: str
     metrics: tuple[str, ...]
     seeds: tuple[int, ...]
     levels: int
     chunks: int
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
-class LeavesSpec:
-    """``train_leaves``: some leaves of one tree, trained from scratch and evaluated."""
+class FiguresSpec:
+    """``draw_figures`` and ``draw_ranking``: the run-level tables a figure is drawn from."""
 
-    data: DataSettings
-    supernet: SupernetSettings
-    train: TrainSettings
-    evaluation: EvalSettings
-    factors: tuple[int, ...]
-    metric: str
-    seed: int
-    leaves: tuple[str, ...]
+    run: str
+    bootstrap: int
+    inputs: Inputs
 
 
 # ----------------------------------------------------------------------------- the run
 
 
+def _memo(method):
+    """Cache a spec builder per run settings object: the workflow asks for each spec many times."""
+
+    def cached(self, *args):
+        key = (method.__name__, args)
+        if key not in self._cache:
+            self._cache[key] = method(self, *args)
+        return self._cache[key]
+
+    cached.__name__, cached.__doc__ = method.__name__, method.__doc__
+    return cached
+
+
 @dataclass(frozen=True)
 class RunSettings:
-    """A whole run, built once from the configuration; its methods give each job's spec."""
+    """A whole run, built once from the configuration; its methods give each job's spec.
+
+    ``device``, ``download`` and ``rerun_on_code_change`` decide how a run goes, not what it
+    computes: they are in no spec, so changing them reruns nothing (docs/design.md §7).
+    """
 
     run: str
     seeds: tuple[int, ...]
     data: DataSettings
     supernet: SupernetSettings
     device: str
+    download: bool
+    rerun_on_code_change: bool
     tree: TreeSettings
     balanced: bool
     metrics: dict[str, TreeMetric]
@@ -352,6 +413,7 @@ class RunSettings:
     evaluation: EvalSettings
     leaves_per_job: int
     study: StudySettings
+    _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def levels(self) -> int:
@@ -368,30 +430,13 @@ class RunSettings:
 
     def leaf_chunks(self) -> list[tuple[str, ...]]:
         """The leaves of a tree, ``leaves_per_job`` to a job."""
-        from fewshot_core.splitting import tree_levels
-
-        leaves = tree_levels(self.tree.factors)[-1]
+        leaves = tree_leaves(self.tree.factors)
         k = self.leaves_per_job
         return [tuple(leaves[i : i + k]) for i in range(0, len(leaves), k)]
 
-    def holdout_spec(self, seed: int) -> HoldoutSpec:
-        return HoldoutSpec(self.data, seed)
-
-    def root_spec(self, seed: int) -> RootSpec:
-        return RootSpec(self.data, self.supernet, self.warmup if self.warms_up else None, seed)
-
-    def score_spec(self, metric: str, seed: int, level: int) -> ScoreSpec:
-        return ScoreSpec(self.data, self.supernet, metric, self.metrics[metric].levels[level], self.tree,
-                         self.trains_children(level), seed, level)
-
-    def split_spec(self, metric: str, seed: int, level: int) -> SplitSpec:
-        return SplitSpec(metric, self.metrics[metric].levels[level].kind, self.tree, self.balanced, seed, level)
-
-    def children_spec(self, metric: str, seed: int, level: int) -> ChildrenSpec:
-        return ChildrenSpec(self.data, self.supernet, self.warmup, self.tree.factors, metric, seed, level)
-
-    def trees_spec(self) -> TreesSpec:
-        return TreesSpec(tuple(self.metrics), self.seeds, self.levels, len(self.leaf_chunks()))
+    @property
+    def chunks(self) -> int:
+        return len(self.leaf_chunks())
 
     @property
     def studies(self) -> bool:
@@ -404,30 +449,144 @@ class RunSettings:
     def leaf_count(self) -> int:
         return sum(len(c) for c in self.leaf_chunks())
 
+    def holdout_seeds(self) -> tuple[int, ...]:
+        """The seeds whose holdout some job reads: the run's, and the study's."""
+        return tuple(sorted({*self.seeds, *((self.study.seed,) if self.studies else ())}))
+
+    # ------------------------------------------------------------------------- each job's spec
+
+    @_memo
+    def holdout_spec(self, seed: int) -> HoldoutSpec:
+        return HoldoutSpec(self.run, self.data, seed)
+
+    @_memo
+    def root_spec(self, seed: int) -> RootSpec:
+        return RootSpec(self.run, self.data, self.supernet, self.warmup if self.warms_up else None, seed,
+                        {"holdout": digest(self.holdout_spec(seed))})
+
+    def weights_digest(self, metric: str, seed: int, level: int) -> str:
+        """The digest of the weights a level's nodes are scored with: their own, or the root's."""
+        if self.trains_children(level):
+            return digest(self.children_spec(metric, seed, level))
+        return digest(self.root_spec(seed))
+
+    def _splits_above(self, metric: str, seed: int, level: int) -> list[str]:
+        return [digest(self.split_spec(metric, seed, lv)) for lv in range(level)]
+
+    @_memo
+    def score_spec(self, metric: str, seed: int, level: int) -> ScoreSpec:
+        scorer = self.metrics[metric].levels[level]
+        return ScoreSpec(self.run, self.data, self.supernet, metric, scorer, scorer.code_hash(), self.tree,
+                         self.trains_children(level), seed, level,
+                         {"holdout": digest(self.holdout_spec(seed)), "weights": self.weights_digest(metric, seed, level),
+                          "previous": self._splits_above(metric, seed, level)})
+
+    @_memo
+    def split_spec(self, metric: str, seed: int, level: int) -> SplitSpec:
+        return SplitSpec(self.run, metric, self.metrics[metric].levels[level].kind, self.tree, self.balanced, seed,
+                         level, {"scores": digest(self.score_spec(metric, seed, level)),
+                                 "previous": self._splits_above(metric, seed, level)})
+
+    @_memo
+    def children_spec(self, metric: str, seed: int, level: int) -> ChildrenSpec:
+        return ChildrenSpec(self.run, self.data, self.supernet, self.warmup, self.tree.factors, metric, seed, level,
+                            {"holdout": digest(self.holdout_spec(seed)),
+                             "parent_weights": self.weights_digest(metric, seed, level - 1),
+                             "splits": self._splits_above(metric, seed, level)})
+
+    @_memo
+    def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
+        return LeavesSpec(self.run, self.data, self.supernet, self.leaves, self.evaluation, self.tree.factors, metric,
+                          seed, chunk, self.leaf_chunks()[chunk],
+                          {"holdout": digest(self.holdout_spec(seed)),
+                           "splits": self._splits_above(metric, seed, self.levels)})
+
+    def trees(self) -> list[tuple[str, int]]:
+        """Every tree of the run, (metric, seed), in the order of the run's tables."""
+        return [(m, s) for m in self.metrics for s in self.seeds]
+
+    @_memo
+    def distances_spec(self) -> TreesSpec:
+        return TreesSpec(self.run, tuple(self.metrics), self.seeds, self.levels, self.chunks,
+                         {"splits": [digest(self.split_spec(m, s, lv)) for m, s in self.trees()
+                                     for lv in range(self.levels)]})
+
+    @_memo
+    def collect_spec(self) -> TreesSpec:
+        return TreesSpec(self.run, tuple(self.metrics), self.seeds, self.levels, self.chunks,
+                         {"tables": [digest(self.leaves_spec(m, s, c)) for m, s in self.trees()
+                                     for c in range(self.chunks)]})
+
+    def figures_spec(self) -> FiguresSpec:
+        d = digest(self.distances_spec())
+        return FiguresSpec(self.run, self.study.bootstrap, {"splits": d, "distance": d})
+
     def oneshot_train(self) -> TrainSettings:
         """The leaves' training with as many epochs as all the leaves of a tree together: the same steps
         (same data and batch size), on the whole search space."""
         return dataclasses.replace(self.leaves, epochs=self.leaves.epochs * self.leaf_count)
 
+    @_memo
     def study_set_spec(self) -> StudySetSpec:
-        return StudySetSpec(self.study.archs, self.study.seed)
+        return StudySetSpec(self.run, self.study.archs, self.study.seed)
 
+    @_memo
     def standalone_spec(self, chunk: int) -> StandaloneSpec:
         train = dataclasses.replace(self.leaves, epochs=self.study.standalone)
-        return StandaloneSpec(self.data, self.supernet, train, self.evaluation.batch_size, self.study.seed, chunk,
-                              self.study.archs_per_job)
+        return StandaloneSpec(self.run, self.data, self.supernet, train, self.evaluation.batch_size, self.study.seed,
+                              chunk, self.study.archs_per_job,
+                              {"study_set": digest(self.study_set_spec()),
+                               "holdout": digest(self.holdout_spec(self.study.seed))})
 
+    @_memo
     def oneshot_spec(self, seed: int) -> OneShotSpec:
-        return OneShotSpec(self.data, self.supernet, self.oneshot_train(), self.leaf_count, seed)
+        return OneShotSpec(self.run, self.data, self.supernet, self.oneshot_train(), self.leaf_count, seed,
+                           {"holdout": digest(self.holdout_spec(seed))})
 
+    @_memo
     def study_eval_spec(self, seed: int) -> StudyEvalSpec:
-        return StudyEvalSpec(self.data, self.evaluation, self.tree.factors, tuple(self.metrics),
-                             len(self.leaf_chunks()), seed, self.study.seed)
+        return StudyEvalSpec(self.run, self.data, self.evaluation, self.tree.factors, tuple(self.metrics), self.chunks,
+                             seed, self.study.seed,
+                             {"study_set": digest(self.study_set_spec()), "holdout": digest(self.holdout_spec(seed)),
+                              "splits": [digest(self.split_spec(m, seed, lv)) for m in self.metrics
+                                         for lv in range(self.levels)],
+                              "leaf_weights": [digest(self.leaves_spec(m, seed, c)) for m in self.metrics
+                                               for c in range(self.chunks)],
+                              "oneshot": digest(self.oneshot_spec(seed))})
 
+    @_memo
     def ranking_spec(self) -> RankingSpec:
-        return RankingSpec(tuple(self.metrics), self.seeds, self.standalone_chunks(), self.study.top_k,
-                           self.study.bootstrap)
+        return RankingSpec(self.run, tuple(self.metrics), self.seeds, self.standalone_chunks(), self.study.top_k,
+                           self.study.bootstrap,
+                           {"standalone": [digest(self.standalone_spec(k)) for k in range(self.standalone_chunks())],
+                            "studies": [digest(self.study_eval_spec(s)) for s in self.seeds]})
 
-    def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
-        return LeavesSpec(self.data, self.supernet, self.leaves, self.evaluation, self.tree.factors, metric, seed,
-                          self.leaf_chunks()[chunk])
+    def ranking_figure_spec(self) -> FiguresSpec:
+        return FiguresSpec(self.run, self.study.bootstrap, {"ranking": digest(self.ranking_spec())})
+
+    # ------------------------------------------------------------------------- every output of the run
+
+    def outputs(self) -> list[tuple[str, dict]]:
+        """Every output file the run makes: (kind, identity), in the order the DAG makes them."""
+        out = [("holdout", {"seed": s}) for s in self.holdout_seeds()]
+        out += [("root", {"seed": s}) for s in self.seeds]
+        for m, s in self.trees():
+            for lv in range(self.levels):
+                out += [("scores", dict(metric=m, seed=s, level=lv)), ("splits", dict(metric=m, seed=s, level=lv))]
+                if self.trains_children(lv):
+                    out.append(("nodes", dict(metric=m, seed=s, level=lv)))
+            for c in range(self.chunks):
+                out += [("leaves", dict(metric=m, seed=s, chunk=c)), ("leaf_weights", dict(metric=m, seed=s, chunk=c))]
+        out += [("splits_table", {}), ("split_distance", {}), ("leaves_table", {})]
+        if self.studies:
+            out.append(("study_set", {}))
+            out += [("standalone", {"chunk": k}) for k in range(self.standalone_chunks())]
+            out += [(kind, {"seed": s}) for kind in ("oneshot", "study") for s in self.seeds]
+            out.append(("ranking", {}))
+        return out
+
+    def spec_for(self, kind: str, identity: dict):
+        """The spec that makes the output ``kind`` identified by ``identity``."""
+        from fewshot_core.outputs import OUTPUTS
+
+        return getattr(self, OUTPUTS[kind].spec)(*(identity[k] for k in OUTPUTS[kind].identity))

@@ -1,7 +1,6 @@
 """Splitting a (sub-)supernet: exact min-cut partitions, edge selection, policies and split records.
 
-docs/design.md §3. The tree's shape depends on the configuration alone (:func:`tree_levels`), so the
-workflow lays out its jobs before any metric runs.
+docs/design.md §3. The tree's node names and shape are in :mod:`fewshot_core.tree`.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import numpy as np
 
 from fewshot_core.errors import SplitError
 from fewshot_core.nb201 import EDGES, NUM_EDGES, OPS, full_mask
+from fewshot_core.tree import ROOT, node_rng, tree_levels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from fewshot_core.settings import TreeSettings
 
 EDGE_SELECTION = ("mincut", "order", "random")
-ROOT = "r"
 
 
 # ----------------------------------------------------------------------------- partitions
@@ -124,21 +123,6 @@ def branching_factors(policy: dict) -> list[int]:
             raise SplitError(f"{len(factors)} levels exceed the {NUM_EDGES} edges (an edge splits once per path)")
         return factors
     raise SplitError(f"unknown policy {policy!r}; use 'constant' (leaves, b) or 'levels' (list)")
-
-
-def tree_levels(factors: Sequence[int]) -> list[list[str]]:
-    """Node names per depth, root first; the last level holds the leaves. Children are the parent's
-    name plus the child index: ``r``, ``r0``, ``r1``, ``r01`` ..."""
-    levels = [[ROOT]]
-    for b in factors:
-        levels.append([f"{node}{i}" for node in levels[-1] for i in range(b)])
-    return levels
-
-
-def parent_of(node: str) -> str:
-    if node == ROOT or not node.startswith(ROOT):
-        raise SplitError(f"{node!r} has no parent")
-    return node[:-1]
 
 
 # ----------------------------------------------------------------------------- records
@@ -272,7 +256,7 @@ def random_partition(ops: Sequence[str], b: int, rng: np.random.Generator, balan
 def node_masks(factors: list[int], level: int, previous: list[SplitRecord]) -> dict[str, tuple[np.ndarray, list[int]]]:
     """Mask and already-split edges of every node at ``level``, from the splits above it."""
     by_node = {r.node: r for r in previous}
-    state: dict[str, tuple[np.ndarray, list[int]]] = {"r": (full_mask(), [])}
+    state: dict[str, tuple[np.ndarray, list[int]]] = {ROOT: (full_mask(), [])}
     levels = tree_levels(factors)
     for depth in range(level):
         nxt = {}
@@ -350,8 +334,3 @@ def leaf_of(arch_mask: np.ndarray, leaves: dict[str, np.ndarray]) -> str:
     if len(holders) != 1:
         raise SplitError(f"{len(holders)} leaves hold the architecture (expected exactly one): {holders}")
     return holders[0]
-
-
-def node_rng(seed: int, node: str, purpose: str) -> np.random.Generator:
-    """A generator fixed by the seed, the node's name and what it is for (independent streams)."""
-    return np.random.default_rng([seed, *node.encode(), 0, *purpose.encode()])

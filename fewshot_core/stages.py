@@ -1,29 +1,40 @@
 """The workflow's stages: one function per rule, a typed spec and file paths in, files out.
 
 Each stage reads its inputs through :mod:`fewshot_core.artifacts`, which checks that every file is
-what the job expects, and writes its outputs atomically with a provenance record: the stage, the
-metric, seed and level or leaves, the digest of the spec, and the digests of the inputs. Training
-stages keep their checkpoints under the run's ``checkpoints/`` folder while they run, resume one
-only when it was made by the same settings, and delete them once their outputs are written.
+what the job expects (kind, run, identity, and the spec digest the stage's own spec names for it),
+and writes its outputs atomically with a provenance record (:func:`fewshot_core.artifacts.record`).
+Paths, kinds and columns come from the catalogue of outputs (:mod:`fewshot_core.outputs`).
+Training stages keep their checkpoints under the run's ``checkpoints/`` folder while they run,
+resume one only when it was made by the same settings, and delete them once their outputs are written.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from fewshot_core import artifacts
-from fewshot_core.artifacts import provenance
+from fewshot_core.artifacts import record
 from fewshot_core.errors import ArtifactError, DataError
+from fewshot_core.outputs import (
+    LEAF_COLUMNS,
+    OUTPUTS,
+    PAIR_COLUMNS,
+    RANKING_COLUMNS,
+    SCORE_COLUMNS,
+    STANDALONE_COLUMNS,
+    STUDY_COLUMNS,
+    checkpoint,
+)
 from fewshot_core.ranking import ONESHOT
 from fewshot_core.settings import (
     ChildrenSpec,
     DataSettings,
+    FiguresSpec,
     HoldoutSpec,
     LeavesSpec,
     MetricSettings,
@@ -37,12 +48,10 @@ from fewshot_core.settings import (
     StudySetSpec,
     SupernetSettings,
     TreesSpec,
-    digest,
 )
-from fewshot_core.splitting import edge_similarity_ops, edges_to_score, node_masks, node_rng, split_level
+from fewshot_core.splitting import edge_similarity_ops, edges_to_score, node_masks, split_level
+from fewshot_core.tree import ROOT, node_seed, parent_of
 
-SCORE_COLUMNS = ["metric", "seed", "node", "depth", "edge", "op", "value", "parent_value", "similarity", "seconds"]
-LEAF_COLUMNS = ["metric", "seed", "leaf", "arch", "val_accuracy", "val_loss"]
 Log = Callable[[str], None]
 
 
@@ -50,13 +59,31 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def _load_data(spec: DataSettings, holdout: Path, seed: int):
+def _expect(kind: str, spec, key: str, index: int | None = None, **identity) -> dict:
+    """What the record of input ``key`` (item ``index`` of a list of files) must say: made by the spec
+    whose digest ``spec.inputs`` names for it, for this run, with this identity."""
+    want = spec.inputs[key] if index is None else spec.inputs[key][index]
+    return artifacts.expect(OUTPUTS[kind], spec.run, want, **identity)
+
+
+def _tree_splits(spec, key: str, paths: list[Path], metric: str, seed: int, first: int = 0) -> list:
+    """The split records of one tree's levels read from ``paths`` (inputs ``spec.inputs[key][first:]``)."""
+    return artifacts.read_tree_splits(paths, [_expect("splits", spec, key, first + i, metric=metric, seed=seed, level=i)
+                                              for i in range(len(paths))])
+
+
+def _load_data(spec: DataSettings, holdout: Path, expected: dict):
     """The dataset and the seed's checked train/validation indices."""
     from fewshot_core import data
 
-    d = data.load(spec.name, root=spec.root, input_size=spec.input_size, download=spec.download)
-    train_idx, val_idx = artifacts.read_holdout(holdout, {"seed": seed, "data": asdict(spec)}, len(d.train_y))
+    d = data.load(spec.name, root=spec.root, input_size=spec.input_size)
+    train_idx, val_idx = artifacts.read_holdout(holdout, expected, len(d.train_y))
     return d, train_idx, val_idx
+
+
+def _holdout(spec, holdout: Path, seed: int | None = None):
+    """:func:`_load_data` for a stage whose ``inputs`` name the holdout of ``seed`` (its own by default)."""
+    return _load_data(spec.data, holdout, _expect("holdout", spec, "holdout", seed=spec.seed if seed is None else seed))
 
 
 def _shape(supernet: SupernetSettings, data: DataSettings, num_classes: int = 10) -> dict:
@@ -88,10 +115,9 @@ def make_holdout(spec: HoldoutSpec, out: Path, log: Log = _log) -> None:
     """The seeded train/validation split of the dataset's training images."""
     from fewshot_core import data
 
-    d = data.load(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, download=spec.data.download)
+    d = data.load(spec.data.name, root=spec.data.root, input_size=spec.data.input_size)
     train_idx, val_idx = data.split_indices(len(d.train_y), spec.data.val_fraction, spec.seed)
-    artifacts.write_holdout(out, train_idx, val_idx, provenance(
-        "holdout", seed=spec.seed, data=asdict(spec.data), spec=digest(spec), n_images=len(d.train_y)))
+    artifacts.write_holdout(out, train_idx, val_idx, record(OUTPUTS["holdout"], spec, n_images=len(d.train_y)))
     log(f"{d.name}: {len(train_idx)} training and {len(val_idx)} validation images -> {out}")
 
 
@@ -101,18 +127,18 @@ def train_root(spec: RootSpec, holdout: Path, out: Path, checkpoints: Path, devi
 
     from fewshot_core.train import resolve_device, train
 
-    d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
+    d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
     torch.manual_seed(spec.seed)
     net = _supernet(shape)
-    checkpoint = checkpoints / "root.ckpt"
+    ckpt = checkpoint(checkpoints, "root", seed=spec.seed)
     if spec.warmup is not None:
-        train(net, d, train_idx, spec.warmup, spec.seed, checkpoint=checkpoint, device=resolve_device(device),
+        train(net, d, train_idx, spec.warmup, spec.seed, checkpoint=ckpt, device=resolve_device(device),
               label=f"root warm-up, seed {spec.seed}")
         net.cpu()
-    artifacts.save_weights(out, shape, {"r": net.state_dict()}, {"r": net.mask}, provenance(
-        "root", seed=spec.seed, spec=digest(spec), inputs=artifacts.inputs_record({"holdout": holdout})))
-    checkpoint.unlink(missing_ok=True)
+    artifacts.save_weights(out, shape, {ROOT: net.state_dict()}, {ROOT: net.mask}, record(
+        OUTPUTS["root"], spec, inputs=artifacts.inputs_record({"holdout": holdout})))
+    ckpt.unlink(missing_ok=True)
     epochs = 0 if spec.warmup is None else spec.warmup.epochs
     log(f"root supernet, seed {spec.seed}: {sum(p.numel() for p in net.parameters())} parameters, "
         f"{epochs} warm-up epochs -> {out}")
@@ -156,22 +182,22 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
     for part in scorer.parts:
         if part.function is not None:
             metrics.register_user(part.name, part.function, part.kind)
-    d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
-    expected = (provenance("nodes", metric=spec.metric, seed=spec.seed, level=spec.level) if spec.own_weights
-                else provenance("root", seed=spec.seed))
+    d, train_idx, _ = _holdout(spec, holdout)
+    expected = (_expect("nodes", spec, "weights", metric=spec.metric, seed=spec.seed, level=spec.level)
+                if spec.own_weights else _expect("root", spec, "weights", seed=spec.seed))
     w = _load_nodes(weights, expected, _shape(spec.supernet, spec.data, d.num_classes))
     dev = resolve_device(device)
     net = _supernet(w["supernet"]).to(dev)
     batches = {p.name: _scoring_batches(p, spec.seed, d, train_idx, dev) for p in scorer.parts}
-    records = artifacts.read_tree_splits(previous, spec.metric, spec.seed)
+    records = _tree_splits(spec, "previous", previous, spec.metric, spec.seed)
     rows = []
     for node, (mask, done) in node_masks(spec.tree.factors, spec.level, records).items():
-        state = w["nodes"].get(node if spec.own_weights else "r")
+        state = w["nodes"].get(node if spec.own_weights else ROOT)
         if state is None:
             raise ArtifactError(f"{weights}: no weights for node {node}; {artifacts.REMEDY}")
         net.load_state_dict(state)
         net.mask = mask
-        draws = int(node_rng(spec.seed, node, "metric").integers(2**31))  # what the metric draws at random
+        draws = node_seed(spec.seed, node, "metric")  # what the metric draws at random
         torch.manual_seed(draws)  # and what a metric of the user's draws from torch's own generator
         edges = edges_to_score(spec.tree, kind, mask, done, spec.level, spec.seed, node)
         found = {}  # edge -> (its operations, per part: (values, parent value, similarity, seconds))
@@ -198,20 +224,19 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
             rows += [dict(metric=spec.metric, seed=spec.seed, node=node, depth=spec.level, edge=edge, op=op,
                           value=values[i], parent_value=parent, similarity=sim[i].tolist(), seconds=seconds[i])
                      for i, op in enumerate(ops)]
-    artifacts.write_table(pd.DataFrame(rows, columns=SCORE_COLUMNS), out, provenance(
-        "scores", metric=spec.metric, seed=spec.seed, level=spec.level, spec=digest(spec),
+    artifacts.write_table(pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), out, record(
+        OUTPUTS["scores"], spec,
         inputs=artifacts.inputs_record({"holdout": holdout, "weights": weights, "previous": previous})))
 
 
 def split_nodes(spec: SplitSpec, scores: Path, previous: list[Path], out: Path, log: Log = _log) -> None:
     """Each node's edge and operation groups, by min-cut over its level's scores."""
-    table = artifacts.read_table(scores, provenance("scores", metric=spec.metric, seed=spec.seed, level=spec.level),
-                                 columns=SCORE_COLUMNS)
+    table = artifacts.read_table(scores, _expect("scores", spec, "scores", metric=spec.metric, seed=spec.seed,
+                                                 level=spec.level), columns=SCORE_COLUMNS)
     records = split_level(table, spec.metric, spec.kind, spec.seed, spec.level, spec.tree, spec.balanced,
-                          artifacts.read_tree_splits(previous, spec.metric, spec.seed))
-    artifacts.write_splits(records, out, provenance(
-        "splits", metric=spec.metric, seed=spec.seed, level=spec.level, spec=digest(spec),
-        inputs=artifacts.inputs_record({"scores": scores, "previous": previous})))
+                          _tree_splits(spec, "previous", previous, spec.metric, spec.seed))
+    artifacts.write_splits(records, out, record(
+        OUTPUTS["splits"], spec, inputs=artifacts.inputs_record({"scores": scores, "previous": previous})))
     for r in records:
         log(f"{r.metric} seed {r.seed} node {r.node}: edge {r.edge_name} -> {r.groups} (cut {r.cut:.4g})")
 
@@ -221,27 +246,26 @@ def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, spli
     """The nodes of one level, each starting from its parent's weights and warmed up on its own mask."""
     from fewshot_core.train import resolve_device, train
 
-    d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
+    d, train_idx, _ = _holdout(spec, holdout)
     parent_level = spec.level - 1
-    expected = (provenance("root", seed=spec.seed) if parent_level == 0
-                else provenance("nodes", metric=spec.metric, seed=spec.seed, level=parent_level))
+    expected = (_expect("root", spec, "parent_weights", seed=spec.seed) if parent_level == 0
+                else _expect("nodes", spec, "parent_weights", metric=spec.metric, seed=spec.seed, level=parent_level))
     parents = _load_nodes(parent_weights, expected, _shape(spec.supernet, spec.data, d.num_classes))
-    records = artifacts.read_tree_splits(splits, spec.metric, spec.seed)
+    records = _tree_splits(spec, "splits", splits, spec.metric, spec.seed)
     dev = resolve_device(device)
     states, masks, used = {}, {}, []
     for node, (mask, _) in node_masks(spec.factors, spec.level, records).items():
-        parent = parents["nodes"].get(node[:-1])
+        parent = parents["nodes"].get(parent_of(node))
         if parent is None:
-            raise ArtifactError(f"{parent_weights}: no weights for node {node[:-1]}; {artifacts.REMEDY}")
+            raise ArtifactError(f"{parent_weights}: no weights for node {parent_of(node)}; {artifacts.REMEDY}")
         net = _supernet(parents["supernet"], parent, mask)
-        ckpt = checkpoints / f"warmup_{node}.ckpt"
-        seed = int(node_rng(spec.seed, node, "warmup").integers(2**31))
-        train(net, d, train_idx, spec.warmup, seed, checkpoint=ckpt, device=dev,
+        ckpt = checkpoint(checkpoints, "warmup", metric=spec.metric, seed=spec.seed, node=node)
+        train(net, d, train_idx, spec.warmup, node_seed(spec.seed, node, "warmup"), checkpoint=ckpt, device=dev,
               label=f"{spec.metric} seed {spec.seed} warm-up {node}")
         states[node], masks[node] = net.cpu().state_dict(), mask
         used.append(ckpt)
-    artifacts.save_weights(out, parents["supernet"], states, masks, provenance(
-        "nodes", metric=spec.metric, seed=spec.seed, level=spec.level, spec=digest(spec),
+    artifacts.save_weights(out, parents["supernet"], states, masks, record(
+        OUTPUTS["nodes"], spec,
         inputs=artifacts.inputs_record({"holdout": holdout, "parent_weights": parent_weights, "splits": splits})))
     for ckpt in used:
         ckpt.unlink(missing_ok=True)
@@ -255,18 +279,18 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
 
     from fewshot_core.train import evaluate_architectures, resolve_device, sample_architectures, train, training_steps
 
-    d, train_idx, val_idx = _load_data(spec.data, holdout, spec.seed)
-    masks = node_masks(spec.factors, len(spec.factors), artifacts.read_tree_splits(splits, spec.metric, spec.seed))
+    d, train_idx, val_idx = _holdout(spec, holdout)
+    masks = node_masks(spec.factors, len(spec.factors), _tree_splits(spec, "splits", splits, spec.metric, spec.seed))
     dev = resolve_device(device)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
     tables, states, used = [], {}, []
     for leaf in spec.leaves:
         if leaf not in masks:
             raise ArtifactError(f"{leaf} is not a leaf of this tree; its leaves: {sorted(masks)}")
-        init_seed = int(node_rng(spec.seed, leaf, "init").integers(2**31))
+        init_seed = node_seed(spec.seed, leaf, "init")
         torch.manual_seed(init_seed)
         net = _supernet(shape, mask=masks[leaf][0])
-        ckpt = checkpoints / f"leaf_{leaf}.ckpt"
+        ckpt = checkpoint(checkpoints, "leaf", metric=spec.metric, seed=spec.seed, node=leaf)
         train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
               label=f"{spec.metric} seed {spec.seed} leaf {leaf}")
         archs = sample_architectures(masks[leaf][0], spec.evaluation.archs, init_seed)
@@ -274,13 +298,12 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
         tables.append(table.assign(metric=spec.metric, seed=spec.seed, leaf=leaf))
         states[leaf] = net.cpu().state_dict()
         used.append(ckpt)
-    out = pd.concat(tables, ignore_index=True)[LEAF_COLUMNS]
-    record = dict(metric=spec.metric, seed=spec.seed, leaves=list(spec.leaves), spec=digest(spec),
-                  steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)),
-                  inputs=artifacts.inputs_record({"holdout": holdout, "splits": splits}))
+    out = pd.concat(tables, ignore_index=True)[list(LEAF_COLUMNS)]
+    extra = dict(steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)),
+                 inputs=artifacts.inputs_record({"holdout": holdout, "splits": splits}))
     artifacts.save_weights(out_weights, shape, states, {leaf: masks[leaf][0] for leaf in spec.leaves},
-                           provenance("leaf_weights", **record))
-    artifacts.write_table(out, out_table, provenance("leaves", **record))
+                           record(OUTPUTS["leaf_weights"], spec, **extra))
+    artifacts.write_table(out, out_table, record(OUTPUTS["leaves"], spec, **extra))
     for ckpt in used:
         ckpt.unlink(missing_ok=True)
     best = out.loc[out.val_accuracy.idxmax()]
@@ -290,23 +313,18 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
 # ----------------------------------------------------------------------------- the ranking study
 
 
-STUDY_COLUMNS = ["metric", "seed", "arch", "leaf", "val_accuracy", "val_loss"]
-STANDALONE_COLUMNS = ["arch", "val_accuracy", "val_loss", "epochs"]
-
-
 def sample_study_set(spec: StudySetSpec, out: Path, log: Log = _log) -> None:
     """The study's architectures: a seeded sample of those whose cell connects input to output."""
     from fewshot_core.ranking import study_set
 
     archs, excluded = study_set(spec.archs, spec.seed)
-    artifacts.write_json({"provenance": provenance("study_set", spec=digest(spec), seed=spec.seed),
-                          "archs": archs, "excluded": excluded}, out)
+    artifacts.write_json({"provenance": record(OUTPUTS["study_set"], spec), "archs": archs, "excluded": excluded}, out)
     log(f"{len(archs)} study architectures; {excluded} of all 15625 are cut off (no path from input to output) "
         "and left out")
 
 
-def _study_set(path: Path, spec_seed: int) -> list[str]:
-    obj = artifacts.read_json(path, {"kind": "study_set", "seed": spec_seed})
+def _study_set(path: Path, expected: dict) -> list[str]:
+    obj = artifacts.read_json(path, expected)
     archs = obj.get("archs")
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
         raise ArtifactError(f"{path}: 'archs' must be a list of architecture strings; {artifacts.REMEDY}")
@@ -318,27 +336,28 @@ def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: 
     """Some study architectures trained from scratch as standalone networks and evaluated: the ground truth."""
     import torch
 
+    from fewshot_core.settings import digest
     from fewshot_core.space import standalone
     from fewshot_core.train import resolve_device, train, validate, validation_images
 
-    d, train_idx, val_idx = _load_data(spec.data, holdout, spec.seed)
-    archs = _study_set(study_set, spec.seed)[spec.chunk * spec.archs_per_job : (spec.chunk + 1) * spec.archs_per_job]
+    d, train_idx, val_idx = _holdout(spec, holdout)
+    archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
+    archs = archs[spec.chunk * spec.archs_per_job : (spec.chunk + 1) * spec.archs_per_job]
     dev = resolve_device(device)
     x_val, y_val = validation_images(d, val_idx, dev)
     rows, used = [], []
     for arch in archs:
-        init_seed = int(node_rng(spec.seed, arch, "standalone").integers(2**31))
+        init_seed = node_seed(spec.seed, arch, "standalone")
         torch.manual_seed(init_seed)
         net = standalone(arch, spec.supernet.C, spec.supernet.N, d.num_classes, spec.data.input_size)
-        ckpt = checkpoints / f"standalone_{digest(arch)}.ckpt"
+        ckpt = checkpoint(checkpoints, "standalone", arch=digest(arch))
         train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev, label=f"standalone {arch}")
         accuracy, loss = validate(net, x_val, y_val, spec.batch_size)
         rows.append({"arch": arch, "val_accuracy": accuracy, "val_loss": loss, "epochs": spec.train.epochs})
         used.append(ckpt)
         log(f"{arch}: validation accuracy {accuracy:.4f}")
-    artifacts.write_table(pd.DataFrame(rows, columns=STANDALONE_COLUMNS), out, provenance(
-        "standalone", seed=spec.seed, chunk=spec.chunk, spec=digest(spec),
-        inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
+    artifacts.write_table(pd.DataFrame(rows, columns=list(STANDALONE_COLUMNS)), out, record(
+        OUTPUTS["standalone"], spec, inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
     for ckpt in used:
         ckpt.unlink(missing_ok=True)
 
@@ -349,19 +368,18 @@ def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path
 
     from fewshot_core.train import resolve_device, train, training_steps
 
-    d, train_idx, _ = _load_data(spec.data, holdout, spec.seed)
+    d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
-    init_seed = int(node_rng(spec.seed, "r", "oneshot").integers(2**31))
+    init_seed = node_seed(spec.seed, ROOT, "oneshot")
     torch.manual_seed(init_seed)
     net = _supernet(shape)
-    checkpoint = checkpoints / "oneshot.ckpt"
-    train(net, d, train_idx, spec.train, init_seed, checkpoint=checkpoint, device=resolve_device(device),
+    ckpt = checkpoint(checkpoints, "oneshot", seed=spec.seed)
+    train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=resolve_device(device),
           label=f"one-shot supernet, seed {spec.seed}")
     steps = training_steps(spec.train, len(train_idx))
-    artifacts.save_weights(out, shape, {"r": net.cpu().state_dict()}, {"r": net.mask}, provenance(
-        "oneshot", seed=spec.seed, spec=digest(spec), steps=steps,
-        inputs=artifacts.inputs_record({"holdout": holdout})))
-    checkpoint.unlink(missing_ok=True)
+    artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
+        OUTPUTS["oneshot"], spec, steps=steps, inputs=artifacts.inputs_record({"holdout": holdout})))
+    ckpt.unlink(missing_ok=True)
     log(f"one-shot supernet, seed {spec.seed}: {steps} steps ({spec.train.epochs} epochs) -> {out}")
 
 
@@ -374,17 +392,19 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
     from fewshot_core.splitting import leaf_of
     from fewshot_core.train import evaluate_architectures, resolve_device
 
-    d, train_idx, val_idx = _load_data(spec.data, holdout, spec.seed)
-    archs = _study_set(study_set, spec.study_seed)
+    d, train_idx, val_idx = _holdout(spec, holdout)
+    archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
     dev = resolve_device(device)
     levels = len(spec.factors)
     tables = []
     for i, metric in enumerate(spec.metrics):
-        records = artifacts.read_tree_splits(splits[i * levels : (i + 1) * levels], metric, spec.seed)
+        records = _tree_splits(spec, "splits", splits[i * levels : (i + 1) * levels], metric, spec.seed, i * levels)
         leaves = {leaf: mask for leaf, (mask, _) in node_masks(spec.factors, levels, records).items()}
         states, shape = {}, {}
-        for path in leaf_weights[i * spec.chunks : (i + 1) * spec.chunks]:
-            w = artifacts.load_weights(path, {"kind": "leaf_weights", "metric": metric, "seed": spec.seed})
+        for c in range(spec.chunks):
+            k = i * spec.chunks + c
+            w = artifacts.load_weights(leaf_weights[k], _expect("leaf_weights", spec, "leaf_weights", k, metric=metric,
+                                                                seed=spec.seed, chunk=c))
             states.update(w["nodes"])
             shape = w["supernet"]
         by_leaf: dict[str, list[str]] = {}
@@ -394,31 +414,39 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
             if leaf not in states:
                 raise ArtifactError(f"no weights for leaf {leaf} of {metric}, seed {spec.seed}; {artifacts.REMEDY}")
             net = _supernet(shape, states[leaf], leaves[leaf]).to(dev)
-            seed = int(node_rng(spec.seed, leaf, "study").integers(2**31))
+            seed = node_seed(spec.seed, leaf, "study")
             table = evaluate_architectures(net, d, train_idx, val_idx, held, spec.evaluation, seed, device=dev)
             tables.append(table.assign(metric=metric, seed=spec.seed, leaf=leaf))
         log(f"{metric} seed {spec.seed}: {len(archs)} study architectures in {len(by_leaf)} leaves")
-    w = artifacts.load_weights(oneshot, {"kind": "oneshot", "seed": spec.seed})
-    net = _supernet(w["supernet"], w["nodes"]["r"]).to(dev)
-    seed = int(node_rng(spec.seed, "r", "study").integers(2**31))
+    w = artifacts.load_weights(oneshot, _expect("oneshot", spec, "oneshot", seed=spec.seed))
+    net = _supernet(w["supernet"], w["nodes"][ROOT]).to(dev)
+    seed = node_seed(spec.seed, ROOT, "study")
     table = evaluate_architectures(net, d, train_idx, val_idx, archs, spec.evaluation, seed, device=dev)
-    tables.append(table.assign(metric=ONESHOT, seed=spec.seed, leaf="r"))
-    artifacts.write_table(pd.concat(tables, ignore_index=True)[STUDY_COLUMNS], out, provenance(
-        "study", seed=spec.seed, spec=digest(spec), inputs=artifacts.inputs_record(
+    tables.append(table.assign(metric=ONESHOT, seed=spec.seed, leaf=ROOT))
+    artifacts.write_table(pd.concat(tables, ignore_index=True)[list(STUDY_COLUMNS)], out, record(
+        OUTPUTS["study"], spec, inputs=artifacts.inputs_record(
             {"study_set": study_set, "holdout": holdout, "splits": splits, "leaf_weights": leaf_weights,
              "oneshot": oneshot})))
+
+
+def inherited_from(path: Path, key: str) -> list[str]:
+    """The spec digests of the inputs ``key`` recorded in a table's provenance (which trees it was made from)."""
+    return (artifacts.read_record(path, "parquet") or {}).get("settings", {}).get("inputs", {}).get(key, [])
 
 
 def rank_study(spec: RankingSpec, standalone: list[Path], studies: list[Path], out: Path, log: Log = _log) -> None:
     """Per tree and per one-shot supernet: Kendall tau, Spearman rho, top-1 regret and top-k overlap."""
     from fewshot_core.ranking import metric_intervals, ranking_table
 
-    truth = pd.concat([artifacts.read_table(p, {"kind": "standalone", "chunk": k}, columns=STANDALONE_COLUMNS)
-                       for k, p in enumerate(standalone)], ignore_index=True)
-    inherited = pd.concat([artifacts.read_table(p, {"kind": "study", "seed": s}, columns=STUDY_COLUMNS)
-                           for p, s in zip(studies, spec.seeds)], ignore_index=True)
+    truth = pd.concat([artifacts.read_table(p, _expect("standalone", spec, "standalone", k, chunk=k),
+                                            columns=STANDALONE_COLUMNS) for k, p in enumerate(standalone)],
+                      ignore_index=True)
+    inherited = pd.concat([artifacts.read_table(p, _expect("study", spec, "studies", i, seed=s), columns=STUDY_COLUMNS)
+                           for i, (p, s) in enumerate(zip(studies, spec.seeds))], ignore_index=True)
     table = ranking_table(truth, inherited, spec.top_k, spec.bootstrap)
-    artifacts.write_table(table, out, provenance("ranking", spec=digest(spec), inputs=artifacts.inputs_record(
+    made_from = {"splits": sorted({d for p in studies for d in inherited_from(p, "splits")}),
+                 "leaves": sorted({d for p in studies for d in inherited_from(p, "leaf_weights")})}
+    artifacts.write_table(table, out, record(OUTPUTS["ranking"], spec, made_from=made_from, inputs=artifacts.inputs_record(
         {"standalone": standalone, "studies": studies})))
     log(metric_intervals(table, spec.bootstrap).round(3).to_string(index=False))
 
@@ -432,14 +460,14 @@ def _trees(spec: TreesSpec) -> list[tuple[str, int]]:
 
 def collect_leaves(spec: TreesSpec, tables: list[Path], out: Path, log: Log = _log) -> None:
     """Every evaluated architecture of the run, in one table; ``tables`` in (metric, seed, chunk) order."""
-    expected = [(m, s) for m, s in _trees(spec) for _ in range(spec.chunks)]
+    expected = [dict(metric=m, seed=s, chunk=c) for m, s in _trees(spec) for c in range(spec.chunks)]
     if len(tables) != len(expected):
         raise ArtifactError(f"expected {len(expected)} leaf tables, got {len(tables)}")
-    parts = [artifacts.read_table(p, {"kind": "leaves", "metric": m, "seed": s}, columns=LEAF_COLUMNS)
-             for p, (m, s) in zip(tables, expected)]
+    parts = [artifacts.read_table(p, _expect("leaves", spec, "tables", i, **ident), columns=LEAF_COLUMNS)
+             for i, (p, ident) in enumerate(zip(tables, expected))]
     table = pd.concat(parts, ignore_index=True)
-    artifacts.write_table(table, out, provenance("leaves_table", spec=digest(spec),
-                                                 inputs=artifacts.inputs_record({"tables": tables})))
+    artifacts.write_table(table, out, record(OUTPUTS["leaves_table"], spec,
+                                             inputs=artifacts.inputs_record({"tables": tables})))
     best = table.loc[table.groupby(["metric", "seed"]).val_accuracy.idxmax()]
     log("best architecture per tree (across its leaves):")
     log(best.to_string(index=False))
@@ -450,56 +478,77 @@ def compute_split_distances(spec: TreesSpec, splits: list[Path], out_splits: Pat
     """Every split of the run and every compared pair's split distance; ``splits`` in (metric, seed, level) order."""
     from fewshot_core.distance import pair_table, summarise
 
-    expected = [(m, s, level) for m, s in _trees(spec) for level in range(spec.levels)]
+    expected = [dict(metric=m, seed=s, level=level) for m, s in _trees(spec) for level in range(spec.levels)]
     if len(splits) != len(expected):
         raise ArtifactError(f"expected {len(expected)} split files, got {len(splits)}")
-    records = [r for p, (m, s, level) in zip(splits, expected) for r in artifacts.read_splits(p, m, s, level)]
+    records = [r for i, (p, ident) in enumerate(zip(splits, expected))
+               for r in artifacts.read_splits(p, _expect("splits", spec, "splits", i, **ident))]
     table = pd.DataFrame([{**r.to_dict(), "edge_name": r.edge_name} for r in records]).drop(columns="candidates")
     pairs = pair_table(table)
-    record = dict(spec=digest(spec), inputs=artifacts.inputs_record({"splits": splits}))
-    artifacts.write_table(table, out_splits, provenance("splits_table", **record))
-    artifacts.write_table(pairs, out_distance, provenance("split_distance", **record))
+    inputs = artifacts.inputs_record({"splits": splits})
+    artifacts.write_table(table, out_splits, record(OUTPUTS["splits_table"], spec, inputs=inputs))
+    artifacts.write_table(pairs, out_distance, record(OUTPUTS["split_distance"], spec, inputs=inputs))
     summary = summarise(pairs).groupby(["kind", "metric"]).distance.agg(["mean", "std", "count"]).reset_index()
     log(summary.to_string(index=False))
 
 
-def read_run_tables(splits: Path, distance: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A run's split table and split-distance table, checked."""
-    from fewshot_core.distance import PAIR_COLUMNS
+def read_run_tables(splits: Path, distance: Path, expected: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's split table and split-distance table, checked (``expected``: the run and spec digest their
+    records must name; None: the two must be the halves of one job's output)."""
+    table = artifacts.read_table(splits, {"kind": "splits_table", **(expected or {})}, columns=("metric", "seed", "node",
+                                                                                                 "groups"))
+    pairs = artifacts.read_table(distance, {"kind": "split_distance", "run": table.attrs["provenance"]["run"],
+                                            "spec": table.attrs["provenance"]["spec"]}, columns=PAIR_COLUMNS)
+    return table, pairs
 
-    return (artifacts.read_table(splits, {"kind": "splits_table"}, columns=["metric", "seed", "node", "groups"]),
-            artifacts.read_table(distance, {"kind": "split_distance"}, columns=PAIR_COLUMNS))
 
-
-def draw_figures(splits: Path, distance: Path, out_dir: Path, log: Log = _log) -> None:
+def draw_figures(spec: FiguresSpec, splits: Path, distance: Path, out_dir: Path, log: Log = _log) -> None:
     """The paper's figures and the ones beyond it, as PNG and PDF."""
     from fewshot_core.report import draw_all
 
-    for f in draw_all(*read_run_tables(splits, distance), out_dir):
+    for f in draw_all(*read_run_tables(splits, distance, {"run": spec.run, "spec": spec.inputs["splits"]}), out_dir):
         log(str(f))
 
 
-def draw_ranking(ranking: Path, out: Path, log: Log = _log) -> None:
+def draw_ranking(spec: FiguresSpec, ranking: Path, out: Path, log: Log = _log) -> None:
     """The ranking study's figure (PNG, PDF and the plotted values as CSV)."""
-    from fewshot_core.ranking import RANKING_COLUMNS
     from fewshot_core.report import figure_ranking
 
-    for f in figure_ranking(artifacts.read_table(ranking, {"kind": "ranking"}, columns=RANKING_COLUMNS),
-                            out.with_suffix("")):
+    table = artifacts.read_table(ranking, _expect("ranking", spec, "ranking"), columns=RANKING_COLUMNS)
+    for f in figure_ranking(table, out.with_suffix(""), spec.bootstrap):
         log(str(f))
 
 
 def summary(run_dir: Path) -> str:
-    """A finished run's splits and split distances as text, and its ranking study when it has one."""
-    from fewshot_core.ranking import RANKING_COLUMNS
+    """A finished run's splits and split distances as text, and its ranking study when it has one and it
+    was made from the same trees and leaves; each section says which tables and settings it comes from."""
     from fewshot_core.report import ranking_text, summary_text
 
-    files = [run_dir / "splits.parquet", run_dir / "split_distance.parquet"]
-    for f in files:
-        if not f.exists():
-            raise ArtifactError(f"{f} does not exist: run the workflow (snakemake splits) first")
-    text = summary_text(*read_run_tables(*files))
-    if (run_dir / "ranking.parquet").exists():
-        ranking = artifacts.read_table(run_dir / "ranking.parquet", {"kind": "ranking"}, columns=RANKING_COLUMNS)
-        text += "\n\n" + ranking_text(ranking)
-    return text
+    files = {k: run_dir / OUTPUTS[k].template for k in ("splits_table", "split_distance", "leaves_table", "ranking")}
+    for k in ("splits_table", "split_distance"):
+        if not files[k].exists():
+            raise ArtifactError(f"{files[k]} does not exist: run the workflow (snakemake splits) first")
+    splits, pairs = read_run_tables(files["splits_table"], files["split_distance"])
+    made = splits.attrs["provenance"]
+    trees = sorted({(m, int(s)) for m, s in zip(splits.metric, splits.seed)})
+    text = (f"Run {made['run']!r}: {len(trees)} trees ({len({m for m, _ in trees})} metrics x "
+            f"{len({s for _, s in trees})} seeds), from {files['splits_table'].name} and "
+            f"{files['split_distance'].name} (settings {made['spec']}).\n\n" + summary_text(splits, pairs))
+    if not files["ranking"].exists():
+        return text
+    ranking = artifacts.read_table(files["ranking"], {"kind": "ranking", "run": made["run"]}, columns=RANKING_COLUMNS)
+    study = ranking.attrs["provenance"]
+    stale = []
+    if sorted(study.get("made_from", {}).get("splits", [])) != sorted(made["settings"]["inputs"]["splits"]):
+        stale.append(f"its trees' splits are not those of {files['splits_table'].name}")
+    if files["leaves_table"].exists():
+        leaves = artifacts.read_record(files["leaves_table"], "parquet") or {}
+        if sorted(study.get("made_from", {}).get("leaves", [])) != sorted(leaves.get("settings", {}).get(
+                "inputs", {}).get("tables", [])):
+            stale.append(f"its leaves are not those of {files['leaves_table'].name}")
+    if stale:
+        return text + (f"\n\nRanking study: {files['ranking']} is stale ({'; '.join(stale)}): it was made from an "
+                       "earlier run's trees and is not shown. `snakemake study` (with this run's configuration) "
+                       "remakes it.")
+    return text + (f"\n\nFrom {files['ranking'].name} (settings {study['spec']}), made from the trees above.\n"
+                   + ranking_text(ranking, study["settings"]["bootstrap"]))

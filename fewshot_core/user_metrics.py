@@ -3,38 +3,91 @@
 
 Checked before any job without running the user's code: the file is parsed (:mod:`ast`) for a
 top-level function of that name whose first two parameters take the model and the batches and whose
-other parameters have defaults or are given in the configuration. Loaded only by the scoring jobs.
+other parameters have defaults or are given in the configuration, and every module it imports must
+be found. The check and the scoring job resolve names the same way: files and modules are looked up
+in the folder the workflow runs in first (then among installed packages), and the metric file's own
+folder is on the import path when it runs, so that it can import its siblings. Its code hash covers
+the file and the project-local modules it imports, so editing either reruns the metric's jobs.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
+import importlib
 import importlib.util
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from fewshot_core.errors import ConfigError
 
 
+def _local_module(name: str, folder: Path) -> Path | None:
+    """The file of module ``name`` (dotted) under ``folder``, if it is there."""
+    base = folder.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
 def source_file(function: str, workdir: str | os.PathLike = ".") -> tuple[Path, str]:
-    """The file that defines ``function`` and the function's name in it."""
+    """The file that defines ``function`` and the function's name in it: a file or module in ``workdir``
+    first, else an installed module."""
     target, sep, attr = function.rpartition(":")
     if not sep or not target or not attr.isidentifier():
         raise ValueError(f"{function!r} is not 'file.py:function' or 'module:function'")
     if target.endswith(".py"):
         return Path(workdir, target), attr
+    local = _local_module(target, Path(workdir))
+    if local is not None:
+        return local, attr
     try:
         spec = importlib.util.find_spec(target)
     except (ImportError, ValueError) as err:
-        raise ValueError(f"module {target!r} cannot be found ({err})") from err
+        raise ValueError(f"module {target!r} is neither in {os.path.abspath(workdir)} nor installed ({err})") from err
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        raise ValueError(f"module {target!r} cannot be found as a Python source file")
+        raise ValueError(f"module {target!r} is neither a file in {os.path.abspath(workdir)} nor an installed "
+                         "Python module")
     return Path(spec.origin), attr
 
 
+def _imports(tree: ast.Module) -> list[tuple[str, int]]:
+    """(module, relative level) of every import in a parsed file."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, 0) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out += [(node.module or "", node.level)] + [(f"{node.module}.{a.name}" if node.module else a.name,
+                                                         node.level) for a in node.names]
+    return out
+
+
+def local_sources(path: Path) -> list[Path]:
+    """``path`` and every module beside it (in its folder or below) that it imports, directly or not."""
+    found, todo = [], [path.resolve()]
+    while todo:
+        p = todo.pop()
+        if p in found:
+            continue
+        found.append(p)
+        for name, level in _imports(ast.parse(p.read_text(), filename=str(p))):
+            folder = p.parent
+            for _ in range(max(level - 1, 0)):
+                folder = folder.parent
+            local = _local_module(name, folder) if name else None
+            if local is not None:
+                todo.append(local.resolve())
+    return sorted(found)
+
+
 def check(name: str, function: str, settings: dict, workdir: str | os.PathLike = ".") -> None:
-    """:class:`ConfigError` naming ``metrics.<name>`` unless ``function`` exists with a usable signature."""
+    """:class:`ConfigError` naming ``metrics.<name>`` unless ``function`` exists with a usable signature
+    and everything its file imports can be found."""
     key = f"metrics.{name}.function"
     try:
         path, attr = source_file(function, workdir)
@@ -47,6 +100,16 @@ def check(name: str, function: str, settings: dict, workdir: str | os.PathLike =
         tree = ast.parse(path.read_text(), filename=str(path))
     except (SyntaxError, UnicodeDecodeError) as err:
         raise ConfigError(f"{key}: {path} cannot be parsed as Python ({err})") from err
+    for module, level in _imports(tree):
+        top = module.split(".")[0]
+        if level or not top or _local_module(top, path.parent) or _local_module(top, Path(workdir)):
+            continue
+        try:
+            found = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            raise ConfigError(f"{key}: {path} imports {top!r}, which is neither beside it nor installed")
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == attr]
     if not defs:
         raise ConfigError(f"{key}: {path} defines no top-level function {attr!r}")
@@ -68,18 +131,36 @@ def check(name: str, function: str, settings: dict, workdir: str | os.PathLike =
 
 
 def code_hash(function: str, workdir: str | os.PathLike = ".") -> str:
-    """A hash of the file that defines ``function``: editing it reruns the jobs of that metric."""
+    """A hash of the file that defines ``function`` and of the local modules it imports: editing any of
+    them reruns the jobs of that metric."""
     path, _ = source_file(function, workdir)
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for p in local_sources(path):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
-def load(function: str):
-    """The user's function itself (runs the file's top-level code: only a scoring job calls this)."""
-    target, _, attr = function.rpartition(":")
-    if not target.endswith(".py"):
-        return getattr(importlib.import_module(target), attr)
-    path, _ = source_file(function)
-    module_spec = importlib.util.spec_from_file_location(f"fewshot_user_metric_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+@contextlib.contextmanager
+def _importable(*folders: Path) -> Iterator[None]:
+    """``folders`` first on the import path while the user's code loads."""
+    added = [str(f.resolve()) for f in folders]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for f in added:
+            sys.path.remove(f)
+
+
+def load(function: str, workdir: str | os.PathLike = "."):
+    """The user's function itself (runs the file's top-level code: only a scoring job calls this),
+    resolved as :func:`check` resolved it."""
+    path, attr = source_file(function, workdir)
+    target = function.rpartition(":")[0]
+    with _importable(path.parent, Path(workdir)):
+        if not target.endswith(".py") and _local_module(target, Path(workdir)) is None:
+            return getattr(importlib.import_module(target), attr)
+        module_spec = importlib.util.spec_from_file_location(f"fewshot_user_metric_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
     return getattr(module, attr)

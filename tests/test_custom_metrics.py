@@ -27,7 +27,8 @@ def grow(s, metric: str, seed: int, work) -> list:
         stages.score_edges(s.score_spec(metric, seed, level), holdout, root, previous, scores, "cpu", log=quiet)
         stages.split_nodes(s.split_spec(metric, seed, level), scores, previous, split, log=quiet)
         previous.append(split)
-    return artifacts.read_tree_splits(previous, metric, seed)
+    return artifacts.read_tree_splits(previous, [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
+                                                 for lv in range(len(previous))])
 
 
 def shape(records) -> list:
@@ -66,18 +67,26 @@ def test_combined_similarity_scales_each_component_without_shifting():
 
 
 USER_METRIC = '''"""A metric of my own: the mean absolute logit, raised to a power."""
+from my_helpers import powered
 
 
 def score(model, batches, power=1.0):
     """The mean absolute logit over the first batch, to the power ``power``."""
     logits = model(batches[0].inputs)
-    return float(logits.abs().mean()) ** power
+    return powered(float(logits.abs().mean()), power)
+'''
+HELPERS = '''"""A module beside the metric file, which it imports."""
+
+
+def powered(x, power):
+    return x**power
 '''
 
 
 @pytest.fixture
 def user_run(tmp_path, tiny):
     (tmp_path / "my_metrics.py").write_text(USER_METRIC)
+    (tmp_path / "my_helpers.py").write_text(HELPERS)
     cfg = {**tiny, "seeds": [0], "study": {}, "metrics": {
         "snip": tiny["metrics"]["snip"],
         "mine": {"function": "my_metrics.py:score", "kind": "scalar", "batch_size": 16, "settings": {"power": 2.0}}}}
@@ -88,15 +97,19 @@ def test_a_user_metric_runs_end_to_end_and_its_edits_rerun_its_jobs_alone(user_r
     work, cfg = user_run
     snakemake(work, cfg, "splits")
     run = work / "results" / "tiny"
-    records = artifacts.read_tree_splits([run / "mine" / "seed0" / f"split_L{lv}.json" for lv in (0, 1)], "mine", 0)
+    records = artifacts.read_tree_splits([run / "mine" / "seed0" / f"split_L{lv}.json" for lv in (0, 1)],
+                                         [{"kind": "splits", "metric": "mine", "seed": 0, "level": lv} for lv in (0, 1)])
     assert len(records) == 3
     scores = artifacts.read_table(run / "mine" / "seed0" / "scores_L0.parquet", {"kind": "scores", "metric": "mine"})
     assert scores.value.notna().all() and (scores.value > 0).all()
     assert "Nothing to be done" in snakemake(work, cfg, "splits", "--dry-run").stdout
-    (work / "my_metrics.py").write_text(USER_METRIC.replace("abs().mean()", "abs().max()"))
-    text = snakemake(work, cfg, "splits", "--dry-run").stdout
-    assert "metric=mine" in text and "metric=snip" not in text
-    assert "rule make_holdout" not in text and "rule train_root" not in text
+    for edit in (lambda: (work / "my_metrics.py").write_text(USER_METRIC.replace("abs().mean()", "abs().max()")),
+                 lambda: (work / "my_helpers.py").write_text(HELPERS.replace("x**power", "abs(x) ** power"))):
+        edit()  # the metric's own file, then the module it imports
+        text = snakemake(work, cfg, "splits", "--dry-run").stdout
+        assert "metric=mine" in text and "metric=snip" not in text
+        assert "rule make_holdout" not in text and "rule train_root" not in text
+        snakemake(work, cfg, "splits")
 
 
 @pytest.mark.parametrize("change,needle", [

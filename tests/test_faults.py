@@ -89,17 +89,16 @@ def small_run(two_trees, tmp_path):
     return tmp_path / "run", TINY
 
 
-def test_corrupt_parquet_is_named_and_the_workflow_recovers_once_it_is_deleted(small_run, snakemake):
+def test_corrupt_parquet_is_named_at_start_and_remade(small_run, snakemake):
     work, cfg = small_run
     scores = work / "results" / "tiny" / "snip" / "seed0" / "scores_L1.parquet"
     good = pd.read_parquet(scores)
     scores.write_bytes(b"PAR1 this is not a parquet table")
     with pytest.raises(ArtifactError, match="scores_L1.parquet"):
         artifacts.read_table(scores, {"kind": "scores"})
-    proc = snakemake(work, cfg, "splits", check=False)
-    assert proc.returncode != 0 and "scores_L1.parquet" in proc.stdout + proc.stderr
-    scores.unlink()
-    snakemake(work, cfg, "splits")
+    proc = snakemake(work, cfg, "splits")
+    assert "snip/seed0: 1 file unreadable or without a provenance record (results/tiny/snip/seed0/scores_L1.parquet " \
+           "cannot be read): rerunning" in proc.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(scores).drop(columns="seconds"), good.drop(columns="seconds"))
 
 
@@ -109,7 +108,7 @@ def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run,
     good = split.read_text()
     split.write_text(good.replace('"skip_connect"', '"nor_conv_1x1"', 1))  # an op in two groups
     with pytest.raises(ArtifactError, match="split_L0.json.*not a partition"):
-        artifacts.read_splits(split, "snip", 0, 0)
+        artifacts.read_splits(split, {"kind": "splits", "metric": "snip", "seed": 0, "level": 0})
     proc = snakemake(work, cfg, "splits", check=False)
     assert proc.returncode != 0 and "split_L0.json" in proc.stdout + proc.stderr
     split.unlink()
@@ -135,26 +134,43 @@ def failed_job_says(work, *needles, target="splits"):
     return logs
 
 
-def test_another_metrics_scores_at_this_path_are_refused(copy_of):
+def remade_at_start(work, path, *needles):
+    """Run the workflow: the start-up check names the file's group with every needle, and remakes it."""
+    before = path.read_bytes()
+    proc = run_snakemake(work, TINY, "splits")
+    for needle in needles:
+        assert needle in proc.stderr, f"{needle!r} missing from the start-up lines:\n{proc.stderr[-2000:]}"
+    assert path.read_bytes() != before, "the file was not remade"
+
+
+def test_another_metrics_scores_at_this_path_are_remade(copy_of):
     work, run = copy_of
-    shutil.copy(run / "snip" / "seed0" / "scores_L0.parquet", run / "synflow" / "seed0" / "scores_L0.parquet")
-    failed_job_says(work, "synflow/seed0/scores_L0.parquet", "'metric' is 'snip', expected 'synflow'")
+    path = run / "synflow" / "seed0" / "scores_L0.parquet"
+    shutil.copy(run / "snip" / "seed0" / "scores_L0.parquet", path)
+    with pytest.raises(ArtifactError, match="'metric' is 'snip', expected 'synflow'"):
+        artifacts.read_table(path, {"kind": "scores", "metric": "synflow"})
+    remade_at_start(work, path, "synflow/seed0: 1 file made with other settings (made as metric 'snip', not 'synflow')")
+    assert artifacts.read_record(path, "parquet")["metric"] == "synflow"
 
 
-def test_a_split_file_naming_another_tree_is_refused(copy_of):
+def test_a_split_file_whose_records_name_another_tree_is_refused(copy_of):
+    import json
+
     work, run = copy_of
     path = run / "snip" / "seed0" / "split_L1.json"
-    path.write_text(path.read_text().replace('"seed": 0', '"seed": 7'))  # a phantom seed 7
-    failed_job_says(work, "split_L1.json", "7")
+    obj = json.loads(path.read_text())
+    obj["splits"][0]["seed"] = 7  # a phantom seed 7 inside a file whose record is right
+    path.write_text(json.dumps(obj))
+    failed_job_says(work, "split_L1.json", "'seed': 7", "another tree")
 
 
-def test_a_root_of_another_width_is_refused(copy_of, tmp_path):
+def test_a_root_of_another_width_is_remade(copy_of, tmp_path):
     work, run = copy_of
     other = edited(edited(TINY, "supernet.C", 8), "run", "wide")
     (tmp_path / "wide").mkdir()
     run_snakemake(tmp_path / "wide", other, "results/wide/seed0/root.pt")
     shutil.copy(tmp_path / "wide" / "results" / "wide" / "seed0" / "root.pt", run / "seed0" / "root.pt")
-    failed_job_says(work, "root.pt", "'C': 8", "expected", "'C': 4")
+    remade_at_start(work, run / "seed0" / "root.pt", "seed0: 1 file made with other settings (made as run 'wide', not 'tiny')")
 
 
 @pytest.mark.parametrize("edit,needle", [
@@ -303,7 +319,8 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, m
     with pytest.raises(OSError, match="No space left"):
         train(fresh(), d, np.arange(64), cfg, 0, checkpoint=ck)
     monkeypatch.setattr(artifacts.os, "fsync", real_fsync)
-    assert torch.load(ck, weights_only=True)["state"]["epoch"] == 0  # the first epoch's checkpoint, intact
+    state, _ = artifacts._torch_load(ck, "checkpoint", artifacts.CHECKPOINT_FORMAT)
+    assert state["epoch"] == 0  # the first epoch's checkpoint, intact
     assert not list(tmp_path.glob(".*.tmp"))
     resumed = fresh()
     train(resumed, d, np.arange(64), cfg, 0, checkpoint=ck)
@@ -317,11 +334,22 @@ def test_weight_files_with_code_are_refused_and_nothing_runs(tmp_path):
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
+    import io
+    import zipfile
+
     path = tmp_path / "evil.pt"
     torch.save({"format": artifacts.WEIGHTS_FORMAT, "supernet": Evil(), "nodes": Evil()}, path)
     with pytest.raises(ArtifactError, match="evil.pt.*must not be loaded") as err:
         artifacts.load_weights(path, {"kind": "root"})
     assert "weights_only=False" not in str(err.value)  # never the advice to load it anyway
+    tensors = io.BytesIO()  # the same pickle inside this tool's own container, with a record that looks right
+    torch.save({"supernet": Evil(), "nodes": Evil()}, tensors)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("format", artifacts.WEIGHTS_FORMAT)
+        z.writestr("provenance.json", '{"kind": "root"}')
+        z.writestr("tensors.pt", tensors.getvalue())
+    with pytest.raises(ArtifactError, match="evil.pt.*must not be loaded"):
+        artifacts.load_weights(path, {"kind": "root"})
     assert not marker.exists()
 
 

@@ -48,7 +48,7 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
     schema = yaml.safe_load(SCHEMA.read_text())
     base = load_settings(MINIMAL)
     changes = {"data.name": "synthetic", "data.root": "somewhere", "data.download": True, "data.input_size": 32,
-               "data.val_fraction": 0.3, "supernet.C": 16, "supernet.N": 5, "device": "cpu",
+               "data.val_fraction": 0.3, "supernet.C": 16, "supernet.N": 5, "device": "cpu", "rerun_on_code_change": True,
                "tree.policy": {"levels": [2, 3]}, "tree.edge_selection": "random", "tree.edge_order": [2, 1, 0],
                "tree.balanced": True, "training.optimizer.lr": 0.1, "training.optimizer.lr_min": 0.0,
                "training.optimizer.momentum": 0.5, "training.optimizer.nesterov": False,
@@ -80,7 +80,7 @@ def test_specs_survive_their_json(defaults):
                                               "late": {"schedule": ["ntk", "mix", "lr"]}}})
     for spec in (s.holdout_spec(1), s.root_spec(0), s.score_spec("lr", 0, 2), s.split_spec("lr", 0, 1),
                  s.score_spec("mix", 0, 0), s.score_spec("late", 0, 1), s.split_spec("late", 0, 1),
-                 s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.trees_spec(), s.study_set_spec(),
+                 s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.distances_spec(), s.collect_spec(), s.study_set_spec(),
                  s.standalone_spec(0), s.oneshot_spec(1), s.study_eval_spec(1), s.ranking_spec()):
         text = settings.canonical_json(spec)
         assert settings.spec_from_json(type(spec), text) == spec

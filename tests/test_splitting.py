@@ -14,12 +14,11 @@ from fewshot_core.splitting import (
     choose_edge,
     constant_policy,
     cut_cost,
-    node_rng,
     partition,
     random_partition,
     set_partitions,
-    tree_levels,
 )
+from fewshot_core.tree import node_rng, tree_levels
 
 
 def brute_force(sim, b, balanced=False):

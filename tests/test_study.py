@@ -8,7 +8,8 @@ from scipy import stats
 
 from fewshot_core import artifacts, ranking
 from fewshot_core.nb201 import arch_to_mask, architectures, full_mask
-from fewshot_core.splitting import SplitRecord, leaf_of, node_masks, tree_levels
+from fewshot_core.splitting import SplitRecord, leaf_of, node_masks
+from fewshot_core.tree import tree_levels
 
 
 def test_tau_and_rho_equal_scipys_on_the_run(tiny_run):
@@ -45,7 +46,8 @@ def test_each_study_architecture_is_evaluated_in_the_leaf_that_holds_it(tiny_run
     archs = artifacts.read_json(run / "study" / "archs.json", {"kind": "study_set"})["archs"]
     for (metric, seed), part in studies[studies.metric != ranking.ONESHOT].groupby(["metric", "seed"]):
         records = artifacts.read_tree_splits([run / metric / f"seed{seed}" / f"split_L{lv}.json" for lv in (0, 1)],
-                                             metric, seed)
+                                             [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
+                                              for lv in (0, 1)])
         masks = {leaf: m for leaf, (m, _) in node_masks((2, 2), 2, records).items()}
         assert sorted(part.arch) == sorted(archs)  # every study architecture once per tree
         for r in part.itertuples():

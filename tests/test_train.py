@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fewshot_core import artifacts, data
-from fewshot_core.settings import canonical_json
+from fewshot_core.settings import canonical_json, digest
 from fewshot_core.space import Supernet
 from fewshot_core.train import evaluate_architectures, sample_architectures, train
 
@@ -159,14 +159,15 @@ def train_leaves_cmd(tmp_path, defaults, out_dir, epochs=6):
     """`fewshot train-leaves` on a tree of one leaf (the root) of the digits, holdout made first."""
     holdout = tmp_path / "holdout.json"
     data_settings = dataclasses.replace(defaults.data, input_size=8, val_fraction=0.25)
+    holdout_spec = dataclasses.replace(defaults.holdout_spec(0), data=data_settings)
     if not holdout.exists():
         subprocess.run([sys.executable, "-m", "fewshot_core.cli", "make-holdout", "--spec",
-                        canonical_json(defaults.holdout_spec(0).__class__(data_settings, 0)), "--out", str(holdout)],
-                       check=True, capture_output=True)
+                        canonical_json(holdout_spec), "--out", str(holdout)], check=True, capture_output=True)
     spec = dataclasses.replace(
         defaults.leaves_spec("snip", 0, 0), data=data_settings, supernet=dataclasses.replace(defaults.supernet, C=4),
         train=dataclasses.replace(defaults.leaves, epochs=epochs, batch_size=32), factors=(), leaves=("r",),
-        evaluation=dataclasses.replace(defaults.evaluation, archs=3))
+        evaluation=dataclasses.replace(defaults.evaluation, archs=3),
+        inputs={"holdout": digest(holdout_spec), "splits": []})
     return [sys.executable, "-m", "fewshot_core.cli", "train-leaves", "--spec", canonical_json(spec),
             "--holdout", str(holdout), "--out-table", str(out_dir / "table.parquet"),
             "--out-weights", str(out_dir / "weights.pt"), "--checkpoints", str(out_dir / "checkpoints"),
@@ -179,7 +180,7 @@ def test_sigkill_in_the_middle_then_rerun_matches_an_uninterrupted_run(tmp_path,
     subprocess.run(train_leaves_cmd(tmp_path, defaults, ref), check=True, capture_output=True)
     proc = subprocess.Popen(train_leaves_cmd(tmp_path, defaults, killed), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
-    checkpoint = killed / "checkpoints" / "leaf_r.ckpt"
+    checkpoint = killed / "checkpoints" / "snip" / "seed0" / "leaf_r.ckpt"
     deadline = time.time() + 120
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)

@@ -109,8 +109,10 @@ def test_gmnas_choices_with_warmup_run(tmp_path, scenario, snakemake):
     """mincut edge selection, balanced cuts and warm-up (root per seed, children inherit)."""
     snakemake(tmp_path, scenario("gmnas"), "splits")
     run = tmp_path / "results" / "tiny"
-    root = artifacts.read_splits(run / "gradnorm" / "seed0" / "split_L0.json", "gradnorm", 0, 0)[0]
-    children = artifacts.read_splits(run / "gradnorm" / "seed0" / "split_L1.json", "gradnorm", 0, 1)
+    root = artifacts.read_splits(run / "gradnorm" / "seed0" / "split_L0.json",
+                                 {"kind": "splits", "metric": "gradnorm", "seed": 0, "level": 0})[0]
+    children = artifacts.read_splits(run / "gradnorm" / "seed0" / "split_L1.json",
+                                     {"kind": "splits", "metric": "gradnorm", "seed": 0, "level": 1})
     assert sorted(map(len, root.groups)) == [2, 3]  # balanced: sizes differ by at most one
     cuts = root.candidates
     assert len(cuts) == 6 and root.edge == min(cuts, key=lambda e: (cuts[e], e))  # mincut scored every edge

@@ -1,7 +1,10 @@
-# Helpers of the workflow: the run's settings, one function per path template, input functions.
+# Helpers of the workflow: the run's settings, the path of every output, input functions.
 import os
+import sys
 
 from fewshot_core.checks import load_settings_or_exit
+from fewshot_core.cli import DEVICE_VARIABLE
+from fewshot_core.outputs import BENCHMARK, FIGURE, LOG, OUTPUTS
 from fewshot_core.settings import canonical_json
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
@@ -11,7 +14,16 @@ RUN = f"results/{SETTINGS.run}"
 METRICS = list(SETTINGS.metrics)
 SEEDS = list(SETTINGS.seeds)
 LEVELS = list(range(SETTINGS.levels))
-CHUNKS = list(range(len(SETTINGS.leaf_chunks())))
+CHUNKS = list(range(SETTINGS.chunks))
+# The device changes how a job runs, not what it computes: it reaches the jobs through their
+# environment, not as a parameter, so changing it reruns nothing.
+os.environ[DEVICE_VARIABLE] = SETTINGS.device
+
+if SETTINGS.data.name == "cifar10" and SETTINGS.download and workflow.is_main_process:
+    from fewshot_core.data import download_cifar10
+
+    if download_cifar10(SETTINGS.data.root):
+        print(f"CIFAR-10 downloaded into {SETTINGS.data.root}", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -21,60 +33,27 @@ wildcard_constraints:
     chunk=r"\d+",
 
 
-# ---------------------------------------------------------------- path templates (wildcards by default)
+# ---------------------------------------------------------------- paths (fewshot_core/outputs.py)
 
 
-def holdout(seed="{seed}"):
-    """The seed's train/validation split of the training images."""
-    return f"{RUN}/data/holdout_seed{seed}.json"
+def out(kind, **wildcards):
+    """The path of an output of the run; wildcards not given stay wildcards."""
+    return OUTPUTS[kind].path(RUN, **wildcards)
 
 
-def root_weights(seed="{seed}"):
-    """The seed's root supernet, shared by every metric."""
-    return f"{RUN}/seed{seed}/root.pt"
-
-
-def scores(metric="{metric}", seed="{seed}", level="{level}"):
-    return f"{RUN}/{metric}/seed{seed}/scores_L{level}.parquet"
-
-
-def split_file(metric="{metric}", seed="{seed}", level="{level}"):
-    return f"{RUN}/{metric}/seed{seed}/split_L{level}.json"
-
-
-def children_weights(metric="{metric}", seed="{seed}", level="{level}"):
-    """The nodes of a level after their warm-up (only made when warm-up epochs > 0)."""
-    return f"{RUN}/{metric}/seed{seed}/nodes_L{level}.pt"
-
-
-def leaf_table(metric="{metric}", seed="{seed}", chunk="{chunk}"):
-    return f"{RUN}/{metric}/seed{seed}/leaves/chunk{chunk}.parquet"
-
-
-def leaf_weights(metric="{metric}", seed="{seed}", chunk="{chunk}"):
-    return f"{RUN}/{metric}/seed{seed}/leaves/chunk{chunk}.pt"
-
-
-def oneshot_weights(seed="{seed}"):
-    """The seed's one-shot supernet, trained as long as all the leaves of a tree (ranking study)."""
-    return f"{RUN}/seed{seed}/oneshot.pt"
-
-
-def study_file(name):
-    return f"{RUN}/study/{name}"
-
-
-def checkpoints(*parts):
-    """Where a training job keeps its checkpoints while it runs (deleted when it ends)."""
-    return os.path.join(RUN, "checkpoints", *parts)
+def figure(name, ext="png"):
+    return f"{RUN}/{FIGURE.format(name=name, ext=ext)}"
 
 
 def log_file(rule, name):
-    return f"{RUN}/logs/{rule}/{name}.log"
+    return f"{RUN}/{LOG.format(rule=rule, name=name)}"
 
 
 def benchmark_file(rule, name):
-    return f"{RUN}/benchmarks/{rule}/{name}.tsv"
+    return f"{RUN}/{BENCHMARK.format(rule=rule, name=name)}"
+
+
+CHECKPOINTS = f"{RUN}/checkpoints"
 
 
 # ---------------------------------------------------------------- input functions
@@ -83,8 +62,8 @@ def benchmark_file(rule, name):
 def level_weights(metric, seed, level):
     """The weights a level's nodes are scored with: their own after warm-up, else the root's."""
     if SETTINGS.trains_children(int(level)):
-        return children_weights(metric, seed, level)
-    return root_weights(seed)
+        return out("nodes", metric=metric, seed=seed, level=level)
+    return out("root", seed=seed)
 
 
 def get_scoring_weights(wildcards):
@@ -98,50 +77,47 @@ def get_parent_weights(wildcards):
 def get_splits_above(wildcards):
     """The split files of the levels above ``wildcards.level`` in the same tree."""
     return [
-        split_file(wildcards.metric, wildcards.seed, level)
+        out("splits", metric=wildcards.metric, seed=wildcards.seed, level=level)
         for level in range(int(wildcards.level))
     ]
 
 
 def get_tree_splits(wildcards):
     """Every level's split file of one tree."""
-    return [split_file(wildcards.metric, wildcards.seed, level) for level in LEVELS]
+    return [
+        out("splits", metric=wildcards.metric, seed=wildcards.seed, level=level)
+        for level in LEVELS
+    ]
 
 
 def get_seed_splits(wildcards):
     """Every split file of the seed's trees, in (metric, level) order."""
-    return [split_file(m, wildcards.seed, level) for m in METRICS for level in LEVELS]
+    return [
+        out("splits", metric=m, seed=wildcards.seed, level=level)
+        for m in METRICS
+        for level in LEVELS
+    ]
 
 
 def get_seed_leaf_weights(wildcards):
     """Every leaf weights file of the seed's trees, in (metric, chunk) order."""
-    return [leaf_weights(m, wildcards.seed, c) for m in METRICS for c in CHUNKS]
+    return [
+        out("leaf_weights", metric=m, seed=wildcards.seed, chunk=c)
+        for m in METRICS
+        for c in CHUNKS
+    ]
 
 
-def all_split_files():
-    """Every split file of the run, in (metric, seed, level) order."""
-    return [split_file(m, s, level) for m in METRICS for s in SEEDS for level in LEVELS]
-
-
-def all_leaf_tables():
-    """Every leaf table of the run, in (metric, seed, chunk) order."""
-    return [leaf_table(m, s, c) for m in METRICS for s in SEEDS for c in CHUNKS]
-
-
-def run_tables():
-    return {
-        "splits": f"{RUN}/splits.parquet",
-        "distance": f"{RUN}/split_distance.parquet",
-        "leaves": f"{RUN}/leaves.parquet",
-        "ranking": f"{RUN}/ranking.parquet",
-    }
+def all_of(kind):
+    """Every file of one kind of output the run makes, in the order of the run's tables."""
+    return [out(kind, **identity) for k, identity in SETTINGS.outputs() if k == kind]
 
 
 def study_targets():
     """The ranking study's table and figure, when the configuration asks for a study."""
     if not SETTINGS.studies:
         return []
-    return [run_tables()["ranking"], figure("ranking")]
+    return [out("ranking"), figure("ranking")]
 
 
 FIGURES = {
@@ -150,14 +126,8 @@ FIGURES = {
     "between_metrics": ("Beyond the paper", "between.rst"),
     "trees": ("Beyond the paper", "trees.rst"),
 }
-
-
 # The figures whose plotted values are written beside them (one row per split).
 PLOTTED_DATA = ["fig1_split_distance", "fig2_split_distance_by_level"]
-
-
-def figure(name, ext="png"):
-    return f"{RUN}/figures/{name}.{ext}"
 
 
 # ---------------------------------------------------------------- parameters
@@ -168,9 +138,63 @@ def spec_json(spec):
     return canonical_json(spec)
 
 
-def get_metric_code(wildcards):
-    """A hash of the level's metrics' sources: editing one reruns the jobs that use it alone."""
-    return SETTINGS.metrics[wildcards.metric].levels[int(wildcards.level)].code_hash()
-
-
 GPUS = config["training"]["gpus"]
+
+
+# ---------------------------------------------------------------- the start-up check
+
+
+def start_check(target_rules):
+    """Compare every existing output's provenance with what this configuration would make it with: print
+    one line per group made by other settings or code, and force the jobs that remake the stale files
+    the requested targets need (fewshot_core/freshness.py)."""
+    from fewshot_core import freshness
+
+    findings = freshness.check(SETTINGS)
+    if findings:
+        when_the_dag_is_built(
+            lambda settings: force_stale(findings, settings, target_rules)
+        )
+
+
+def force_stale(findings, settings, target_rules):
+    """Print the start-up lines and add the stale files the requested targets need to ``--forcerun``."""
+    from fewshot_core import freshness
+    from fewshot_core.outputs import match, upstream
+
+    files = []
+    for t in settings.targets or ["all"]:
+        files += target_rules.get(t, [t])
+    kinds = {
+        (
+            ("ranking" if "ranking" in f else "split_distance")
+            if f.startswith(f"{RUN}/figures/")
+            else match(f, RUN)
+        )
+        for f in files
+    }
+    needed = set(OUTPUTS) if None in kinds else upstream(kinds)
+    stale = freshness.rerun(findings, SETTINGS.rerun_on_code_change)
+    forced = {f.path for f in stale if f.kind in needed}
+    for line in freshness.report(findings, forced, SETTINGS.rerun_on_code_change):
+        print(line, file=sys.stderr)
+    settings.forcerun = frozenset({*settings.forcerun, *forced})
+
+
+def when_the_dag_is_built(call):
+    """Call ``call(dag_settings)`` once Snakemake hands the workflow its DAG settings (the targets and
+    ``--forcerun``), which it does only after the Snakefile is parsed: the assignment is intercepted.
+    """
+    if workflow.dag_settings is not None:
+        call(workflow.dag_settings)
+        return
+
+    def assign(self, value):
+        if value is not None:
+            call(value)
+        self.__dict__["_dag_settings"] = value
+
+    class CheckedWorkflow(type(workflow)):
+        dag_settings = property(lambda self: self.__dict__.get("_dag_settings"), assign)
+
+    workflow.__class__ = CheckedWorkflow

@@ -1,6 +1,6 @@
 rule make_holdout:
     output:
-        holdout(),
+        out("holdout"),
     log:
         log_file("make_holdout", "seed{seed}"),
     benchmark:

@@ -3,11 +3,11 @@
 
 rule train_leaves:
     input:
-        holdout=holdout(),
+        holdout=out("holdout"),
         splits=get_tree_splits,
     output:
-        table=leaf_table(),
-        weights=leaf_weights(),
+        table=out("leaves"),
+        weights=out("leaf_weights"),
     log:
         log_file("train_leaves", "{metric}/seed{seed}_chunk{chunk}"),
     benchmark:
@@ -23,23 +23,22 @@ rule train_leaves:
         spec=lambda wc: spec_json(
             SETTINGS.leaves_spec(wc.metric, int(wc.seed), int(wc.chunk))
         ),
-        checkpoints=lambda wc: checkpoints(wc.metric, f"seed{wc.seed}"),
-        device=SETTINGS.device,
+        checkpoints=CHECKPOINTS,
     shell:
         "OMP_NUM_THREADS={threads} fewshot train-leaves --spec {params.spec:q} --holdout {input.holdout:q}"
-        " --splits {input.splits:q} --checkpoints {params.checkpoints:q} --device {params.device:q}"
+        " --splits {input.splits:q} --checkpoints {params.checkpoints:q}"
         " --out-table {output.table:q} --out-weights {output.weights:q} > {log:q} 2>&1"
 
 
 rule collect_leaves:
     input:
-        all_leaf_tables(),
+        all_of("leaves"),
     output:
-        run_tables()["leaves"],
+        out("leaves_table"),
     log:
-        f"{RUN}/logs/collect_leaves.log",
+        log_file("collect_leaves", "run"),
     benchmark:
-        f"{RUN}/benchmarks/collect_leaves.tsv"
+        benchmark_file("collect_leaves", "run")
     conda:
         "../../environment.yml"
     threads: 1
@@ -47,6 +46,6 @@ rule collect_leaves:
         mem_mb=1000,
         runtime=10,
     params:
-        spec=spec_json(SETTINGS.trees_spec()),
+        spec=spec_json(SETTINGS.collect_spec()),
     shell:
         "fewshot collect-leaves --spec {params.spec:q} --tables {input:q} --out {output:q} > {log:q} 2>&1"

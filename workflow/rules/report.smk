@@ -3,14 +3,14 @@
 
 rule compute_split_distances:
     input:
-        all_split_files(),
+        all_of("splits"),
     output:
-        splits=run_tables()["splits"],
-        distance=run_tables()["distance"],
+        splits=out("splits_table"),
+        distance=out("split_distance"),
     log:
-        f"{RUN}/logs/compute_split_distances.log",
+        log_file("compute_split_distances", "run"),
     benchmark:
-        f"{RUN}/benchmarks/compute_split_distances.tsv"
+        benchmark_file("compute_split_distances", "run")
     conda:
         "../../environment.yml"
     threads: 1
@@ -18,7 +18,7 @@ rule compute_split_distances:
         mem_mb=2000,
         runtime=10,
     params:
-        spec=spec_json(SETTINGS.trees_spec()),
+        spec=spec_json(SETTINGS.distances_spec()),
     shell:
         "fewshot compute-split-distances --spec {params.spec:q} --splits {input:q}"
         " --out-splits {output.splits:q} --out-distance {output.distance:q} > {log:q} 2>&1"
@@ -26,8 +26,8 @@ rule compute_split_distances:
 
 rule draw_figures:
     input:
-        splits=run_tables()["splits"],
-        distance=run_tables()["distance"],
+        splits=out("splits_table"),
+        distance=out("split_distance"),
     output:
         [
             report(figure(name), caption=f"../report/{caption}", category=category)
@@ -36,9 +36,9 @@ rule draw_figures:
         [figure(name, "pdf") for name in FIGURES],
         [figure(name, "csv") for name in PLOTTED_DATA],
     log:
-        f"{RUN}/logs/draw_figures.log",
+        log_file("draw_figures", "run"),
     benchmark:
-        f"{RUN}/benchmarks/draw_figures.tsv"
+        benchmark_file("draw_figures", "run")
     conda:
         "../../environment.yml"
     threads: 1
@@ -46,7 +46,8 @@ rule draw_figures:
         mem_mb=2000,
         runtime=10,
     params:
+        spec=spec_json(SETTINGS.figures_spec()),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "fewshot draw-figures --splits {input.splits:q} --distance {input.distance:q}"
+        "fewshot draw-figures --spec {params.spec:q} --splits {input.splits:q} --distance {input.distance:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

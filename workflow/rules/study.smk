@@ -4,11 +4,11 @@
 
 rule sample_study_set:
     output:
-        study_file("archs.json"),
+        out("study_set"),
     log:
-        f"{RUN}/logs/sample_study_set.log",
+        log_file("sample_study_set", "run"),
     benchmark:
-        f"{RUN}/benchmarks/sample_study_set.tsv"
+        benchmark_file("sample_study_set", "run")
     conda:
         "../../environment.yml"
     threads: 1
@@ -23,10 +23,10 @@ rule sample_study_set:
 
 rule train_standalone:
     input:
-        study_set=study_file("archs.json"),
-        holdout=holdout(SETTINGS.study.seed),
+        study_set=out("study_set"),
+        holdout=out("holdout", seed=SETTINGS.study.seed),
     output:
-        study_file("standalone_chunk{chunk}.parquet"),
+        out("standalone"),
     log:
         log_file("train_standalone", "chunk{chunk}"),
     benchmark:
@@ -40,19 +40,18 @@ rule train_standalone:
         gpu=GPUS,
     params:
         spec=lambda wc: spec_json(SETTINGS.standalone_spec(int(wc.chunk))),
-        checkpoints=checkpoints("study"),
-        device=SETTINGS.device,
+        checkpoints=CHECKPOINTS,
     shell:
         "OMP_NUM_THREADS={threads} fewshot train-standalone --spec {params.spec:q} --study-set {input.study_set:q}"
-        " --holdout {input.holdout:q} --checkpoints {params.checkpoints:q} --device {params.device:q}"
+        " --holdout {input.holdout:q} --checkpoints {params.checkpoints:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule train_oneshot:
     input:
-        holdout=holdout(),
+        holdout=out("holdout"),
     output:
-        oneshot_weights(),
+        out("oneshot"),
     log:
         log_file("train_oneshot", "seed{seed}"),
     benchmark:
@@ -66,22 +65,21 @@ rule train_oneshot:
         gpu=GPUS,
     params:
         spec=lambda wc: spec_json(SETTINGS.oneshot_spec(int(wc.seed))),
-        checkpoints=lambda wc: checkpoints(f"seed{wc.seed}"),
-        device=SETTINGS.device,
+        checkpoints=CHECKPOINTS,
     shell:
         "OMP_NUM_THREADS={threads} fewshot train-oneshot --spec {params.spec:q} --holdout {input.holdout:q}"
-        " --checkpoints {params.checkpoints:q} --device {params.device:q} --out {output:q} > {log:q} 2>&1"
+        " --checkpoints {params.checkpoints:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_study:
     input:
-        study_set=study_file("archs.json"),
-        holdout=holdout(),
+        study_set=out("study_set"),
+        holdout=out("holdout"),
         splits=get_seed_splits,
         leaf_weights=get_seed_leaf_weights,
-        oneshot=oneshot_weights(),
+        oneshot=out("oneshot"),
     output:
-        study_file("seed{seed}.parquet"),
+        out("study"),
     log:
         log_file("evaluate_study", "seed{seed}"),
     benchmark:
@@ -95,26 +93,22 @@ rule evaluate_study:
         gpu=GPUS,
     params:
         spec=lambda wc: spec_json(SETTINGS.study_eval_spec(int(wc.seed))),
-        device=SETTINGS.device,
     shell:
         "OMP_NUM_THREADS={threads} fewshot evaluate-study --spec {params.spec:q} --study-set {input.study_set:q}"
         " --holdout {input.holdout:q} --splits {input.splits:q} --leaf-weights {input.leaf_weights:q}"
-        " --oneshot {input.oneshot:q} --device {params.device:q} --out {output:q} > {log:q} 2>&1"
+        " --oneshot {input.oneshot:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule rank_study:
     input:
-        standalone=[
-            study_file(f"standalone_chunk{k}.parquet")
-            for k in range(SETTINGS.standalone_chunks())
-        ],
-        studies=[study_file(f"seed{s}.parquet") for s in SEEDS],
+        standalone=all_of("standalone"),
+        studies=all_of("study"),
     output:
-        run_tables()["ranking"],
+        out("ranking"),
     log:
-        f"{RUN}/logs/rank_study.log",
+        log_file("rank_study", "run"),
     benchmark:
-        f"{RUN}/benchmarks/rank_study.tsv"
+        benchmark_file("rank_study", "run")
     conda:
         "../../environment.yml"
     threads: 1
@@ -130,7 +124,7 @@ rule rank_study:
 
 rule draw_ranking:
     input:
-        run_tables()["ranking"],
+        out("ranking"),
     output:
         png=report(
             figure("ranking"),
@@ -140,14 +134,16 @@ rule draw_ranking:
         pdf=figure("ranking", "pdf"),
         csv=figure("ranking", "csv"),
     log:
-        f"{RUN}/logs/draw_ranking.log",
+        log_file("draw_ranking", "run"),
     benchmark:
-        f"{RUN}/benchmarks/draw_ranking.tsv"
+        benchmark_file("draw_ranking", "run")
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        spec=spec_json(SETTINGS.ranking_figure_spec()),
     shell:
-        "fewshot draw-ranking --ranking {input:q} --out {output.png:q} > {log:q} 2>&1"
+        "fewshot draw-ranking --spec {params.spec:q} --ranking {input:q} --out {output.png:q} > {log:q} 2>&1"

@@ -3,9 +3,9 @@
 
 rule train_root:
     input:
-        holdout=holdout(),
+        holdout=out("holdout"),
     output:
-        root_weights(),
+        out("root"),
     log:
         log_file("train_root", "seed{seed}"),
     benchmark:
@@ -19,20 +19,19 @@ rule train_root:
         gpu=GPUS if SETTINGS.warms_up else 0,
     params:
         spec=lambda wc: spec_json(SETTINGS.root_spec(int(wc.seed))),
-        checkpoints=lambda wc: checkpoints(f"seed{wc.seed}"),
-        device=SETTINGS.device,
+        checkpoints=CHECKPOINTS,
     shell:
         "OMP_NUM_THREADS={threads} fewshot train-root --spec {params.spec:q} --holdout {input.holdout:q}"
-        " --checkpoints {params.checkpoints:q} --device {params.device:q} --out {output:q} > {log:q} 2>&1"
+        " --checkpoints {params.checkpoints:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule score_edges:
     input:
-        holdout=holdout(),
+        holdout=out("holdout"),
         weights=get_scoring_weights,
         previous=get_splits_above,
     output:
-        scores(),
+        out("scores"),
     log:
         log_file("score_edges", "{metric}/seed{seed}_L{level}"),
     benchmark:
@@ -47,20 +46,18 @@ rule score_edges:
         spec=lambda wc: spec_json(
             SETTINGS.score_spec(wc.metric, int(wc.seed), int(wc.level))
         ),
-        code=get_metric_code,
-        device=SETTINGS.device,
     shell:
         "OMP_NUM_THREADS={threads} fewshot score-edges --spec {params.spec:q} --holdout {input.holdout:q}"
-        " --weights {input.weights:q} --previous {input.previous:q} --device {params.device:q}"
+        " --weights {input.weights:q} --previous {input.previous:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule split_nodes:
     input:
-        scores=scores(),
+        scores=out("scores"),
         previous=get_splits_above,
     output:
-        split_file(),
+        out("splits"),
     log:
         log_file("split_nodes", "{metric}/seed{seed}_L{level}"),
     benchmark:
@@ -82,11 +79,11 @@ rule split_nodes:
 
 rule train_children:
     input:
-        holdout=holdout(),
+        holdout=out("holdout"),
         parent_weights=get_parent_weights,
         splits=get_splits_above,
     output:
-        children_weights(),
+        out("nodes"),
     log:
         log_file("train_children", "{metric}/seed{seed}_L{level}"),
     benchmark:
@@ -102,9 +99,8 @@ rule train_children:
         spec=lambda wc: spec_json(
             SETTINGS.children_spec(wc.metric, int(wc.seed), int(wc.level))
         ),
-        checkpoints=lambda wc: checkpoints(wc.metric, f"seed{wc.seed}"),
-        device=SETTINGS.device,
+        checkpoints=CHECKPOINTS,
     shell:
         "OMP_NUM_THREADS={threads} fewshot train-children --spec {params.spec:q} --holdout {input.holdout:q}"
         " --parent-weights {input.parent_weights:q} --splits {input.splits:q}"
-        " --checkpoints {params.checkpoints:q} --device {params.device:q} --out {output:q} > {log:q} 2>&1"
+        " --checkpoints {params.checkpoints:q} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,181 @@
+"""The run's outputs, each described once: where it lives, what it holds, and what its record must say.
+
+Every file one job hands to another is an :class:`Output`: its path template under
+``results/<run>/``, its provenance kind (the catalogue's key), its format, its columns (tables) or
+keys (JSON), the wildcards that identify one file (recorded in its provenance and checked by every
+reader), the rule that makes it, the spec of :class:`~fewshot_core.settings.RunSettings` that
+decides its content, the outputs it is made from, and the package modules its content depends on
+(their digest is its code version). The Snakefile's path helpers, the writers and readers in
+:mod:`fewshot_core.stages`, the start-up check (:mod:`fewshot_core.freshness`) and ``summary`` all
+take it from here. Torch-free: the workflow imports this module while it parses.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+PACKAGE = Path(__file__).resolve().parent
+Format = Literal["parquet", "json", "weights"]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One kind of output file of a run."""
+
+    kind: str
+    template: str  # under results/<run>/; wildcards {metric}, {seed}, {level}, {chunk}
+    format: Format
+    rule: str
+    spec: str  # the RunSettings method whose spec decides the content, called with the identity
+    identity: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()  # a table's columns, or a JSON file's keys beside "provenance"
+    needs: tuple[str, ...] = ()  # the kinds of output it is made from
+    code: tuple[str, ...] = ()  # package modules (without .py) its content depends on
+    doc: str = ""
+
+    def path(self, run_dir: str | Path, **wildcards) -> str:
+        """The file's path; wildcards not given stay as ``{name}`` for Snakemake."""
+        filled = self.template.format_map(_Keep({k: v for k, v in wildcards.items() if v is not None}))
+        return f"{run_dir}/{filled}"
+
+
+class _Keep(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+#: Modules every stage's content depends on (the stage functions themselves, and how files are read).
+COMMON_CODE = ("stages",)
+TRAINING_CODE = ("data", "nb201", "space", "train", "tree")
+SCORE_COLUMNS = ("metric", "seed", "node", "depth", "edge", "op", "value", "parent_value", "similarity", "seconds")
+LEAF_COLUMNS = ("metric", "seed", "leaf", "arch", "val_accuracy", "val_loss")
+SPLIT_COLUMNS = ("node", "depth", "edge", "groups", "cut", "ops", "similarity", "metric", "seed", "edge_name")
+PAIR_COLUMNS = ("kind", "metric_a", "metric_b", "seed_a", "seed_b", "node_a", "node_b", "depth_a", "depth_b", "edge_a",
+                "edge_b", "same_depth", "distance")
+STUDY_COLUMNS = ("metric", "seed", "arch", "leaf", "val_accuracy", "val_loss")
+STANDALONE_COLUMNS = ("arch", "val_accuracy", "val_loss", "epochs")
+RANKING_COLUMNS = ("metric", "seed", "archs", "tau", "tau_lo", "tau_hi", "rho", "top1_arch", "top1_standalone", "regret",
+                   "topk_overlap", "k")
+
+_ENTRIES = [
+    Output("holdout", "data/holdout_seed{seed}.json", "json", "make_holdout", "holdout_spec", ("seed",),
+           ("train", "val"), (), ("data",), "the seeded train/validation split of the training images"),
+    Output("root", "seed{seed}/root.pt", "weights", "train_root", "root_spec", ("seed",), (), ("holdout",),
+           TRAINING_CODE, "the seed's root supernet, shared by every metric (warmed up when warm-up epochs > 0)"),
+    Output("scores", "{metric}/seed{seed}/scores_L{level}.parquet", "parquet", "score_edges", "score_spec",
+           ("metric", "seed", "level"), SCORE_COLUMNS, ("holdout", "root", "nodes", "splits"),
+           ("data", "nb201", "space", "splitting", "tree"),
+           "per node, edge and operation of a level: the variant's value, the parent's, the similarity row"),
+    Output("splits", "{metric}/seed{seed}/split_L{level}.json", "json", "split_nodes", "split_spec",
+           ("metric", "seed", "level"), ("splits",), ("scores", "splits"), ("nb201", "splitting", "tree"),
+           "per node of a level: the chosen edge, the operation groups, the cut, every scored edge's best cut"),
+    Output("nodes", "{metric}/seed{seed}/nodes_L{level}.pt", "weights", "train_children", "children_spec",
+           ("metric", "seed", "level"), (), ("holdout", "root", "nodes", "splits"), (*TRAINING_CODE, "splitting"),
+           "with warm-up only: the weights of a level's nodes after their warm-up"),
+    Output("leaves", "{metric}/seed{seed}/leaves/chunk{chunk}.parquet", "parquet", "train_leaves", "leaves_spec",
+           ("metric", "seed", "chunk"), LEAF_COLUMNS, ("holdout", "splits"), (*TRAINING_CODE, "splitting"),
+           "the architectures sampled in some leaves, evaluated with the leaf's weights"),
+    Output("leaf_weights", "{metric}/seed{seed}/leaves/chunk{chunk}.pt", "weights", "train_leaves", "leaves_spec",
+           ("metric", "seed", "chunk"), (), ("holdout", "splits"), (*TRAINING_CODE, "splitting"),
+           "those leaves' trained weights"),
+    Output("splits_table", "splits.parquet", "parquet", "compute_split_distances", "distances_spec", (),
+           SPLIT_COLUMNS, ("splits",), ("splitting",), "every split of the run"),
+    Output("split_distance", "split_distance.parquet", "parquet", "compute_split_distances", "distances_spec", (),
+           PAIR_COLUMNS, ("splits",), ("distance", "splitting"),
+           "every compared pair of splits (internal, external, between metrics) with its distance"),
+    Output("leaves_table", "leaves.parquet", "parquet", "collect_leaves", "collect_spec", (), LEAF_COLUMNS,
+           ("leaves",), (), "every evaluated architecture of every leaf"),
+    Output("study_set", "study/archs.json", "json", "sample_study_set", "study_set_spec", (), ("archs", "excluded"),
+           (), ("nb201", "ranking"), "the ranking study's architectures"),
+    Output("standalone", "study/standalone_chunk{chunk}.parquet", "parquet", "train_standalone", "standalone_spec",
+           ("chunk",), STANDALONE_COLUMNS, ("study_set", "holdout"), TRAINING_CODE,
+           "ground truth: some study architectures trained from scratch"),
+    Output("oneshot", "seed{seed}/oneshot.pt", "weights", "train_oneshot", "oneshot_spec", ("seed",), (),
+           ("holdout",), TRAINING_CODE, "the seed's one-shot supernet"),
+    Output("study", "study/seed{seed}.parquet", "parquet", "evaluate_study", "study_eval_spec", ("seed",),
+           STUDY_COLUMNS, ("study_set", "holdout", "splits", "leaf_weights", "oneshot"), (*TRAINING_CODE, "splitting"),
+           "every study architecture with its leaf's weights in each of a seed's trees, and with the one-shot supernet"),
+    Output("ranking", "ranking.parquet", "parquet", "rank_study", "ranking_spec", (), RANKING_COLUMNS,
+           ("standalone", "study"), ("ranking",), "the ranking measures per tree"),
+]
+#: Every output by kind, in the order the DAG makes them.
+OUTPUTS: dict[str, Output] = {o.kind: o for o in _ENTRIES}
+
+FIGURE = "figures/{name}.{ext}"
+LOG = "logs/{rule}/{name}.log"
+BENCHMARK = "benchmarks/{rule}/{name}.tsv"
+#: Training state of a job in progress, under ``results/<run>/checkpoints/`` (deleted when its job ends).
+CHECKPOINTS = {
+    "root": "seed{seed}/root.ckpt",
+    "warmup": "{metric}/seed{seed}/warmup_{node}.ckpt",
+    "leaf": "{metric}/seed{seed}/leaf_{node}.ckpt",
+    "standalone": "study/standalone_{arch}.ckpt",
+    "oneshot": "seed{seed}/oneshot.ckpt",
+}
+
+
+def checkpoint(folder: str | Path, name: str, **fields) -> Path:
+    """Where a training job keeps the checkpoint ``name`` (a key of :data:`CHECKPOINTS`) under ``folder``."""
+    return Path(folder) / CHECKPOINTS[name].format(**fields)
+
+
+def upstream(kinds: set[str]) -> set[str]:
+    """``kinds`` and every kind of output they are made from."""
+    out, todo = set(), list(kinds)
+    while todo:
+        kind = todo.pop()
+        if kind not in out:
+            out.add(kind)
+            todo += OUTPUTS[kind].needs
+    return out
+
+
+def match(path: str, run_dir: str) -> str | None:
+    """The kind of output ``path`` is (None when it is none of them)."""
+    import re
+
+    for o in _ENTRIES:
+        pattern = re.escape(o.path(run_dir)).replace(r"\{", "{").replace(r"\}", "}")
+        pattern = re.sub(r"{(\w+)}", r"[^/]+", pattern)
+        if re.fullmatch(pattern, path):
+            return o.kind
+    return None
+
+
+# ----------------------------------------------------------------------------- code versions
+
+
+class _NoDocstrings(ast.NodeTransformer):
+    """Drops docstrings, so that a module's digest changes with its code, not with its prose."""
+
+    def _strip(self, node):
+        self.generic_visit(node)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+        return node
+
+    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
+
+
+def source_digest(path: Path) -> str:
+    """A digest of a Python file's code: comments, docstrings and layout do not count."""
+    tree = _NoDocstrings().visit(ast.parse(path.read_text(), filename=str(path)))
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+
+
+@cache
+def module_digest(module: str) -> str:
+    """:func:`source_digest` of ``fewshot_core/<module>.py``."""
+    return source_digest(PACKAGE / f"{module.replace('.', '/')}.py")
+
+
+def code_version(output: Output) -> dict[str, str]:
+    """``{module: digest}`` of the package modules an output's content depends on."""
+    return {m: module_digest(m) for m in sorted({*COMMON_CODE, *output.code})}

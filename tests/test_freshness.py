@@ -1,0 +1,198 @@
+"""Every output checked at every start against the settings and the code that should have made it
+(fewshot_core/freshness.py), with or without Snakemake's own records in ``.snakemake``."""
+
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from fewshot_core import artifacts, freshness
+from fewshot_core.checks import load_settings
+from fewshot_core.errors import ArtifactError
+from fewshot_core.outputs import OUTPUTS, source_digest
+from tests.conftest import ENV, ROOT, edited, load_scenario, run_snakemake, run_snakemake_side_by_side
+
+TINY = load_scenario("tiny")
+#: One setting changed, upstream of everything: every output of this run differs from the tiny run's.
+OTHER = edited(TINY, "data.val_fraction", 0.25)
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory):
+    """The tiny scenario made with another validation share (every spec differs), and with a study set of
+    another size (the study set does not depend on the data), side by side."""
+    work, study = tmp_path_factory.mktemp("other"), tmp_path_factory.mktemp("other_study")
+    run_snakemake_side_by_side([(work, OTHER, ()),
+                                (study, edited(TINY, "study.archs", 5), ("results/tiny/study/archs.json",))])
+    shutil.copy(study / "results" / "tiny" / "study" / "archs.json", work / "results" / "tiny" / "study" / "archs.json")
+    return work
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    shutil.copytree(tiny_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def dry_run(work, config=TINY, *args):
+    proc = run_snakemake(work, config, "--dry-run", *args)
+    return proc.stdout, proc.stderr
+
+
+TINY_KINDS = [k for k in OUTPUTS if k != "nodes"]
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_a_file_made_by_other_settings_is_scheduled_again_at_start(run_copy, other_run, kind):
+    """For each kind of output: another run's file at this run's path is named at start and remade,
+    with Snakemake's records of the run intact (they know nothing of the copy)."""
+    settings = load_settings(TINY)
+    identity = next(i for k, i in settings.outputs() if k == kind)
+    path = OUTPUTS[kind].path("results/tiny", **identity)
+    shutil.copy(other_run / path, run_copy / path)
+    out, err = dry_run(run_copy)
+    assert "made with other settings" in err, err
+    assert path in out and "Forced execution" in out, out[-3000:]
+
+
+def test_the_nodes_of_a_warm_up_made_by_other_settings_are_scheduled_again(tmp_path):
+    warm = load_scenario("warmup")
+    target = "results/tiny/snip/seed0/nodes_L1.pt"
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    run_snakemake_side_by_side([(a, warm, (target,)), (b, edited(warm, "training.warmup.epochs", 2), (target,))])
+    shutil.copy(b / target, a / target)
+    out, err = dry_run(a, warm, target)
+    assert "snip/seed0: 1 file made with other settings (epochs 2 -> 1): rerunning" in err
+    assert "Forced execution" in out and "rule train_children" in out
+
+
+def test_the_reader_of_a_file_made_by_other_settings_names_the_field(other_run, tiny_run):
+    """Where a copy reaches a job (placed after the start-up check), the job refuses it: the spec differs."""
+    theirs = other_run / "results" / "tiny" / "snip" / "seed0" / "scores_L0.parquet"
+    ours = artifacts.read_record(tiny_run / "results" / "tiny" / "snip" / "seed0" / "scores_L0.parquet", "parquet")
+    want = artifacts.expect(OUTPUTS["scores"], "tiny", ours["spec"], metric="snip", seed=0, level=0)
+    with pytest.raises(ArtifactError, match=r"scores_L0.parquet: provenance field 'spec' is '\w+', expected"):
+        artifacts.read_table(theirs, want)
+
+
+def test_a_remade_file_equals_the_original(run_copy, other_run, tiny_run):
+    path = "results/tiny/snip/seed0/scores_L0.parquet"
+    shutil.copy(other_run / path, run_copy / path)
+    proc = run_snakemake(run_copy, TINY, "splits")
+    assert "snip/seed0: 1 file made with other settings (val_fraction 0.25 -> 0.2): rerunning" in proc.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(run_copy / path).drop(columns="seconds"),
+                                  pd.read_parquet(tiny_run / path).drop(columns="seconds"))
+
+
+def test_without_snakemakes_records_a_changed_metric_reruns_that_metric_alone(run_copy):
+    shutil.rmtree(run_copy / ".snakemake")
+    out, err = dry_run(run_copy)
+    assert "Nothing to be done" in out and "other settings" not in err  # changing nothing reruns nothing
+    out, err = dry_run(run_copy, edited(TINY, "metrics.synflow.batch_size", 8))
+    assert "synflow/seed0: 6 files made with other settings (batch_size 16 -> 8): rerunning" in err
+    assert "metric=synflow" in out and "metric=snip" not in out
+    for rule in ("make_holdout", "train_root", "train_standalone", "train_oneshot", "sample_study_set"):
+        assert f"rule {rule}:" not in out, rule
+    for rule in ("compute_split_distances", "collect_leaves", "evaluate_study", "rank_study", "draw_figures"):
+        assert f"rule {rule}:" in out, rule  # what reads the metric's files
+
+
+@pytest.mark.parametrize("key,value", [("device", "auto"), ("data.download", True)])
+def test_result_neutral_settings_rerun_nothing(run_copy, key, value):
+    out, err = dry_run(run_copy, edited(TINY, key, value))
+    assert "Nothing to be done" in out, out[-2000:]
+    shutil.rmtree(run_copy / ".snakemake")
+    out, err = dry_run(run_copy, edited(TINY, key, value))
+    assert "Nothing to be done" in out and "other settings" not in err
+
+
+@pytest.fixture
+def edited_checkout(tmp_path):
+    """A copy of the workflow and the package whose min-cut is turned into a max-cut."""
+    checkout = tmp_path / "checkout"
+    for part in ("workflow", "profiles", "fewshot_core"):
+        shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "Snakefile", checkout / "Snakefile")
+    source = (checkout / "fewshot_core" / "splitting.py").read_text()
+    assert "costs <= costs.min() + tol" in source
+    (checkout / "fewshot_core" / "splitting.py").write_text(
+        source.replace("costs <= costs.min() + tol", "costs >= costs.max() - tol"))
+    return checkout
+
+
+def test_an_edited_core_module_is_reported_at_start_and_rerun_on_request(run_copy, edited_checkout):
+    def dry(*extra):
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(edited_checkout / "Snakefile"), "--directory",
+               str(run_copy), "--cores", "1", "--dry-run", "--configfile", str(run_copy / "config.yaml"), *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=edited_checkout,
+                              env={**ENV, "PYTHONPATH": str(edited_checkout)})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    proc = dry()
+    assert "made by other code (splitting.py changed since)" in proc.stderr
+    assert "--forcerun" in proc.stderr and "split_nodes" in proc.stderr and "Nothing to be done" in proc.stdout
+    (run_copy / "config.yaml").write_text(yaml.safe_dump({**TINY, "rerun_on_code_change": True}))
+    proc = dry()
+    assert "rerunning (rerun_on_code_change: true)" in proc.stderr and "rule split_nodes:" in proc.stdout
+
+
+def test_a_docstring_or_comment_is_not_a_code_change(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text('"""One thing."""\n\n\ndef f(x):\n    """Twice x."""\n    return 2 * x  # doubled\n')
+    b.write_text('"""Another."""\n\n\ndef f(x):\n    return 2 * x\n')
+    assert source_digest(a) == source_digest(b)
+    b.write_text('def f(x):\n    return 3 * x\n')
+    assert source_digest(a) != source_digest(b)
+
+
+def test_the_start_up_check_reads_records_only(tiny_run, monkeypatch):
+    """It never imports torch, and it finds nothing in a run made by this configuration."""
+    code = ("import sys; from fewshot_core import freshness; from fewshot_core.checks import load_settings; "
+            f"import yaml; s = load_settings(yaml.safe_load(open({str(tiny_run / 'config.yaml')!r}))); "
+            f"print(len(freshness.check(s, {str(tiny_run)!r})), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV).stdout
+    assert out.split() == ["0", "False"]
+
+
+def test_summary_names_a_ranking_made_from_other_trees_as_stale(run_copy):
+    run_snakemake(run_copy, edited(TINY, "metrics.snip.batch_size", 8), "splits")
+    out = subprocess.run([sys.executable, "-m", "fewshot_core.cli", "summary", str(run_copy / "results" / "tiny")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "ranking.parquet is stale" in out and "not those of splits.parquet" in out
+    assert "Kendall" not in out  # the old ranking is not shown beside the new splits
+
+
+def test_a_table_of_another_run_is_refused_by_summary(run_copy):
+    path = run_copy / "results" / "tiny" / "split_distance.parquet"
+    table = pd.read_parquet(path)
+    record = artifacts.read_record(path, "parquet")
+    artifacts.write_table(table, path, {**record, "spec": "0" * 16})
+    proc = subprocess.run([sys.executable, "-m", "fewshot_core.cli", "summary", str(run_copy / "results" / "tiny")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "split_distance.parquet: provenance field 'spec'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_record_names_its_run_identity_spec_and_code(tiny_run):
+    settings = load_settings(TINY)
+    for kind, identity in settings.outputs():
+        path = tiny_run / OUTPUTS[kind].path("results/tiny", **identity)
+        record = artifacts.read_record(path, OUTPUTS[kind].format)
+        assert record["kind"] == kind and record["run"] == "tiny", path
+        assert {k: record[k] for k in identity} == identity, path
+        assert record["settings"]["run"] == "tiny" and len(record["spec"]) == 16, path
+        assert set(record["code"]) >= {"stages"} and all(len(d) == 16 for d in record["code"].values()), path
+    assert not freshness.check(settings, tiny_run)
+
+
+def test_the_start_up_lines_name_damaged_files(run_copy):
+    path = run_copy / "results" / "tiny" / "leaves.parquet"
+    path.write_bytes(b"PAR1 not a table")
+    out, err = dry_run(run_copy)
+    assert "run: 1 file unreadable or without a provenance record (results/tiny/leaves.parquet cannot be read" in err
+    assert "rule collect_leaves:" in out
