@@ -37,6 +37,11 @@ from fewshot_core.settings import (
 from fewshot_core.splitting import branching_factors
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+#: Training images of each dataset (before the validation holdout), known without loading it; the digits
+#: keep four in five of their 1,797 images (every fifth is the test part), CIFAR-10 has 50,000.
+TRAIN_IMAGES = {"digits": 1437, "cifar10": 50000, "synthetic": 512}
+#: Kendall's tau and Spearman's rho need three architectures to say anything (two give +1 or -1).
+MIN_STUDY_ARCHS = 3
 CIFAR_LAYOUTS = ("cifar-10-batches-bin", "cifar-10-batches-py")
 #: The stride-2 stages halve the image twice: a side that is not a multiple of 4 breaks the ResNet blocks.
 INPUT_MULTIPLE = 4
@@ -127,14 +132,23 @@ def _user(name: str, entry: dict, workdir: Path) -> MetricSettings:
                           entry["function"])
 
 
-def _metrics(entries: dict, levels: int, workdir: Path) -> dict[str, TreeMetric]:
+def _metrics(entries: dict, written: dict, levels: int, workdir: Path) -> dict[str, TreeMetric]:
     """Every configured metric as a tree's scorers: a built-in or the user's function, a combination of
-    them, or a schedule of those, one per level; components not configured take the entry defaults."""
+    them, or a schedule of those, one per level; components not configured take the entry defaults.
+    ``written``: the entries as the configuration gives them, before the schema's defaults."""
     defaults = validated({"run": "x", "seeds": [0], "metrics": {"x": {}}})["metrics"]["x"]
     for name, entry in entries.items():
         kinds = [k for k in ("function", "combine", "schedule") if k in entry]
         if len(kinds) > 1:
             raise ConfigError(f"metrics.{name}: {' and '.join(kinds)} exclude each other")
+        if kinds and kinds[0] in ("combine", "schedule"):
+            if name in CATALOG:
+                raise ConfigError(f"metrics.{name}: a {kinds[0]} needs a name of its own; {name} is a built-in "
+                                  "metric, and its trees would carry another metric's splits")
+            unused = sorted(set(written.get(name) or {}) - {kinds[0]})
+            if unused:
+                raise ConfigError(f"metrics.{name}.{unused[0]}: a {kinds[0]} takes only {kinds[0]}:; its components' "
+                                  f"batches and settings are their own entries' (metrics.<component>)")
         if "kind" in entry and "function" not in entry:
             raise ConfigError(f"metrics.{name}.kind is only for a metric of your own (function: ...)")
         if not kinds and name not in CATALOG:
@@ -263,23 +277,91 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         rerun_on_code_change=c["rerun_on_code_change"],
         tree=tree,
         balanced=c["tree"]["balanced"],
-        metrics=_metrics(c["metrics"], len(tree.factors), Path(workdir)),
+        metrics=_metrics(c["metrics"], config.get("metrics") or {}, len(tree.factors), Path(workdir)),
         warmup=_train(t["warmup"], optimizer),
         leaves=_train(leaves, optimizer),
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
         study=StudySettings(**{k: v for k, v in c["study"].items() if k != "runtime_min"}),
     )
+    _check_sizes(settings, config)
+    _check_reachable(settings)
     results = Path(workdir, "results", settings.run)
     if not _writable(results):
         raise ConfigError(f"run: the output directory {results} cannot be written")
     return settings
 
 
-def load_settings_or_exit(config: dict, local: bool = True) -> tuple[RunSettings, dict]:
+def _check_sizes(s: RunSettings, config: dict) -> None:
+    """Every count that a job would find too large for the data, rejected before any job."""
+    n = TRAIN_IMAGES[s.data.name]
+    n_val = int(round(n * s.data.val_fraction))
+    if not 0 < n_val < n:
+        raise ConfigError(f"data.val_fraction: {s.data.val_fraction} of the {n} training images of {s.data.name} "
+                          f"leaves {'no validation' if n_val == 0 else 'no training'} image")
+    n_train = n - n_val
+    for tree in s.metrics.values():
+        for scorer in tree.levels:
+            for part in scorer.parts:
+                need = part.batch_size * part.batches
+                if need > n_train:
+                    key = "batch_size" if part.name in (config.get("metrics") or {}) else "batch_size (the default)"
+                    raise ConfigError(f"metrics.{part.name}.{key}: {part.batches} batch(es) of {part.batch_size} need "
+                                      f"{need} images; the training part of {s.data.name} has {n_train} "
+                                      f"(data.val_fraction {s.data.val_fraction})")
+    if 0 < s.study.archs < MIN_STUDY_ARCHS:
+        raise ConfigError(f"study.archs: {s.study.archs} architectures cannot be ranked (Kendall's tau and Spearman's "
+                          f"rho need at least {MIN_STUDY_ARCHS}); use 0 for no study")
+
+
+def _check_reachable(s: RunSettings) -> None:
+    """With a fixed edge per level, a level that splits an edge into five groups puts ``none`` alone in one
+    of them; when those edges cut every path of the cell, some leaf holds no connected architecture,
+    whatever the metric says. (Splits that isolate ``none`` by the metric's choice fail in the split job.)"""
+    from fewshot_core.nb201 import EDGES, NUM_EDGES, NUM_OPS, reaches_output
+
+    if s.tree.edge_selection != "order":
+        return
+    alone = [e for e, b in zip(s.tree.edge_order, s.tree.factors) if b == NUM_OPS]
+    if alone and not reaches_output([e not in alone for e in range(NUM_EDGES)]):
+        raise ConfigError(f"tree.policy: {NUM_OPS} groups on edges {', '.join(EDGES[e] for e in alone)} "
+                          f"(tree.edge_order) leave a leaf whose only operation on each of them is 'none', so no "
+                          "architecture of that leaf connects the cell's input to its output; use fewer groups on "
+                          "one of these edges, or split another edge")
+
+
+def check_duplicate_keys(paths: list[str | os.PathLike]) -> None:
+    """:class:`ConfigError` naming the key and both lines when a configuration file gives a key twice
+    (YAML keeps the last silently)."""
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{key_node.start_mark.name}: the key {key!r} is given twice, on lines "
+                                  f"{seen[key] + 1} and {key_node.start_mark.line + 1}; keep one")
+            seen[key] = key_node.start_mark.line
+        return loader.construct_mapping(node, deep=deep)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    for path in paths:
+        try:
+            with open(path) as fh:
+                yaml.load(fh, Loader=Strict)  # noqa: S506 (a SafeLoader)
+        except yaml.YAMLError:
+            continue  # Snakemake reports a malformed file itself
+
+
+def load_settings_or_exit(config: dict, files: list, local: bool = True) -> tuple[RunSettings, dict]:
     """For the workflow: the settings and the configuration with its defaults, or the error's message
-    on standard error and exit status 1 (a configuration mistake is not a crash: no traceback)."""
+    on standard error and exit status 1 (a configuration mistake is not a crash: no traceback).
+    ``files``: the configuration files it was read from."""
     try:
+        check_duplicate_keys(files)
         return load_settings(config, local=local), validated(config)
     except ConfigError as err:
         sys.exit(f"Configuration error: {err}\nNothing was run. Fix the value in the configuration file "

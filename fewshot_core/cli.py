@@ -8,6 +8,7 @@ stages that use them, so ``fewshot --help`` and the light stages start fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -121,6 +122,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except USER_ERRORS as err:
         print(f"fewshot {args.command}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        print(f"fewshot {args.command}: error: {err.strerror} ({err.filename or 'while writing an output'}): nothing "
+              "half-written was left; free space (or fix the permissions) and rerun the workflow, which resumes "
+              "from the last checkpoint", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"fewshot {args.command}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fewshot_core.errors import SplitError
-from fewshot_core.nb201 import EDGES, NUM_EDGES, OPS, full_mask
+from fewshot_core.nb201 import EDGES, NUM_EDGES, OPS, full_mask, reaches_output
 from fewshot_core.tree import ROOT, node_rng, tree_levels
 
 if TYPE_CHECKING:
@@ -321,9 +321,17 @@ def split_level(scores: pd.DataFrame, metric: str, metric_kind: str, seed: int, 
         groups, cut, ops, sim = best[edge]
         named = ([[ops[i] for i in g] for g in groups] if metric_kind != "none"
                  else random_partition(ops, b, node_rng(seed, node, "groups"), balanced))
-        out.append(SplitRecord(node=node, depth=level, edge=edge, groups=named, cut=cut, ops=ops,
-                               similarity=sim.tolist(), metric=metric, seed=seed,
-                               candidates={e: v[1] for e, v in best.items()}))
+        record = SplitRecord(node=node, depth=level, edge=edge, groups=named, cut=cut, ops=ops,
+                             similarity=sim.tolist(), metric=metric, seed=seed,
+                             candidates={e: v[1] for e, v in best.items()})
+        for i, child in enumerate(record.child_masks(mask)):
+            if not reaches_output(child[:, 1:].any(axis=1)):
+                raise SplitError(
+                    f"{metric}, seed {seed}, node {node}: the split of edge {EDGES[edge]} into {named} gives child "
+                    f"{node}{i} only {named[i]} there, and with it no architecture of {node}{i} connects the cell's "
+                    "input to its output. Change tree.policy (fewer groups), tree.edge_order (another edge), or "
+                    "set tree.balanced: true")
+        out.append(record)
     return out
 
 

@@ -11,6 +11,7 @@ resume one only when it was made by the same settings, and delete them once thei
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -324,10 +325,25 @@ def sample_study_set(spec: StudySetSpec, out: Path, log: Log = _log) -> None:
 
 
 def _study_set(path: Path, expected: dict) -> list[str]:
+    """The study's architectures: distinct, each a valid architecture string."""
+    from fewshot_core.errors import MaskError
+    from fewshot_core.nb201 import format_arch, parse_arch
+
     obj = artifacts.read_json(path, expected)
     archs = obj.get("archs")
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
         raise ArtifactError(f"{path}: 'archs' must be a list of architecture strings; {artifacts.REMEDY}")
+    for a in archs:
+        try:
+            if format_arch(parse_arch(a)) != a:
+                raise MaskError(f"{a!r} is not written as the benchmark writes it")
+        except MaskError as err:
+            raise ArtifactError(f"{path}: {err}; {artifacts.REMEDY}") from err
+    counts = Counter(archs)
+    repeated = sorted(a for a, n in counts.items() if n > 1)
+    if repeated:
+        raise ArtifactError(f"{path}: the architecture {repeated[0]} is listed {counts[repeated[0]]} times (a "
+                            f"study set holds each once); {artifacts.REMEDY}")
     return archs
 
 

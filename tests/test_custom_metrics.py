@@ -178,3 +178,130 @@ def test_the_readme_metric_passes_the_check_and_scores_a_split(tmp_path, monkeyp
     assert len(values) == 5 and all(math.isfinite(v.value) and v.value > 0 for v in values)
     assert math.isfinite(parent)
 
+
+
+HARMFUL = {  # metrics that change the model they are given, each in its own way
+    "accumulates gradients": "def score(model, batches):\n"
+                             "    model(batches[0].inputs).sum().backward()  # no zero_grad first\n"
+                             "    return float(sum(p.grad.abs().sum() for p in model.parameters() if p.grad is not None))\n",
+    "steps an optimiser": "import torch\n\n\ndef score(model, batches):\n"
+                          "    opt = torch.optim.SGD(model.parameters(), lr=0.5)\n"
+                          "    model(batches[0].inputs).pow(2).mean().backward()\n    opt.step()\n"
+                          "    return float(model(batches[0].inputs).abs().mean())\n",
+    "changes batch-norm statistics": "def score(model, batches):\n    model.train()\n    model(batches[0].inputs * 3 + 1)\n"
+                                     "    model.eval()\n    return float(model(batches[0].inputs).abs().mean())\n",
+}
+
+
+@pytest.mark.parametrize("harm", HARMFUL)
+def test_each_variant_of_a_harmful_metric_gets_the_value_it_gets_alone(tmp_path, monkeypatch, harm):
+    import copy
+
+    import numpy as np
+    import torch
+
+    from fewshot_core import metrics, user_metrics
+    from fewshot_core.metrics import REGISTRY, Batch
+    from fewshot_core.nb201 import OPS
+    from fewshot_core.space import Supernet
+
+    (tmp_path / "harm.py").write_text(HARMFUL[harm])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(REGISTRY, "harm", None)
+    metrics.register_user("harm", "harm.py:score", "scalar")
+    torch.manual_seed(0)
+    net = Supernet(C=4, N=1, input_size=8)
+    batch = Batch(torch.randn(8, 3, 8, 8), torch.arange(8) % 10)
+    pristine = copy.deepcopy(net)
+    values, parent = metrics.evaluate_split("harm", net, 0, [batch])
+    fn = user_metrics.load("harm.py:score")
+    for v in values:
+        alone = copy.deepcopy(pristine)
+        mask = alone.mask
+        mask[0] = False
+        mask[0, OPS.index(v.op)] = True
+        alone.set_mask(mask, connected=False)
+        assert v.value == pytest.approx(fn(alone, [batch]), rel=1e-6), v.op
+    assert len({round(v.value, 9) for v in values}) > 1  # the variants differ, so the test can tell them apart
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), pristine.state_dict().values()))
+    assert np.array_equal(net.mask, pristine.mask) and all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("return torch.ones(2)", "returned a tensor of shape (2,)"),
+    ("return None", "returned NoneType"),
+    ("return 'high'", "returned str"),
+])
+def test_a_user_metric_of_the_wrong_form_is_named_with_its_function(tmp_path, monkeypatch, body, needle):
+    import torch
+
+    from fewshot_core import metrics
+    from fewshot_core.errors import MetricError
+    from fewshot_core.metrics import REGISTRY, Batch
+    from fewshot_core.space import Supernet
+
+    (tmp_path / "odd.py").write_text(f"import torch\n\n\ndef score(model, batches):\n    {body}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(REGISTRY, "odd", None)
+    metrics.register_user("odd", "odd.py:score", "scalar")
+    net = Supernet(C=4, N=1, input_size=8)
+    with pytest.raises(MetricError, match=r"metric 'odd' \(the user's odd.py:score\) " + needle.replace("(", r"\(")
+                       .replace(")", r"\)") + ".* at node r edge 0"):
+        metrics.evaluate_split("odd", net, 0, [Batch(torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))],
+                               where="node r edge 0")
+
+
+def test_a_user_metric_returning_a_tensor_that_requires_grad_is_taken_as_its_number(tmp_path, monkeypatch):
+    import torch
+
+    from fewshot_core import metrics
+    from fewshot_core.metrics import REGISTRY, Batch
+    from fewshot_core.space import Supernet
+
+    (tmp_path / "t.py").write_text("def score(model, batches):\n    return model(batches[0].inputs).abs().mean()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(REGISTRY, "t", None)
+    metrics.register_user("t", "t.py:score", "scalar")
+    values, parent = metrics.evaluate_split("t", Supernet(C=4, N=1, input_size=8), 0,
+                                            [Batch(torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))])
+    assert isinstance(parent, float) and all(isinstance(v.value, float) for v in values)
+
+
+def test_a_metric_given_as_a_module_resolves_in_the_check_and_in_the_job_alike(tmp_path, monkeypatch):
+    """`function: "mymod:score"` names a module beside the run, which the check and the job both find there."""
+    from fewshot_core import user_metrics
+
+    (tmp_path / "mymod.py").write_text("from myhelp import k\n\n\ndef score(model, batches, power=1.0):\n"
+                                       "    return k * power\n")
+    (tmp_path / "myhelp.py").write_text("k = 2.0\n")
+    s = load_settings({**BASE, "metrics": {"m": {"function": "mymod:score", "kind": "scalar"}}}, workdir=tmp_path)
+    assert s.metrics["m"].levels[0].parts[0].function == "mymod:score"
+    monkeypatch.chdir(tmp_path)
+    assert user_metrics.load("mymod:score")(None, []) == 2.0
+    (tmp_path / "mymod.py").write_text("import nosuchmodule\n\n\ndef score(model, batches):\n    return 1.0\n")
+    with pytest.raises(ConfigError, match="metrics.m.function: .*mymod.py imports 'nosuchmodule', which is neither"):
+        load_settings({**BASE, "metrics": {"m": {"function": "mymod:score", "kind": "scalar"}}}, workdir=tmp_path)
+
+
+def test_a_split_whose_child_holds_no_connected_cell_fails_in_its_split_job_naming_the_node(tmp_path, monkeypatch):
+    """A metric that sets `none` apart on edges 3, 4 and 5 cuts every path of leaf r000: known only once
+    the metric has spoken, so the split job says which tree, node and edge, and what to change."""
+    from fewshot_core.errors import SplitError
+
+    (tmp_path / "apart.py").write_text("def score(model, batches):\n"
+                                       "    return float(model.mask[:, 0].sum())  # none's own variant stands out\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({**BASE, "seeds": [0], "tree": {"policy": {"levels": [2, 2, 2]}, "edge_order": [3, 4, 5]},
+                       "metrics": {"apart": {"function": "apart.py:score", "kind": "scalar", "batch_size": 4}}},
+                      workdir=tmp_path)
+    with pytest.raises(SplitError, match=r"apart, seed 0, node r00: the split of edge 3<-2 into \[\['none'\], "
+                                         r".*child r000 only \['none'\].*Change tree.policy"):
+        grow(s, "apart", 0, tmp_path)
+
+
+def test_train_images_known_before_any_job_match_the_data():
+    from fewshot_core import data
+    from fewshot_core.checks import TRAIN_IMAGES
+
+    for name in ("digits", "synthetic"):
+        assert TRAIN_IMAGES[name] == len(data.load(name, input_size=8).train_y)

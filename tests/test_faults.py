@@ -50,6 +50,20 @@ TINY = load_scenario("tiny")
     (edited(TINY, "device", "cuda:7"), ["device", "GPU"]),
     (edited(TINY, "run", ".."), ["run", "does not match"]),
     (edited(TINY, "training.leaves.archs", "all"), ["training.leaves.archs", "integer"]),
+    (edited(TINY, "metrics.snip", {"combine": {"synflow": 1}}), ["metrics.snip: a combine needs a name of its own"]),
+    (edited(TINY, "metrics.mix", {"combine": {"snip": 1}, "batch_size": 8}),
+     ["metrics.mix.batch_size: a combine takes only combine:"]),
+    (edited(TINY, "metrics.late", {"schedule": ["snip", "synflow"], "settings": {"bogus": 1}}),
+     ["metrics.late.settings: a schedule takes only schedule:"]),
+    (edited(TINY, "study.archs", 1), ["study.archs: 1 architectures cannot be ranked", "at least 3"]),
+    (edited(TINY, "study.archs", 2), ["study.archs: 2 architectures cannot be ranked"]),
+    (edited(TINY, "data.val_fraction", 0.9999), ["data.val_fraction: 0.9999", "leaves no training image"]),
+    (edited(TINY, "data.val_fraction", 0.995), ["metrics.snip.batch_size: 1 batch(es) of 16 need 16 images",
+                                               "training part of digits has 7 (data.val_fraction 0.995)"]),
+    (edited(TINY, "metrics.snip.batch_size", 5000), ["metrics.snip.batch_size: 1 batch(es) of 5000 need 5000 images",
+                                                     "training part of digits has 1150"]),
+    (edited(edited(TINY, "tree.policy", {"levels": [5, 5, 5]}), "tree.edge_order", [3, 4, 5]),
+     ["tree.policy: 5 groups on edges 3<-0, 3<-1, 3<-2", "'none'", "fewer groups"]),
 ])
 def test_bad_configuration_is_rejected_before_any_job(tmp_path, snakemake, cfg, needles):
     proc = snakemake(tmp_path, cfg, check=False)
@@ -59,6 +73,28 @@ def test_bad_configuration_is_rejected_before_any_job(tmp_path, snakemake, cfg, 
         assert needle in out, f"{needle!r} missing from:\n{out[-2000:]}"
     assert "Traceback" not in out and 'File "' not in out
     assert not (tmp_path / "results").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_a_list_given_with_config_says_to_use_a_file(tmp_path, snakemake, tiny):
+    proc = snakemake(tmp_path, tiny, "--config", "seeds=[0]", check=False)
+    assert proc.returncode != 0 and "seeds" in proc.stderr and "A --config override is read as text" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_key_given_twice_in_a_configuration_file_is_named_with_both_lines(tmp_path):
+    import yaml
+
+    text = yaml.safe_dump(TINY, sort_keys=False) + "metrics:\n  gm: {}\n"
+    (tmp_path / "twice.yaml").write_text(text)
+    line = text.splitlines().index("metrics:") + 1
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores",
+           "1", "--configfile", str(tmp_path / "twice.yaml")]
+    from tests.conftest import ENV
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    assert proc.returncode != 0 and "twice.yaml: the key 'metrics' is given twice, on lines " \
+        f"{line} and {len(text.splitlines()) - 1}" in proc.stderr, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists()
 
 
 def test_unwritable_output_path_is_rejected(tmp_path, snakemake, tiny):
@@ -210,6 +246,32 @@ def test_split_fields_of_the_wrong_type_are_refused(copy_of, field, value):
     obj["splits"][0][field] = value
     path.write_text(json.dumps(obj))
     failed_job_says(work, "split_L0.json", f"split field {field!r}")
+
+
+def test_a_study_set_that_repeats_an_architecture_is_refused(copy_of):
+    import json
+
+    work, run = copy_of
+    path = run / "study" / "archs.json"
+    obj = json.loads(path.read_text())
+    obj["archs"][1] = obj["archs"][0]
+    path.write_text(json.dumps(obj))
+    failed_job_says(work, "archs.json", f"the architecture {obj['archs'][0]} is listed 2 times", target="study")
+
+
+def test_a_full_disk_is_one_message_without_a_traceback(tmp_path, monkeypatch, capsys, defaults):
+    from fewshot_core import cli
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(artifacts.os, "fsync", full)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["make-holdout", "--spec", canonical_json(defaults.holdout_spec(0)), "--out",
+                  str(tmp_path / "h.json")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "No space left on device" in err and "free space" in err
+    assert "Traceback" not in err and not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from fewshot_core.metrics import baselines, gradient_matching, mellor, saliency, synflow, tenas  # noqa: F401  (registration)
-from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, get, preserved, register_user
+from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, Snapshot, get, preserved, register_user
 from fewshot_core.space import OPS, Supernet
 
 __all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "VariantValue", "combine", "evaluate_split", "get",
@@ -75,10 +75,13 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
     """Every variant's value on one split, and the parent's value (scalar metrics; else None).
 
     Variants share the supernet (masks, not copies), its weights and the batches; the work that
-    does not depend on the variant (a metric's ``prepare``) runs once. Runs in mixture mode. A
-    non-finite value raises :class:`MetricError` naming the metric and ``where`` (node and edge).
-    ``seed`` fixes what the metric draws at random; the workflow derives it from the tree's seed
-    and the node.
+    does not depend on the variant (a metric's ``prepare``) runs once. Every call (the parent's and
+    each variant's) starts from the same state: weights, buffers, gradients and modes are put back
+    before it (:class:`~fewshot_core.metrics.base.Snapshot`), so a metric that accumulates gradients,
+    steps an optimiser or updates batch-norm statistics gives each variant the value it would give it
+    alone. Runs in mixture mode. A non-finite value, or a value of the wrong form, raises
+    :class:`MetricError` naming the metric and ``where`` (node and edge). ``seed`` fixes what the
+    metric draws at random; the workflow derives it from the tree's seed and the node.
     """
     metric = get(name)
     if metric.kind == "none":
@@ -94,22 +97,24 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
         model, prepared = metric.prepare(net, batches, **prep) if metric.prepare is not None else (net, batches)
         shared = time.perf_counter() - t0
         ops = [OPS[o] for o in np.flatnonzero(parent_mask[edge])]
+        fresh = Snapshot(model)
+
+        def call(mask: np.ndarray, at: str):
+            fresh.restore()
+            model.set_mask(mask, connected=False)
+            if model is net:
+                net.mode = "mixture"
+            return _form(metric, batches, metric.compute(model, prepared, **compute_cfg), at)
+
         try:
-            parent = None
-            if metric.kind == "scalar":
-                parent = _checked(metric.compute(model, prepared, **compute_cfg), name, where + " (parent)")
+            parent = call(parent_mask, f"{where} (parent)") if metric.kind == "scalar" else None
             out = []
             for op in ops:
                 m = parent_mask.copy()
                 m[edge] = False
                 m[edge, OPS.index(op)] = True
-                model.set_mask(m, connected=False)
                 t0 = time.perf_counter()
-                value = metric.compute(model, prepared, **compute_cfg)
-                if metric.kind == "scalar":
-                    value = _checked(value, name, f"{where} op {op}")
-                elif not torch.isfinite(value).all():
-                    raise MetricError(f"metric {name!r} produced non-finite gradients at {where} op {op}")
+                value = call(m, f"{where} op {op}")
                 out.append(VariantValue(op, value, time.perf_counter() - t0 + shared / len(ops)))
         except MetricError as err:
             if where and where not in str(err):
@@ -122,11 +127,29 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
     return out, parent
 
 
-def _checked(value: float, name: str, where: str) -> float:
-    v = float(value)
-    if not np.isfinite(v):
-        raise MetricError(f"metric {name!r} produced a non-finite value ({v}) at {where}")
-    return v
+def _form(metric: Metric, batches: list[Batch], value, where: str) -> float | torch.Tensor:
+    """A metric's value checked for its kind: one finite number (scalar) or a finite (batches, D) tensor
+    (vector); anything else is a :class:`MetricError` naming the metric, its code, and what was expected."""
+    who = f"metric {metric.name!r} ({metric.citation})"
+    if metric.kind == "scalar":
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise MetricError(f"{who} returned a tensor of shape {tuple(value.shape)} at {where}: a scalar metric "
+                                  "returns one number (or declare kind: vector and return a (batches, D) tensor)")
+            value = value.detach().item()
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise MetricError(f"{who} returned {type(value).__name__} at {where}: a scalar metric returns one number")
+        if not np.isfinite(float(value)):
+            raise MetricError(f"{who} produced a non-finite value ({float(value)}) at {where}")
+        return float(value)
+    if not isinstance(value, torch.Tensor) or value.ndim != 2 or value.shape[0] != len(batches):
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise MetricError(f"{who} returned {shape} at {where}: a vector metric returns a ({len(batches)}, D) tensor, "
+                          "one row per batch (or declare kind: scalar and return one number)")
+    value = value.detach()
+    if not torch.isfinite(value).all():
+        raise MetricError(f"{who} produced non-finite values at {where}")
+    return value
 
 
 def combine(parts: list[list[np.ndarray]], weights: tuple[float, ...]) -> list[np.ndarray]:

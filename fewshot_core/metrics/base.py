@@ -90,28 +90,41 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-@contextlib.contextmanager
-def preserved(model: nn.Module) -> Iterator[nn.Module]:
-    """Restore weights, buffers, gradients, requires_grad and train/eval modes on exit.
+class Snapshot:
+    """A module's weights, buffers, gradients, requires_grad flags and train/eval modes, to put back.
 
-    Metrics run BN in train mode (updating running statistics), flip signs or accumulate
-    gradients; the caller sees none of it.
+    Metrics run BN in train mode (updating running statistics), flip signs or accumulate gradients,
+    and a metric of the user's may take an optimiser step: :meth:`restore` undoes all of it in place
+    (one copy per tensor, no new module), so that every call sees the state the snapshot saw.
     """
-    state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
-    grads = {n: (None if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()}
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    modes = {n: m.training for n, m in model.named_modules()}
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.tensors = [(v, v.detach().clone()) for v in model.state_dict(keep_vars=True).values()]
+        self.params = [(p, None if p.grad is None else p.grad.detach().clone(), p.requires_grad)
+                       for p in model.parameters()]
+        self.modes = [(m, m.training) for m in model.modules()]
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for live, saved in self.tensors:
+            live.copy_(saved)
+        for p, grad, flag in self.params:
+            p.requires_grad_(flag)
+            p.grad = None if grad is None else grad.clone()
+        for m, training in self.modes:
+            m.training = training
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module) -> Iterator[Snapshot]:
+    """Restore weights, buffers, gradients, requires_grad and train/eval modes on exit; the snapshot
+    is given to the body, which may restore it as often as it likes (before each variant)."""
+    snapshot = Snapshot(model)
     try:
-        yield model
+        yield snapshot
     finally:
-        with torch.no_grad():
-            for k, v in model.state_dict(keep_vars=True).items():
-                v.copy_(state[k])
-        for n, p in model.named_parameters():
-            p.requires_grad_(flags[n])
-            p.grad = grads[n]
-        for n, m in model.named_modules():
-            m.training = modes[n]
+        snapshot.restore()
 
 
 def finite(name: str, value: float) -> float:

@@ -8,7 +8,11 @@ from fewshot_core.outputs import BENCHMARK, FIGURE, LOG, OUTPUTS
 from fewshot_core.settings import canonical_json
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
-SETTINGS, filled = load_settings_or_exit(config, local=workflow.local_exec)
+SETTINGS, filled = load_settings_or_exit(
+    config,
+    workflow.overwrite_configfiles or ["config/config.yaml"],
+    local=workflow.local_exec,
+)
 config.update(filled)  # the schema's defaults, for the report's captions
 RUN = f"results/{SETTINGS.run}"
 METRICS = list(SETTINGS.metrics)
