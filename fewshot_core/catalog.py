@@ -38,6 +38,7 @@ class MetricInfo:
     family: str
     module: str  # file name in fewshot_core/metrics/, without .py
     settings: dict[str, Setting] = field(default_factory=dict)
+    better: Literal["higher", "lower"] = "higher"  # which values mark a better architecture, ranked directly
 
     @property
     def defaults(self) -> dict:
@@ -58,7 +59,7 @@ _ENTRIES = [
     MetricInfo("jacobcov", "jacobcov", "scalar", "activation", "mellor",
                {"k": Setting(1e-5, float, "added to each eigenvalue before the log")}),
     MetricInfo("naswot", "naswot", "scalar", "activation", "mellor"),
-    MetricInfo("ntk", "ntk", "scalar", "trainability", "tenas"),
+    MetricInfo("ntk", "ntk", "scalar", "trainability", "tenas", better="lower"),  # a condition number
     MetricInfo("lr", "lr", "scalar", "expressivity", "tenas", {
         "crops": Setting(1000, int, "number of random crops fed through the network"),
         "crop_size": Setting(4, int, "side of each crop in pixels (even: the stages halve it)"),
@@ -82,6 +83,12 @@ def display_name(name: str) -> str:
     """The name a figure prints for ``name``: the paper's where it has one; a metric of the user's own,
     a combination or a schedule keeps its name from the configuration."""
     return CATALOG[name].display if name in CATALOG else name
+
+
+def direction(name: str) -> int:
+    """+1 when larger values of ``name`` mark a better architecture, -1 when smaller ones do (``ntk``'s
+    condition number); +1 for a metric of the user's own."""
+    return -1 if name in CATALOG and CATALOG[name].better == "lower" else 1
 
 
 def code_hash(name: str) -> str:

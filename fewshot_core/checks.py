@@ -190,8 +190,23 @@ def _metrics(entries: dict, written: dict, levels: int, workdir: Path) -> dict[s
     return trees
 
 
-def _train(section: dict, optimizer: OptimizerSettings) -> TrainSettings:
-    return TrainSettings(section["epochs"], section["batch_size"], section["mode"], section["augment"], optimizer)
+def _proxies(trees: dict[str, TreeMetric], entries: dict) -> dict[str, MetricSettings]:
+    """The metrics that also rank the study's architectures directly, at initialisation: every tree's own
+    scalar metric (not a combination, a schedule or a grouping without values), and the parameter count."""
+    out = {}
+    for tree in trees.values():
+        scorer = tree.levels[0]
+        if all(level == scorer for level in tree.levels) and not scorer.combined and scorer.kind == "scalar":
+            out[scorer.parts[0].name] = scorer.parts[0]
+    if "nparams" not in out:
+        out["nparams"] = _builtin("nparams", entries.get("nparams") or validated(
+            {"run": "x", "seeds": [0], "metrics": {"nparams": {}}})["metrics"]["nparams"])
+    return out
+
+
+def _train(section: dict, optimizer: OptimizerSettings, crop_pad: int) -> TrainSettings:
+    return TrainSettings(section["epochs"], section["batch_size"], section["mode"], section["augment"], crop_pad,
+                         optimizer)
 
 
 def _tree(tree: dict, given: dict) -> TreeSettings:
@@ -267,6 +282,8 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
     optimizer = OptimizerSettings(**t["optimizer"])
     tree = _tree(c["tree"], config.get("tree") or {})
     leaves = t["leaves"]
+    crop_pad = d["input_size"] // 8 if d["crop_pad"] is None else d["crop_pad"]
+    metrics = _metrics(c["metrics"], config.get("metrics") or {}, len(tree.factors), Path(workdir))
     settings = RunSettings(
         run=c["run"],
         seeds=tuple(c["seeds"]),
@@ -277,12 +294,13 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         rerun_on_code_change=c["rerun_on_code_change"],
         tree=tree,
         balanced=c["tree"]["balanced"],
-        metrics=_metrics(c["metrics"], config.get("metrics") or {}, len(tree.factors), Path(workdir)),
-        warmup=_train(t["warmup"], optimizer),
-        leaves=_train(leaves, optimizer),
+        metrics=metrics,
+        warmup=_train(t["warmup"], optimizer, crop_pad),
+        leaves=_train(leaves, optimizer, crop_pad),
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
         study=StudySettings(**{k: v for k, v in c["study"].items() if k != "runtime_min"}),
+        proxies=_proxies(metrics, c["metrics"]),
     )
     _check_sizes(settings, config)
     _check_reachable(settings)

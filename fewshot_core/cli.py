@@ -42,7 +42,11 @@ STAGES: dict[str, tuple[type | None, Callable, list[tuple[str, str]]]] = {
         ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
     "train-leaves": (settings.LeavesSpec, stages.train_leaves, [
         ("--holdout", "the seed's holdout JSON"), ("--splits*", "every level's split file"),
+        ("--pretrained?", "the seed's pretrained one-shot supernet (protocol transfer)"),
         ("--out-table", "the evaluated architectures"), ("--out-weights", "the trained leaves' weights"),
+        ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
+    "pretrain-oneshot": (settings.PretrainSpec, stages.pretrain_oneshot, [
+        ("--holdout", "the seed's holdout JSON"), ("--out", "the pretrained one-shot supernet"),
         ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
     "sample-study-set": (settings.StudySetSpec, stages.sample_study_set, [("--out", "the study set JSON")]),
     "train-standalone": (settings.StandaloneSpec, stages.train_standalone, [
@@ -50,24 +54,34 @@ STAGES: dict[str, tuple[type | None, Callable, list[tuple[str, str]]]] = {
         ("--out", "the chunk's ground-truth table"), ("--checkpoints", "folder of in-progress checkpoints"),
         ("--device", "auto, cpu or cuda[:i]")]),
     "train-oneshot": (settings.OneShotSpec, stages.train_oneshot, [
-        ("--holdout", "the seed's holdout JSON"), ("--out", "the one-shot supernet's weights"),
-        ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
+        ("--holdout", "the seed's holdout JSON"), ("--pretrained?", "the seed's pretrained one-shot supernet"),
+        ("--out", "the one-shot baseline's weights"), ("--checkpoints", "folder of in-progress checkpoints"),
+        ("--device", "auto, cpu or cuda[:i]")]),
     "evaluate-study": (settings.StudyEvalSpec, stages.evaluate_study, [
         ("--study-set", "the study set JSON"), ("--holdout", "the seed's holdout JSON"),
-        ("--splits*", "every split file of the seed's trees, in (metric, level) order"),
-        ("--leaf-weights*", "every leaf weights file of the seed's trees, in (metric, chunk) order"),
-        ("--oneshot", "the seed's one-shot supernet"), ("--out", "the seed's study table"),
+        ("--splits*", "every level's split file of the tree"), ("--leaf-weights*", "the tree's leaf weights, by chunk"),
+        ("--out", "the tree's study table"), ("--device", "auto, cpu or cuda[:i]")]),
+    "evaluate-oneshot": (settings.OneShotEvalSpec, stages.evaluate_oneshot, [
+        ("--study-set", "the study set JSON"), ("--holdout", "the seed's holdout JSON"),
+        ("--oneshot", "the one-shot baseline's weights"), ("--out", "its study table"),
         ("--device", "auto, cpu or cuda[:i]")]),
+    "score-study": (settings.ZeroCostSpec, stages.score_study, [
+        ("--study-set", "the study set JSON"), ("--holdout", "the study seed's holdout JSON"),
+        ("--out", "the training-free scores of a chunk"), ("--device", "auto, cpu or cuda[:i]")]),
     "rank-study": (settings.RankingSpec, stages.rank_study, [
-        ("--standalone*", "every ground-truth table, in chunk order"), ("--studies*", "every seed's study table"),
-        ("--out", "ranking.parquet")]),
+        ("--standalone*", "every ground-truth table, in (seed, chunk) order"),
+        ("--studies*", "every tree's study table, in (metric, seed) order"),
+        ("--oneshots*", "every one-shot baseline's study table, in (seed, budget) order"),
+        ("--zero-cost*", "every training-free table, in (metric, chunk) order"),
+        ("--out", "ranking.parquet"), ("--out-summary", "study_summary.parquet")]),
     "collect-leaves": (settings.TreesSpec, stages.collect_leaves, [
         ("--tables*", "every leaf table, in (metric, seed, chunk) order"), ("--out", "leaves.parquet")]),
     "compute-split-distances": (settings.TreesSpec, stages.compute_split_distances, [
         ("--splits*", "every split file, in (metric, seed, level) order"), ("--out-splits", "splits.parquet"),
         ("--out-distance", "split_distance.parquet")]),
     "draw-ranking": (settings.FiguresSpec, stages.draw_ranking, [
-        ("--ranking", "ranking.parquet"), ("--out", "the figure's PNG (PDF and CSV beside it)")]),
+        ("--ranking", "ranking.parquet"), ("--summary", "study_summary.parquet"),
+        ("--out", "the figure's PNG (PDF and CSV beside it)")]),
     "draw-figures": (settings.FiguresSpec, stages.draw_figures, [
         ("--splits", "splits.parquet"), ("--distance", "split_distance.parquet"), ("--out-dir", "figures folder")]),
 }
@@ -87,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
                 p.add_argument(flag, default=os.environ.get(DEVICE_VARIABLE, "auto"),
                                help=f"{help_} (default: ${DEVICE_VARIABLE}, else auto)")
                 continue
-            p.add_argument(flag.rstrip("*"), nargs="*" if many else None, default=[] if many else None,
-                           required=not many, help=help_)
+            p.add_argument(flag.rstrip("*?"), nargs="*" if many else None, default=[] if many else None,
+                           required=not (many or flag.endswith("?")), help=help_)
     p = sub.add_parser("summary", help="print a finished run's splits and split distances as tables")
     p.add_argument("run_dir", type=Path, help="a run's results folder, e.g. results/default")
     return parser
@@ -114,9 +128,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             except ValueError as err:
                 raise ConfigError(f"--spec is not a valid {spec_cls.__name__}: {err}") from err
         for flag, _ in paths:
-            name = flag.rstrip("*").lstrip("-").replace("-", "_")
+            name = flag.rstrip("*?").lstrip("-").replace("-", "_")
             value = getattr(args, name)
-            kwargs[name] = (value if name == "device" else
+            kwargs[name] = (value if name == "device" or value is None else
                             [Path(v) for v in value] if isinstance(value, list) else Path(value))
         stage(**kwargs)
     except USER_ERRORS as err:

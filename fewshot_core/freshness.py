@@ -36,6 +36,8 @@ class Finding:
 def _group(identity: dict) -> str:
     if "metric" in identity and "seed" in identity:
         return f"{identity['metric']}/seed{identity['seed']}"
+    if "proxy" in identity:
+        return f"{identity['proxy']} (training-free)"
     return f"seed{identity['seed']}" if "seed" in identity else "run"
 
 

@@ -28,7 +28,7 @@ class Output:
     """One kind of output file of a run."""
 
     kind: str
-    template: str  # under results/<run>/; wildcards {metric}, {seed}, {level}, {chunk}
+    template: str  # under results/<run>/; wildcards {metric}, {seed}, {level}, {chunk}, {gt}, {budget}, {proxy}
     format: Format
     rule: str
     spec: str  # the RunSettings method whose spec decides the content, called with the identity
@@ -57,10 +57,14 @@ LEAF_COLUMNS = ("metric", "seed", "leaf", "arch", "val_accuracy", "val_loss")
 SPLIT_COLUMNS = ("node", "depth", "edge", "groups", "cut", "ops", "similarity", "metric", "seed", "edge_name")
 PAIR_COLUMNS = ("kind", "metric_a", "metric_b", "seed_a", "seed_b", "node_a", "node_b", "depth_a", "depth_b", "edge_a",
                 "edge_b", "same_depth", "distance")
-STUDY_COLUMNS = ("metric", "seed", "arch", "leaf", "val_accuracy", "val_loss")
-STANDALONE_COLUMNS = ("arch", "val_accuracy", "val_loss", "epochs")
-RANKING_COLUMNS = ("metric", "seed", "archs", "tau", "tau_lo", "tau_hi", "rho", "top1_arch", "top1_standalone", "regret",
-                   "topk_overlap", "k")
+STUDY_COLUMNS = ("metric", "seed", "arch", "leaf", "test_accuracy", "test_loss")
+STANDALONE_COLUMNS = ("arch", "gt", "test_accuracy", "test_loss", "epochs")
+ZERO_COST_COLUMNS = ("proxy", "arch", "score")
+RANKING_COLUMNS = ("kind", "name", "seed", "archs", "tau", "tau_lo", "tau_hi", "tau_loss", "rho", "tau_within",
+                   "tau_across", "pairs_within", "top1_arch", "top1_truth", "regret", "topk_overlap", "k")
+SUMMARY_COLUMNS = ("kind", "name", "rankings", "tau", "tau_lo", "tau_hi", "tau_loss", "rho", "tau_within", "tau_across",
+                   "regret", "topk_overlap", "vs_random", "vs_random_lo", "vs_random_hi", "vs_random_wins",
+                   "vs_oneshot", "vs_oneshot_lo", "vs_oneshot_hi", "vs_oneshot_wins")
 
 _ENTRIES = [
     Output("holdout", "data/holdout_seed{seed}.json", "json", "make_holdout", "holdout_spec", ("seed",),
@@ -78,10 +82,10 @@ _ENTRIES = [
            ("metric", "seed", "level"), (), ("holdout", "root", "nodes", "splits"), (*TRAINING_CODE, "splitting"),
            "with warm-up only: the weights of a level's nodes after their warm-up"),
     Output("leaves", "{metric}/seed{seed}/leaves/chunk{chunk}.parquet", "parquet", "train_leaves", "leaves_spec",
-           ("metric", "seed", "chunk"), LEAF_COLUMNS, ("holdout", "splits"), (*TRAINING_CODE, "splitting"),
+           ("metric", "seed", "chunk"), LEAF_COLUMNS, ("holdout", "splits", "pretrained"), (*TRAINING_CODE, "splitting"),
            "the architectures sampled in some leaves, evaluated with the leaf's weights"),
     Output("leaf_weights", "{metric}/seed{seed}/leaves/chunk{chunk}.pt", "weights", "train_leaves", "leaves_spec",
-           ("metric", "seed", "chunk"), (), ("holdout", "splits"), (*TRAINING_CODE, "splitting"),
+           ("metric", "seed", "chunk"), (), ("holdout", "splits", "pretrained"), (*TRAINING_CODE, "splitting"),
            "those leaves' trained weights"),
     Output("splits_table", "splits.parquet", "parquet", "compute_split_distances", "distances_spec", (),
            SPLIT_COLUMNS, ("splits",), ("splitting",), "every split of the run"),
@@ -90,18 +94,32 @@ _ENTRIES = [
            "every compared pair of splits (internal, external, between metrics) with its distance"),
     Output("leaves_table", "leaves.parquet", "parquet", "collect_leaves", "collect_spec", (), LEAF_COLUMNS,
            ("leaves",), (), "every evaluated architecture of every leaf"),
+    Output("pretrained", "seed{seed}/pretrained.pt", "weights", "pretrain_oneshot", "pretrain_spec", ("seed",), (),
+           ("holdout",), TRAINING_CODE, "with study.protocol transfer: the seed's pretrained one-shot supernet, "
+           "where every leaf and both one-shot baselines start"),
     Output("study_set", "study/archs.json", "json", "sample_study_set", "study_set_spec", (), ("archs", "excluded"),
            (), ("nb201", "ranking"), "the ranking study's architectures"),
-    Output("standalone", "study/standalone_chunk{chunk}.parquet", "parquet", "train_standalone", "standalone_spec",
-           ("chunk",), STANDALONE_COLUMNS, ("study_set", "holdout"), TRAINING_CODE,
-           "ground truth: some study architectures trained from scratch"),
-    Output("oneshot", "seed{seed}/oneshot.pt", "weights", "train_oneshot", "oneshot_spec", ("seed",), (),
-           ("holdout",), TRAINING_CODE, "the seed's one-shot supernet"),
-    Output("study", "study/seed{seed}.parquet", "parquet", "evaluate_study", "study_eval_spec", ("seed",),
-           STUDY_COLUMNS, ("study_set", "holdout", "splits", "leaf_weights", "oneshot"), (*TRAINING_CODE, "splitting"),
-           "every study architecture with its leaf's weights in each of a seed's trees, and with the one-shot supernet"),
+    Output("standalone", "study/standalone_gt{gt}_chunk{chunk}.parquet", "parquet", "train_standalone",
+           "standalone_spec", ("gt", "chunk"), STANDALONE_COLUMNS, ("study_set", "holdout"), TRAINING_CODE,
+           "ground truth: some study architectures trained from scratch with one ground-truth seed"),
+    Output("oneshot", "seed{seed}/oneshot_{budget}.pt", "weights", "train_oneshot", "oneshot_spec", ("seed", "budget"),
+           (), ("holdout", "pretrained"), TRAINING_CODE,
+           "the seed's one-shot baseline, trained as long as a tree's leaves (tree) or one leaf (leaf)"),
+    Output("oneshot_study", "study/oneshot_{budget}_seed{seed}.parquet", "parquet", "evaluate_oneshot",
+           "oneshot_eval_spec", ("seed", "budget"), STUDY_COLUMNS, ("study_set", "holdout", "oneshot"),
+           TRAINING_CODE, "every study architecture with a one-shot baseline's weights, on the test part"),
+    Output("study", "{metric}/seed{seed}/study.parquet", "parquet", "evaluate_study", "study_eval_spec",
+           ("metric", "seed"), STUDY_COLUMNS, ("study_set", "holdout", "splits", "leaf_weights"),
+           (*TRAINING_CODE, "splitting"), "every study architecture with its leaf's weights in one tree, on the test part"),
+    Output("zero_cost", "study/zero_cost/{proxy}_chunk{chunk}.parquet", "parquet", "score_study", "zero_cost_spec",
+           ("proxy", "chunk"), ZERO_COST_COLUMNS, ("study_set", "holdout"), ("data", "nb201", "space"),
+           "some study architectures scored by a metric at initialisation: a training-free ranking"),
     Output("ranking", "ranking.parquet", "parquet", "rank_study", "ranking_spec", (), RANKING_COLUMNS,
-           ("standalone", "study"), ("ranking",), "the ranking measures per tree"),
+           ("standalone", "study", "oneshot_study", "zero_cost"), ("ranking",),
+           "the ranking measures of every tree, one-shot baseline and training-free ranking, and the ceiling"),
+    Output("study_summary", "study_summary.parquet", "parquet", "rank_study", "ranking_spec", (), SUMMARY_COLUMNS,
+           ("standalone", "study", "oneshot_study", "zero_cost"), ("ranking",),
+           "per metric and baseline: mean tau with its interval, and paired comparisons with random splits and one-shot"),
 ]
 #: Every output by kind, in the order the DAG makes them.
 OUTPUTS: dict[str, Output] = {o.kind: o for o in _ENTRIES}
@@ -114,8 +132,9 @@ CHECKPOINTS = {
     "root": "seed{seed}/root.ckpt",
     "warmup": "{metric}/seed{seed}/warmup_{node}.ckpt",
     "leaf": "{metric}/seed{seed}/leaf_{node}.ckpt",
-    "standalone": "study/standalone_{arch}.ckpt",
-    "oneshot": "seed{seed}/oneshot.ckpt",
+    "standalone": "study/standalone_gt{gt}_{arch}.ckpt",
+    "oneshot": "seed{seed}/oneshot_{budget}.ckpt",
+    "pretrain": "seed{seed}/pretrained.ckpt",
 }
 
 

@@ -1,23 +1,34 @@
 """The ranking study: does a metric's split help few-shot NAS? (docs/design.md §8)
 
-A seeded sample of NAS-Bench-201 architectures (the study set) is trained from scratch, one
-standalone network each (the ground truth), and evaluated again with the weights of the leaf of
-each tree that holds it (the leaf-inherited accuracy) and with a one-shot supernet trained for the
-same number of steps as all the leaves of a tree. Per tree, the two rankings are compared: Kendall's
-tau-b and Spearman's rho, the top-1 architecture's standalone accuracy and its regret, and the
-overlap of the top-k sets. Torch-free.
+A seeded sample of NAS-Bench-201 architectures (the study set) is trained from scratch with several
+seeds (the ground truth: their mean test accuracy), and evaluated on the same test images with the
+weights of the leaf of each tree that holds it (the leaf-inherited accuracy), with two one-shot
+baselines, and ranked directly by each metric's value at initialisation (training-free). Every
+ranking is compared with the ground truth: Kendall's tau-b (scipy's; on accuracy and on loss), its
+part over pairs of architectures in one leaf and in different leaves, Spearman's rho, the top-1
+architecture's regret and the top-k overlap. The ground truth's seeds compared with each other give
+the ceiling no ranking can be told apart beyond. Per metric, the mean over trees (seeds) carries a
+bootstrap interval over architectures and seeds together, and its paired difference with random
+splits and with one-shot is computed on the same resamples. Torch-free.
 """
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 import pandas as pd
 
+from fewshot_core.catalog import direction
 from fewshot_core.nb201 import NUM_EDGES, NUM_OPS, OPS, format_arch, reaches_output
-from fewshot_core.outputs import RANKING_COLUMNS
+from fewshot_core.outputs import RANKING_COLUMNS, SUMMARY_COLUMNS
 
-#: The name the one-shot baseline's rows carry in the metric column.
+#: The name the one-shot baselines' rows carry, followed by their budget: "one-shot (tree)".
 ONESHOT = "one-shot"
+RANDOM = "random"
+CEILING = "ground truth seeds"
+#: Up to this many architectures, resampled taus are computed for all pairs at once; beyond it, one by one.
+VECTORISED_UP_TO = 300
 
 
 def study_set(n: int, seed: int) -> tuple[list[str], int]:
@@ -47,18 +58,20 @@ def spearman_rho(x, y) -> float:
     return 0.0 if np.isnan(rho) else float(rho)
 
 
-def kendall_tau_resampled(x: np.ndarray, y: np.ndarray, draws: int, seed: int, chunk: int = 64) -> np.ndarray:
-    """Kendall's tau-b of ``draws`` resamples (with replacement) of the pairs ``(x, y)``, drawn from ``seed``.
+def kendall_tau_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Kendall's tau-b of ``(x, y)`` on each resample ``idx[r]`` (a row of indices, with replacement).
 
-    Vectorised over the resamples (scipy's per-call overhead made 1,000 draws per tree take most of the
-    ranking job): tau-b = sum of sign(dx) sign(dy) over pairs / sqrt(pairs untied in x * pairs untied in
-    y), scipy's formula; 0 where a side is constant.
+    Up to :data:`VECTORISED_UP_TO` architectures, vectorised over the resamples (scipy's per-call overhead
+    made 1,000 draws per tree most of the ranking job): tau-b = sum of sign(dx) sign(dy) over pairs /
+    sqrt(pairs untied in x * pairs untied in y), scipy's formula; 0 where a side is constant. Beyond it,
+    scipy's O(n log n) tau on each resample.
     """
-    n = len(x)
-    idx = np.random.default_rng(seed).integers(0, n, (draws, n))
+    n = idx.shape[1]
+    if n > VECTORISED_UP_TO:
+        return np.array([kendall_tau(x[i], y[i]) for i in idx])
     upper = np.triu_indices(n, 1)
     taus = []
-    for start in range(0, draws, chunk):
+    for start in range(0, len(idx), chunk):
         xs, ys = x[idx[start:start + chunk]], y[idx[start:start + chunk]]
         dx = np.sign(xs[:, :, None] - xs[:, None, :])[:, upper[0], upper[1]]
         dy = np.sign(ys[:, :, None] - ys[:, None, :])[:, upper[0], upper[1]]
@@ -67,55 +80,153 @@ def kendall_tau_resampled(x: np.ndarray, y: np.ndarray, draws: int, seed: int, c
     return np.concatenate(taus)
 
 
-def bootstrap_interval(values: np.ndarray, statistic, draws: int, seed: int) -> tuple[float, float]:
-    """The 2.5 and 97.5 percentiles of ``statistic`` over ``draws`` resamples (with replacement) of the
-    rows of ``values``, drawn from ``seed``."""
-    values = np.asarray(values)
-    if len(values) < 2:
-        v = float(statistic(values)) if len(values) else float("nan")
-        return v, v
-    rng = np.random.default_rng(seed)
-    samples = [statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(draws)]
-    lo, hi = np.percentile(samples, [2.5, 97.5])
-    return float(lo), float(hi)
+def pair_tau(x: np.ndarray, y: np.ndarray, groups: np.ndarray, same: bool) -> tuple[float, int]:
+    """Kendall's tau-b over the pairs of architectures in the same group (``same``) or in different groups
+    only, and how many such pairs there are; NaN when there are none. With one group, the pairs within
+    it are all pairs and tau-b is scipy's."""
+    num, untied_x, untied_y, pairs = 0.0, 0, 0, 0
+    for start in range(0, len(x), 512):  # rows in blocks: memory stays small for every architecture of NB201
+        i = np.arange(start, min(start + 512, len(x)))[:, None]
+        j = np.arange(len(x))[None, :]
+        keep = (j > i) & ((groups[i] == groups[j]) == same)
+        dx, dy = np.sign(x[i] - x[j])[keep], np.sign(y[i] - y[j])[keep]
+        num += float((dx * dy).sum())
+        untied_x += int(np.count_nonzero(dx))
+        untied_y += int(np.count_nonzero(dy))
+        pairs += int(keep.sum())
+    if pairs == 0:
+        return float("nan"), 0
+    return (num / np.sqrt(untied_x * untied_y) if untied_x and untied_y else 0.0), pairs
 
 
-def rank_tree(inherited: pd.Series, standalone: pd.Series, k: int, draws: int, seed: int) -> dict:
-    """One tree's ranking measures; both series are indexed by architecture (the study set)."""
-    archs = standalone.index
-    x, y = inherited.reindex(archs).to_numpy(float), standalone.to_numpy(float)
-    if np.isnan(x).any():
-        raise ValueError(f"{int(np.isnan(x).sum())} study architectures have no leaf-inherited accuracy")
+# ----------------------------------------------------------------------------- the study's tables
+
+
+def ground_truth(truth: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture (in study-set order): the mean test accuracy and loss over the ground-truth seeds,
+    and each seed's accuracy and loss (columns ``accuracy_<g>``, ``loss_<g>``)."""
+    archs = list(dict.fromkeys(truth.arch))
+    acc = truth.pivot(index="arch", columns="gt", values="test_accuracy").reindex(archs)
+    loss = truth.pivot(index="arch", columns="gt", values="test_loss").reindex(archs)
+    if acc.isna().any().any():
+        missing = acc.columns[acc.isna().any()].tolist()
+        raise ValueError(f"ground-truth seeds {missing} lack some study architectures")
+    out = pd.DataFrame({"accuracy": acc.mean(axis=1), "loss": loss.mean(axis=1)}, index=acc.index)
+    for g in acc.columns:
+        out[f"accuracy_{g}"], out[f"loss_{g}"] = acc[g], loss[g]
+    return out
+
+
+def _measures(name: str, kind: str, seed, x: np.ndarray, x_loss: np.ndarray | None, groups: np.ndarray | None,
+              gt: pd.DataFrame, k: int, taus: np.ndarray) -> dict:
+    """One ranking's row: ``x`` ranks the architectures (higher: better), ``x_loss`` by its loss (lower:
+    better; None for a ranking without one), ``groups`` the leaf holding each (None: no leaves)."""
+    y, archs = gt.accuracy.to_numpy(), gt.index
     top1 = archs[int(np.argmax(x))]  # ties: the first in the study set's order
     k = min(k, len(archs))
-    top_inherited = set(archs[np.argsort(-x, kind="stable")[:k]])
-    top_standalone = set(archs[np.argsort(-y, kind="stable")[:k]])
-    lo, hi = np.percentile(kendall_tau_resampled(x, y, draws, seed), [2.5, 97.5]) if len(x) > 1 else (0.0, 0.0)
-    return {"archs": len(archs), "tau": kendall_tau(x, y), "tau_lo": float(lo), "tau_hi": float(hi), "rho": spearman_rho(x, y),
-            "top1_arch": top1, "top1_standalone": float(standalone[top1]),
-            "regret": float(y.max() - standalone[top1]), "topk_overlap": len(top_inherited & top_standalone) / k,
-            "k": k}
+    top_x, top_y = set(archs[np.argsort(-x, kind="stable")[:k]]), set(archs[np.argsort(-y, kind="stable")[:k]])
+    within, pairs = pair_tau(x, y, groups, True) if groups is not None else (float("nan"), 0)
+    across, _ = pair_tau(x, y, groups, False) if groups is not None else (float("nan"), 0)
+    lo, hi = np.percentile(taus, [2.5, 97.5])
+    return {"kind": kind, "name": name, "seed": seed, "archs": len(archs), "tau": kendall_tau(x, y),
+            "tau_lo": float(lo), "tau_hi": float(hi),
+            "tau_loss": kendall_tau(x_loss, gt.loss.to_numpy()) if x_loss is not None else float("nan"),
+            "rho": spearman_rho(x, y), "tau_within": within, "tau_across": across, "pairs_within": pairs,
+            "top1_arch": top1, "top1_truth": float(gt.accuracy[top1]), "regret": float(y.max() - gt.accuracy[top1]),
+            "topk_overlap": len(top_x & top_y) / k, "k": k}
 
 
-def ranking_table(standalone: pd.DataFrame, inherited: pd.DataFrame, k: int, draws: int) -> pd.DataFrame:
-    """Per tree (metric, seed; the one-shot baseline as metric ``one-shot``): :func:`rank_tree`.
+def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFrame, k: int, draws: int,
+                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ranking table (one row per ranking) and the summary (one row per metric or baseline).
 
-    ``standalone``: columns arch, val_accuracy. ``inherited``: columns metric, seed, arch, val_accuracy.
+    ``truth``: arch, gt, test_accuracy, test_loss. ``inherited``: metric (a tree's metric, or
+    ``one-shot (<budget>)``), seed, arch, leaf, test_accuracy, test_loss. ``scores``: proxy, arch, score.
+    Every bootstrap uses the same ``draws`` resamples of architectures (and of seeds, for rankings made
+    once per seed), drawn from ``seed``: the intervals and the paired differences are comparable.
     """
-    truth = standalone.set_index("arch").val_accuracy
-    rows = []
-    for (metric, seed), part in inherited.groupby(["metric", "seed"], sort=True):
-        rows.append({"metric": metric, "seed": int(seed),
-                     **rank_tree(part.set_index("arch").val_accuracy, truth, k, draws, int(seed))})
-    return pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
+    gt = ground_truth(truth)
+    archs, y = gt.index, gt.accuracy.to_numpy()
+    n = len(archs)
+    if n < 3:
+        raise ValueError(f"{n} study architectures cannot be ranked (at least 3)")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, (draws, n))
+    seeds = sorted(int(s) for s in inherited.seed.unique())
+    picks = rng.integers(0, len(seeds), (draws, len(seeds)))  # the same seeds for every metric in a resample
+    rows, resampled = [], {}  # resampled[(kind, name)][seed] = taus over the resamples
+    for (name, s), part in inherited.groupby(["metric", "seed"], sort=False):
+        part = part.set_index("arch").reindex(archs)
+        if part.test_accuracy.isna().any():
+            raise ValueError(f"{name}, seed {s}: {int(part.test_accuracy.isna().sum())} study architectures "
+                             "have no inherited accuracy")
+        kind = "one-shot" if str(name).startswith(ONESHOT) else "tree"
+        x = part.test_accuracy.to_numpy()
+        taus = kendall_tau_resampled(x, y, idx)
+        resampled.setdefault((kind, name), {})[int(s)] = taus
+        rows.append(_measures(name, kind, int(s), x, part.test_loss.to_numpy(),
+                              part.leaf.to_numpy() if kind == "tree" else None, gt, k, taus))
+    for name, part in scores.groupby("proxy", sort=False):
+        x = direction(name) * part.set_index("arch").reindex(archs).score.to_numpy()
+        if np.isnan(x).any():
+            raise ValueError(f"the training-free ranking by {name} lacks some study architectures")
+        taus = kendall_tau_resampled(x, y, idx)
+        resampled[("zero-cost", name)] = {None: taus}
+        rows.append(_measures(name, "zero-cost", None, x, -x, None, gt, k, taus))
+    ceiling = _ceiling(gt, idx)
+    if ceiling is not None:
+        rows.append(ceiling[0])
+        resampled[("ceiling", CEILING)] = {None: ceiling[1]}
+    table = pd.DataFrame(rows, columns=list(RANKING_COLUMNS)).astype({"seed": "Int64"})
+    return table, _summary(table, resampled, seeds, picks)
 
 
-def metric_intervals(ranking: pd.DataFrame, draws: int, seed: int = 0) -> pd.DataFrame:
-    """Per metric: the mean tau over its trees (seeds) and a 95% bootstrap interval of that mean."""
+def _ceiling(gt: pd.DataFrame, idx: np.ndarray) -> tuple[dict, np.ndarray] | None:
+    """The ground truth's seeds against each other (the mean over pairs of seeds), on the same resamples."""
+    gts = [c.removeprefix("accuracy_") for c in gt.columns if c.startswith("accuracy_")]
+    if len(gts) < 2:
+        return None
+    pairs = list(combinations(gts, 2))
+    tau = np.mean([kendall_tau(gt[f"accuracy_{a}"], gt[f"accuracy_{b}"]) for a, b in pairs])
+    tau_loss = np.mean([kendall_tau(gt[f"loss_{a}"], gt[f"loss_{b}"]) for a, b in pairs])
+    rho = np.mean([spearman_rho(gt[f"accuracy_{a}"], gt[f"accuracy_{b}"]) for a, b in pairs])
+    taus = np.mean([kendall_tau_resampled(gt[f"accuracy_{a}"].to_numpy(), gt[f"accuracy_{b}"].to_numpy(), idx)
+                    for a, b in pairs], axis=0)
+    lo, hi = np.percentile(taus, [2.5, 97.5])
+    nan = float("nan")
+    return ({"kind": "ceiling", "name": CEILING, "seed": None, "archs": len(gt), "tau": float(tau), "tau_lo": float(lo),
+             "tau_hi": float(hi), "tau_loss": float(tau_loss), "rho": float(rho), "tau_within": nan, "tau_across": nan,
+             "pairs_within": 0, "top1_arch": "", "top1_truth": nan, "regret": nan, "topk_overlap": nan, "k": 0}, taus)
+
+
+def _over_seeds(taus: dict, seeds: list[int], picks: np.ndarray) -> np.ndarray:
+    """Per resample, the mean tau over the resampled seeds (a ranking made once: its own taus)."""
+    if None in taus:
+        return taus[None]
+    per_seed = np.stack([taus[s] for s in seeds])  # (seeds, draws)
+    return per_seed[picks.T, np.arange(picks.shape[0])].mean(axis=0)
+
+
+def _summary(table: pd.DataFrame, resampled: dict, seeds: list[int], picks: np.ndarray) -> pd.DataFrame:
+    """Per metric or baseline: the means over its rankings, the interval of the mean tau, and for each
+    tree metric its paired difference with random splits and with one-shot (the tree budget)."""
+    means = {key: _over_seeds(taus, seeds, picks) for key, taus in resampled.items()}
+    baselines = {"vs_random": ("tree", RANDOM), "vs_oneshot": ("one-shot", f"{ONESHOT} (tree)")}
     rows = []
-    for metric, part in ranking.groupby("metric", sort=False):
-        lo, hi = bootstrap_interval(part.tau.to_numpy(), np.mean, draws, seed)
-        rows.append({"metric": metric, "trees": len(part), "tau_mean": part.tau.mean(), "tau_mean_lo": lo,
-                     "tau_mean_hi": hi, "rho_mean": part.rho.mean(), "regret_mean": part.regret.mean(),
-                     "topk_overlap_mean": part.topk_overlap.mean()})
-    return pd.DataFrame(rows)
+    for (kind, name), mean in means.items():
+        part = table[(table.kind == kind) & (table.name == name)]
+        lo, hi = np.percentile(mean, [2.5, 97.5])
+        row = {"kind": kind, "name": name, "rankings": len(part), "tau": part.tau.mean(), "tau_lo": float(lo),
+               "tau_hi": float(hi), **{c: part[c].mean() for c in ("tau_loss", "rho", "tau_within", "tau_across",
+                                                                   "regret", "topk_overlap")}}
+        for column, base in baselines.items():
+            if kind != "tree" or base == (kind, name) or base not in means:
+                row.update({column: np.nan, f"{column}_lo": np.nan, f"{column}_hi": np.nan, f"{column}_wins": np.nan})
+                continue
+            other = table[(table.kind == base[0]) & (table.name == base[1])]
+            delta = mean - means[base]
+            d_lo, d_hi = np.percentile(delta, [2.5, 97.5])
+            row.update({column: part.tau.mean() - other.tau.mean(), f"{column}_lo": float(d_lo),
+                        f"{column}_hi": float(d_hi), f"{column}_wins": float((delta > 0).mean())})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -193,32 +194,64 @@ def draw_all(splits: pd.DataFrame, pairs: pd.DataFrame, out_dir: Path, seed: int
     return files
 
 
-def figure_ranking(ranking: pd.DataFrame, out: Path, draws: int = 1000) -> list[Path]:
-    """Kendall tau between leaf-inherited and standalone accuracy per metric: a point per tree (seed),
-    the mean over trees with its 95% bootstrap interval; the one-shot baseline and random as lines."""
-    from fewshot_core.ranking import ONESHOT, metric_intervals
+def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[Path]:
+    """(a) Kendall tau against the ground truth per tree metric (a dot per tree, the mean with its interval),
+    each one-shot baseline, the metric's own training-free ranking (a cross), the parameter count (a line)
+    and the ground truth's own agreement (the grey band); (b) each metric's paired difference with random
+    splits and with one-shot, with its interval and the share of resamples it wins. The CSV holds
+    ``summary``, the study's summary table, as it is."""
+    from fewshot_core.ranking import CEILING, ONESHOT, RANDOM
 
-    order = [m for m in _ordered(set(ranking.metric) - {ONESHOT})] + [ONESHOT]
-    order = [m for m in order if m in set(ranking.metric)]
-    summary = metric_intervals(ranking, draws).set_index("metric").loc[order]
-    names = [display_name(m) if m != ONESHOT else "one-shot\n(baseline)" for m in order]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(order)), 4.5))
-    for i, m in enumerate(order):
-        taus = ranking[ranking.metric == m].tau
+    trees = [m for m in _ordered(ranking[ranking.kind == "tree"].name)]
+    oneshots = sorted(ranking[ranking.kind == "one-shot"].name.unique(), reverse=True)
+    order = trees + oneshots
+    rows = summary.set_index(["kind", "name"])
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(max(11, 1.3 * len(order) + 4), 4.8),
+                                 gridspec_kw={"width_ratios": [len(order), max(len(trees), 1)]})
+    ceiling = ranking[ranking.kind == "ceiling"]
+    if not ceiling.empty:
+        c = ceiling.iloc[0]
+        ax.axhspan(c.tau_lo, c.tau_hi, color="0.85", zorder=0, label=f"{CEILING}: tau {c.tau:.2f} (ceiling)")
+    zero = ranking[ranking.kind == "zero-cost"].set_index("name")
+    if "nparams" in zero.index:
+        ax.axhline(zero.loc["nparams"].tau, color="#7d3c98", ls="--", lw=1,
+                   label=f"#params, training-free: tau {zero.loc['nparams'].tau:.2f}")
+    for i, name in enumerate(order):
+        kind = "tree" if name in trees else "one-shot"
+        taus = ranking[(ranking.kind == kind) & (ranking.name == name)].tau
         ax.scatter([i] * len(taus), taus, s=14, color="#1f4e79", alpha=0.6, zorder=2)
-        row = summary.loc[m]
-        ax.errorbar(i, row.tau_mean, yerr=[[row.tau_mean - row.tau_mean_lo], [row.tau_mean_hi - row.tau_mean]],
-                    fmt="D", color="black", capsize=4, zorder=3)
-    for m, style in ((ONESHOT, "--"), ("random", ":")):
-        if m in summary.index:
-            ax.axhline(summary.loc[m].tau_mean, color="#b03a2e", ls=style, lw=1,
-                       label=f"{'one-shot' if m == ONESHOT else 'random splits'}: mean tau")
+        r = rows.loc[(kind, name)]
+        ax.errorbar(i, r.tau, yerr=[[r.tau - r.tau_lo], [r.tau_hi - r.tau]], fmt="D", color="black", capsize=4, zorder=3)
+        if name in zero.index:
+            ax.scatter(i + 0.2, zero.loc[name].tau, marker="x", color="#b03a2e", zorder=3,
+                       label="the metric's own training-free ranking" if name == [n for n in order
+                                                                                   if n in zero.index][0] else None)
+    names = [display_name(m) if m in trees else m.replace(f"{ONESHOT} ", "one-shot\n") for m in order]
     ax.set_xticks(range(len(order)), names, rotation=45, ha="right")
-    ax.set_ylabel("Kendall tau, inherited vs standalone")
-    ax.set_title(f"Ranking of {int(ranking.archs.iloc[0])} study architectures\ndots: one tree (seed) each; "
-                 "diamonds: the mean, with its 95% bootstrap interval over trees", fontsize=9)
-    ax.legend(fontsize=8, loc="best")
-    return _save(fig, out, summary.reset_index())
+    ax.set_ylabel("Kendall tau against the ground truth")
+    ax.set_title(f"(a) Ranking {int(ranking.archs.iloc[0])} study architectures\ndots: one tree (seed) each; diamonds: "
+                 "the mean, 95% interval over architectures and seeds", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    deltas = summary[(summary.kind == "tree") & (summary.name != RANDOM)].set_index("name").reindex(
+        [t for t in trees if t != RANDOM])
+    for j, (column, colour, label) in enumerate((("vs_random", "#1f4e79", "vs random splits"),
+                                                 ("vs_oneshot", "#b03a2e", "vs one-shot (tree)"))):
+        xs = np.arange(len(deltas)) + (j - 0.5) * 0.3
+        d = deltas[column].to_numpy(float)
+        lo, hi = deltas[f"{column}_lo"].to_numpy(float), deltas[f"{column}_hi"].to_numpy(float)
+        bx.errorbar(xs, d, yerr=[d - lo, hi - d], fmt="o", color=colour, capsize=3, label=label)
+        for x, v, w in zip(xs, d, deltas[f"{column}_wins"]):
+            if np.isfinite(v):
+                bx.annotate(f"{w:.0%}", (x, v), textcoords="offset points", xytext=(0, -12), ha="center", fontsize=6,
+                            color=colour)
+    bx.axhline(0, color="black", lw=0.8)
+    bx.set_xticks(range(len(deltas)), [display_name(m) for m in deltas.index], rotation=45, ha="right")
+    bx.set_ylabel("paired difference in mean tau")
+    bx.set_title("(b) each metric against random splits and one-shot\n(the same resamples; % of resamples won)",
+                 fontsize=9)
+    bx.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save(fig, out, summary)
 
 
 def spread_table(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -233,17 +266,32 @@ def spread_table(pairs: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(_ordered(splits.metric), level="metric")
 
 
-def ranking_text(ranking: pd.DataFrame, draws: int = 1000) -> str:
-    """The ranking study as text: per metric over trees, then per tree."""
-    from fewshot_core.ranking import metric_intervals
+def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -> str:
+    """The ranking study as text: the protocol, the ceiling, per metric and baseline, then per ranking."""
+    from fewshot_core.ranking import CEILING
 
-    per_metric = metric_intervals(ranking, draws)
-    return "\n".join([
-        f"Ranking study ({int(ranking.archs.iloc[0])} architectures): Kendall tau and Spearman rho between",
-        "leaf-inherited and standalone accuracy, mean over trees (seeds) with the 95% bootstrap interval of the mean;",
-        "regret: best standalone accuracy of the set minus that of the top-1 by inherited accuracy:",
-        per_metric.round(3).to_string(index=False), "", "Per tree (tau_lo, tau_hi: 95% bootstrap over architectures):",
-        ranking.drop(columns=["top1_arch"]).round(3).to_string(index=False)])
+    p = protocol
+    start = (f"transfer: each seed's one-shot supernet pretrained {p['pretrain_epochs']} epochs, every leaf inherits "
+             f"it and trains {p['leaf_epochs']} more" if p["protocol"] == "transfer"
+             else f"scratch: every leaf trains {p['leaf_epochs']} epochs from a fresh initialisation")
+    lines = [f"Ranking study ({int(ranking.archs.iloc[0])} architectures). Protocol {start}; one-shot baselines: the "
+             f"same start, trained {p['oneshot_epochs']['tree']} epochs (tree: the steps of a tree's {p['leaves']} "
+             f"leaves) or {p['oneshot_epochs']['leaf']} (leaf: one leaf's). Ground truth: {p['gt_seeds']} standalone "
+             f"trainings of {p['standalone_epochs']} epochs per architecture, ranked by their mean. Every accuracy on "
+             "the test part."]
+    ceiling = summary[summary.kind == "ceiling"]
+    if ceiling.empty:
+        lines.append("One ground-truth seed: the ground truth's own agreement (the ceiling) is unknown.")
+    else:
+        c = ceiling.iloc[0]
+        lines.append(f"Ceiling: the ground truth's seeds agree at tau {c.tau:.3f} ({c.tau_lo:.3f} to {c.tau_hi:.3f}) "
+                     f"on accuracy, {c.tau_loss:.3f} on loss ({CEILING}); no ranking can be told apart beyond it.")
+    lines += ["", "Per metric and baseline: mean over rankings; tau_lo, tau_hi: 95% bootstrap interval of the mean "
+              "over architectures and seeds; vs_random, vs_oneshot: paired difference in mean tau on the same "
+              "resamples, its interval, and the share of resamples in which the metric wins:",
+              summary.round(3).to_string(index=False), "", "Per ranking (tau_lo, tau_hi: over architectures):",
+              ranking.drop(columns=["top1_arch"]).round(3).to_string(index=False)]
+    return "\n".join(lines)
 
 
 def summary_text(splits: pd.DataFrame, pairs: pd.DataFrame) -> str:

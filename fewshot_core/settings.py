@@ -102,12 +102,14 @@ class OptimizerSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Everything that decides a training run's result, besides its seed, data and start weights."""
+    """Everything that decides a training run's result, besides its seed, data and start weights.
+    ``crop_pad``: the zero padding of the random crops (``data.crop_pad``; input size / 8 by default)."""
 
     epochs: int
     batch_size: int
     mode: str
     augment: bool
+    crop_pad: int
     optimizer: OptimizerSettings
 
 
@@ -178,15 +180,24 @@ class TreeMetric:
 
 @dataclass(frozen=True)
 class StudySettings:
-    """The ranking study: ``archs`` sampled architectures (0: no study), each trained from scratch for
-    ``standalone`` epochs as the ground truth (docs/design.md §8)."""
+    """The ranking study (docs/design.md §8): ``archs`` sampled architectures (0: no study), each trained
+    from scratch for ``standalone`` epochs with ``gt_seeds`` seeds as the ground truth. ``protocol``
+    says where leaves start: ``transfer`` (a one-shot supernet pretrained ``pretrain`` epochs per seed,
+    Few-shot NAS's weight transfer) or ``scratch`` (a fresh initialisation, the paper's rule)."""
 
     archs: int
     seed: int
     standalone: int
+    gt_seeds: int
+    protocol: str
+    pretrain: int
     archs_per_job: int
     top_k: int
     bootstrap: int
+
+    @property
+    def transfers(self) -> bool:
+        return self.protocol == "transfer"
 
 
 # ----------------------------------------------------------------------------- the stages' specs
@@ -196,6 +207,8 @@ class StudySettings:
 # and its readers check that each input was made by exactly the spec it expects.
 
 Inputs = dict  # {input name: spec digest, or a list of them}
+#: The one-shot baselines' budgets: as many steps as all the leaves of a tree, or as one leaf.
+BUDGETS = ("tree", "leaf")
 
 
 @dataclass(frozen=True)
@@ -272,7 +285,9 @@ class ChildrenSpec:
 
 @dataclass(frozen=True)
 class LeavesSpec:
-    """``train_leaves``: some leaves of one tree, trained from scratch and evaluated."""
+    """``train_leaves``: some leaves of one tree, each starting from ``start`` (``pretrained``: the seed's
+    pretrained one-shot supernet restricted to the leaf's mask; ``init``: a fresh initialisation),
+    trained and evaluated."""
 
     run: str
     data: DataSettings
@@ -284,6 +299,7 @@ class LeavesSpec:
     seed: int
     chunk: int
     leaves: tuple[str, ...]
+    start: str
     inputs: Inputs
 
 
@@ -298,7 +314,8 @@ class StudySetSpec:
 
 @dataclass(frozen=True)
 class StandaloneSpec:
-    """``train_standalone``: some study architectures trained from scratch, on the study seed's holdout."""
+    """``train_standalone``: some study architectures trained from scratch with ground-truth seed ``gt``
+    on the study seed's training part, and evaluated on the test part."""
 
     run: str
     data: DataSettings
@@ -306,50 +323,100 @@ class StandaloneSpec:
     train: TrainSettings
     batch_size: int  # evaluation batch
     seed: int
+    gt: int
     chunk: int
     archs_per_job: int
     inputs: Inputs
 
 
 @dataclass(frozen=True)
-class OneShotSpec:
-    """``train_oneshot``: the one-shot supernet of a seed, trained for as many steps as a tree's leaves."""
+class PretrainSpec:
+    """``pretrain_oneshot``: a seed's one-shot supernet, trained from its initialisation; under the
+    ``transfer`` protocol every leaf of the seed's trees, and both one-shot baselines, start from it."""
 
     run: str
     data: DataSettings
     supernet: SupernetSettings
     train: TrainSettings
-    leaves: int
+    seed: int
+    inputs: Inputs
+
+
+@dataclass(frozen=True)
+class OneShotSpec:
+    """``train_oneshot``: the one-shot baseline of a seed, from the leaves' start (``pretrained`` or
+    ``init``), trained as many more steps as all the leaves of a tree (``budget`` tree) or as one leaf
+    (``budget`` leaf)."""
+
+    run: str
+    data: DataSettings
+    supernet: SupernetSettings
+    train: TrainSettings
+    budget: str
+    start: str
     seed: int
     inputs: Inputs
 
 
 @dataclass(frozen=True)
 class StudyEvalSpec:
-    """``evaluate_study``: every study architecture with the weights of its leaf in each of a seed's
-    trees, and with the seed's one-shot supernet."""
+    """``evaluate_study``: every study architecture with the weights of the leaf that holds it in one tree,
+    on the test part."""
 
     run: str
     data: DataSettings
     evaluation: EvalSettings
     factors: tuple[int, ...]
-    metrics: tuple[str, ...]
-    chunks: int
+    metric: str
     seed: int
-    study_seed: int
+    chunks: int
+    inputs: Inputs
+
+
+@dataclass(frozen=True)
+class OneShotEvalSpec:
+    """``evaluate_oneshot``: every study architecture with a one-shot baseline's weights, on the test part."""
+
+    run: str
+    data: DataSettings
+    evaluation: EvalSettings
+    seed: int
+    budget: str
+    inputs: Inputs
+
+
+@dataclass(frozen=True)
+class ZeroCostSpec:
+    """``score_study``: some study architectures ranked by a metric's value at initialisation (no
+    training, no split): the training-free baseline a split must beat."""
+
+    run: str
+    data: DataSettings
+    supernet: SupernetSettings
+    proxy: str
+    metric: MetricSettings
+    code: str
+    seed: int
+    chunk: int
+    archs_per_job: int
     inputs: Inputs
 
 
 @dataclass(frozen=True)
 class RankingSpec:
-    """``rank_study``: the ranking measures of every tree and of the one-shot baseline."""
+    """``rank_study``: the ranking measures of every tree, baseline and training-free ranking, the ground
+    truth's own agreement, and each metric's paired comparison with random splits and one-shot."""
 
     run: str
     metrics: tuple[str, ...]
     seeds: tuple[int, ...]
+    gt_seeds: int
     standalone_chunks: int
+    proxies: tuple[str, ...]
+    budgets: tuple[str, ...]
     top_k: int
     bootstrap: int
+    protocol: dict
     inputs: Inputs
 
 
@@ -370,7 +437,6 @@ class FiguresSpec:
     """``draw_figures`` and ``draw_ranking``: the run-level tables a figure is drawn from."""
 
     run: str
-    bootstrap: int
     inputs: Inputs
 
 
@@ -413,6 +479,7 @@ class RunSettings:
     evaluation: EvalSettings
     leaves_per_job: int
     study: StudySettings
+    proxies: dict[str, MetricSettings]
     _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -496,10 +563,16 @@ class RunSettings:
 
     @_memo
     def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
+        inputs = {"holdout": digest(self.holdout_spec(seed)), "splits": self._splits_above(metric, seed, self.levels)}
+        if self.study.transfers:
+            inputs["pretrained"] = digest(self.pretrain_spec(seed))
         return LeavesSpec(self.run, self.data, self.supernet, self.leaves, self.evaluation, self.tree.factors, metric,
-                          seed, chunk, self.leaf_chunks()[chunk],
-                          {"holdout": digest(self.holdout_spec(seed)),
-                           "splits": self._splits_above(metric, seed, self.levels)})
+                          seed, chunk, self.leaf_chunks()[chunk], self.leaf_start, inputs)
+
+    @property
+    def leaf_start(self) -> str:
+        """Where every leaf (and one-shot baseline) starts: the pretrained one-shot supernet, or an init."""
+        return "pretrained" if self.study.transfers else "init"
 
     def trees(self) -> list[tuple[str, int]]:
         """Every tree of the run, (metric, seed), in the order of the run's tables."""
@@ -519,50 +592,77 @@ class RunSettings:
 
     def figures_spec(self) -> FiguresSpec:
         d = digest(self.distances_spec())
-        return FiguresSpec(self.run, self.study.bootstrap, {"splits": d, "distance": d})
-
-    def oneshot_train(self) -> TrainSettings:
-        """The leaves' training with as many epochs as all the leaves of a tree together: the same steps
-        (same data and batch size), on the whole search space."""
-        return dataclasses.replace(self.leaves, epochs=self.leaves.epochs * self.leaf_count)
+        return FiguresSpec(self.run, {"splits": d, "distance": d})
 
     @_memo
     def study_set_spec(self) -> StudySetSpec:
         return StudySetSpec(self.run, self.study.archs, self.study.seed)
 
     @_memo
-    def standalone_spec(self, chunk: int) -> StandaloneSpec:
+    def standalone_spec(self, gt: int, chunk: int) -> StandaloneSpec:
         train = dataclasses.replace(self.leaves, epochs=self.study.standalone)
         return StandaloneSpec(self.run, self.data, self.supernet, train, self.evaluation.batch_size, self.study.seed,
-                              chunk, self.study.archs_per_job,
+                              gt, chunk, self.study.archs_per_job,
                               {"study_set": digest(self.study_set_spec()),
                                "holdout": digest(self.holdout_spec(self.study.seed))})
 
     @_memo
-    def oneshot_spec(self, seed: int) -> OneShotSpec:
-        return OneShotSpec(self.run, self.data, self.supernet, self.oneshot_train(), self.leaf_count, seed,
-                           {"holdout": digest(self.holdout_spec(seed))})
+    def pretrain_spec(self, seed: int) -> PretrainSpec:
+        train = dataclasses.replace(self.leaves, epochs=self.study.pretrain)
+        return PretrainSpec(self.run, self.data, self.supernet, train, seed, {"holdout": digest(self.holdout_spec(seed))})
+
+    def budget_epochs(self, budget: str) -> int:
+        """The one-shot baseline's epochs: as many steps as all the leaves of a tree, or as one leaf."""
+        return self.leaves.epochs * (self.leaf_count if budget == "tree" else 1)
 
     @_memo
-    def study_eval_spec(self, seed: int) -> StudyEvalSpec:
-        return StudyEvalSpec(self.run, self.data, self.evaluation, self.tree.factors, tuple(self.metrics), self.chunks,
-                             seed, self.study.seed,
+    def oneshot_spec(self, seed: int, budget: str) -> OneShotSpec:
+        inputs = {"holdout": digest(self.holdout_spec(seed))}
+        if self.study.transfers:
+            inputs["pretrained"] = digest(self.pretrain_spec(seed))
+        train = dataclasses.replace(self.leaves, epochs=self.budget_epochs(budget))
+        return OneShotSpec(self.run, self.data, self.supernet, train, budget, self.leaf_start, seed, inputs)
+
+    @_memo
+    def study_eval_spec(self, metric: str, seed: int) -> StudyEvalSpec:
+        return StudyEvalSpec(self.run, self.data, self.evaluation, self.tree.factors, metric, seed, self.chunks,
                              {"study_set": digest(self.study_set_spec()), "holdout": digest(self.holdout_spec(seed)),
-                              "splits": [digest(self.split_spec(m, seed, lv)) for m in self.metrics
-                                         for lv in range(self.levels)],
-                              "leaf_weights": [digest(self.leaves_spec(m, seed, c)) for m in self.metrics
-                                               for c in range(self.chunks)],
-                              "oneshot": digest(self.oneshot_spec(seed))})
+                              "splits": self._splits_above(metric, seed, self.levels),
+                              "leaf_weights": [digest(self.leaves_spec(metric, seed, c)) for c in range(self.chunks)]})
+
+    @_memo
+    def oneshot_eval_spec(self, seed: int, budget: str) -> OneShotEvalSpec:
+        return OneShotEvalSpec(self.run, self.data, self.evaluation, seed, budget,
+                               {"study_set": digest(self.study_set_spec()), "holdout": digest(self.holdout_spec(seed)),
+                                "oneshot": digest(self.oneshot_spec(seed, budget))})
+
+    @_memo
+    def zero_cost_spec(self, proxy: str, chunk: int) -> ZeroCostSpec:
+        from fewshot_core import catalog, user_metrics
+
+        m = self.proxies[proxy]
+        code = user_metrics.code_hash(m.function) if m.function else catalog.code_hash(m.name)
+        return ZeroCostSpec(self.run, self.data, self.supernet, proxy, m, code, self.study.seed, chunk,
+                            self.study.archs_per_job, {"study_set": digest(self.study_set_spec()),
+                                                       "holdout": digest(self.holdout_spec(self.study.seed))})
 
     @_memo
     def ranking_spec(self) -> RankingSpec:
-        return RankingSpec(self.run, tuple(self.metrics), self.seeds, self.standalone_chunks(), self.study.top_k,
-                           self.study.bootstrap,
-                           {"standalone": [digest(self.standalone_spec(k)) for k in range(self.standalone_chunks())],
-                            "studies": [digest(self.study_eval_spec(s)) for s in self.seeds]})
+        gts, chunks = range(self.study.gt_seeds), range(self.standalone_chunks())
+        protocol = {"protocol": self.study.protocol, "pretrain_epochs": self.study.pretrain if self.study.transfers
+                    else 0, "leaf_epochs": self.leaves.epochs, "leaves": self.leaf_count,
+                    "oneshot_epochs": {b: self.budget_epochs(b) for b in BUDGETS},
+                    "standalone_epochs": self.study.standalone, "gt_seeds": self.study.gt_seeds,
+                    "evaluated_on": "test"}
+        return RankingSpec(self.run, tuple(self.metrics), self.seeds, self.study.gt_seeds, self.standalone_chunks(),
+                           tuple(self.proxies), BUDGETS, self.study.top_k, self.study.bootstrap, protocol,
+                           {"standalone": [digest(self.standalone_spec(g, k)) for g in gts for k in chunks],
+                            "studies": [digest(self.study_eval_spec(m, s)) for m, s in self.trees()],
+                            "oneshots": [digest(self.oneshot_eval_spec(s, b)) for s in self.seeds for b in BUDGETS],
+                            "zero_cost": [digest(self.zero_cost_spec(p, k)) for p in self.proxies for k in chunks]})
 
     def ranking_figure_spec(self) -> FiguresSpec:
-        return FiguresSpec(self.run, self.study.bootstrap, {"ranking": digest(self.ranking_spec())})
+        return FiguresSpec(self.run, {"ranking": digest(self.ranking_spec())})
 
     # ------------------------------------------------------------------------- every output of the run
 
@@ -578,11 +678,17 @@ class RunSettings:
             for c in range(self.chunks):
                 out += [("leaves", dict(metric=m, seed=s, chunk=c)), ("leaf_weights", dict(metric=m, seed=s, chunk=c))]
         out += [("splits_table", {}), ("split_distance", {}), ("leaves_table", {})]
+        if self.study.transfers:
+            out += [("pretrained", {"seed": s}) for s in self.seeds]
         if self.studies:
+            chunks = range(self.standalone_chunks())
             out.append(("study_set", {}))
-            out += [("standalone", {"chunk": k}) for k in range(self.standalone_chunks())]
-            out += [(kind, {"seed": s}) for kind in ("oneshot", "study") for s in self.seeds]
-            out.append(("ranking", {}))
+            out += [("standalone", {"gt": g, "chunk": k}) for g in range(self.study.gt_seeds) for k in chunks]
+            out += [("oneshot", {"seed": s, "budget": b}) for s in self.seeds for b in BUDGETS]
+            out += [("oneshot_study", {"seed": s, "budget": b}) for s in self.seeds for b in BUDGETS]
+            out += [("study", {"metric": m, "seed": s}) for m, s in self.trees()]
+            out += [("zero_cost", {"proxy": p, "chunk": k}) for p in self.proxies for k in chunks]
+            out += [("ranking", {}), ("study_summary", {})]
         return out
 
     def spec_for(self, kind: str, identity: dict):

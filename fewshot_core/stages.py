@@ -10,6 +10,7 @@ resume one only when it was made by the same settings, and delete them once thei
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from fewshot_core.outputs import (
     SCORE_COLUMNS,
     STANDALONE_COLUMNS,
     STUDY_COLUMNS,
+    SUMMARY_COLUMNS,
+    ZERO_COST_COLUMNS,
     checkpoint,
 )
 from fewshot_core.ranking import ONESHOT
@@ -39,7 +42,9 @@ from fewshot_core.settings import (
     HoldoutSpec,
     LeavesSpec,
     MetricSettings,
+    OneShotEvalSpec,
     OneShotSpec,
+    PretrainSpec,
     RankingSpec,
     RootSpec,
     ScoreSpec,
@@ -49,6 +54,7 @@ from fewshot_core.settings import (
     StudySetSpec,
     SupernetSettings,
     TreesSpec,
+    ZeroCostSpec,
 )
 from fewshot_core.splitting import edge_similarity_ops, edges_to_score, node_masks, split_level
 from fewshot_core.tree import ROOT, node_seed, parent_of
@@ -273,35 +279,58 @@ def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, spli
     log(f"{spec.metric} seed {spec.seed}: {len(states)} nodes of level {spec.level} warmed up -> {out}")
 
 
+def _start_weights(spec, pretrained: Path | None, shape: dict) -> dict | None:
+    """The one-shot supernet a job starts from (``spec.start`` pretrained), checked; None for an init."""
+    if spec.start != "pretrained":
+        return None
+    if pretrained is None:
+        raise ArtifactError("the transfer protocol starts from the seed's pretrained one-shot supernet: give "
+                            "--pretrained")
+    return _load_nodes(pretrained, _expect("pretrained", spec, "pretrained", seed=spec.seed), shape)["nodes"][ROOT]
+
+
 def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table: Path, out_weights: Path,
-                 checkpoints: Path, device: str, log: Log = _log) -> None:
-    """Some leaves of one tree, each trained from scratch on its mask, then its architectures evaluated."""
+                 checkpoints: Path, device: str, pretrained: Path | None = None, log: Log = _log) -> None:
+    """Some leaves of one tree, each starting from the pretrained one-shot supernet restricted to its mask
+    (or from a fresh initialisation), trained on its mask, then its architectures evaluated."""
     import torch
 
-    from fewshot_core.train import evaluate_architectures, resolve_device, sample_architectures, train, training_steps
+    from fewshot_core.train import (
+        evaluate_architectures,
+        resolve_device,
+        sample_architectures,
+        state_digest,
+        train,
+        training_steps,
+        validation_images,
+    )
 
     d, train_idx, val_idx = _holdout(spec, holdout)
     masks = node_masks(spec.factors, len(spec.factors), _tree_splits(spec, "splits", splits, spec.metric, spec.seed))
     dev = resolve_device(device)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
-    tables, states, used = [], {}, []
+    start = _start_weights(spec, pretrained, shape)
+    images = validation_images(d, val_idx, dev)
+    tables, states, starts, used = [], {}, {}, []
     for leaf in spec.leaves:
         if leaf not in masks:
             raise ArtifactError(f"{leaf} is not a leaf of this tree; its leaves: {sorted(masks)}")
         init_seed = node_seed(spec.seed, leaf, "init")
         torch.manual_seed(init_seed)
-        net = _supernet(shape, mask=masks[leaf][0])
+        net = _supernet(shape, start, masks[leaf][0])
+        starts[leaf] = state_digest(net)
         ckpt = checkpoint(checkpoints, "leaf", metric=spec.metric, seed=spec.seed, node=leaf)
         train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
               label=f"{spec.metric} seed {spec.seed} leaf {leaf}")
         archs = sample_architectures(masks[leaf][0], spec.evaluation.archs, init_seed)
-        table = evaluate_architectures(net, d, train_idx, val_idx, archs, spec.evaluation, init_seed, device=dev)
+        table = evaluate_architectures(net, d, train_idx, images, archs, spec.evaluation, init_seed, device=dev)
         tables.append(table.assign(metric=spec.metric, seed=spec.seed, leaf=leaf))
         states[leaf] = net.cpu().state_dict()
         used.append(ckpt)
     out = pd.concat(tables, ignore_index=True)[list(LEAF_COLUMNS)]
-    extra = dict(steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)),
-                 inputs=artifacts.inputs_record({"holdout": holdout, "splits": splits}))
+    files = {"holdout": holdout, "splits": splits, **({"pretrained": pretrained} if pretrained else {})}
+    extra = dict(steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)), start=spec.start,
+                 start_weights=starts, inputs=artifacts.inputs_record(files))
     artifacts.save_weights(out_weights, shape, states, {leaf: masks[leaf][0] for leaf in spec.leaves},
                            record(OUTPUTS["leaf_weights"], spec, **extra))
     artifacts.write_table(out, out_table, record(OUTPUTS["leaves"], spec, **extra))
@@ -347,124 +376,230 @@ def _study_set(path: Path, expected: dict) -> list[str]:
     return archs
 
 
+def _chunk(archs: list[str], chunk: int, per_job: int) -> list[str]:
+    return archs[chunk * per_job : (chunk + 1) * per_job]
+
+
+def _evaluated_on(d, images) -> dict:
+    """What a study table's accuracies were measured on: the test part, named by a digest of its images."""
+    import hashlib
+
+    return {"part": "test", "images": len(images[1]),
+            "digest": hashlib.sha256(d.test_x.numpy().tobytes() + d.test_y.numpy().tobytes()).hexdigest()[:16]}
+
+
 def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: Path, checkpoints: Path, device: str,
                      log: Log = _log) -> None:
-    """Some study architectures trained from scratch as standalone networks and evaluated: the ground truth."""
+    """Some study architectures trained from scratch as standalone networks with one ground-truth seed, on the
+    study seed's training part, and evaluated on the test part: the ground truth."""
     import torch
 
     from fewshot_core.settings import digest
     from fewshot_core.space import standalone
-    from fewshot_core.train import resolve_device, train, validate, validation_images
+    from fewshot_core.train import resolve_device, test_images, train, validate
 
-    d, train_idx, val_idx = _holdout(spec, holdout)
-    archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
-    archs = archs[spec.chunk * spec.archs_per_job : (spec.chunk + 1) * spec.archs_per_job]
+    d, train_idx, _ = _holdout(spec, holdout)
+    archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
     dev = resolve_device(device)
-    x_val, y_val = validation_images(d, val_idx, dev)
+    images = test_images(d, dev)
     rows, used = [], []
     for arch in archs:
-        init_seed = node_seed(spec.seed, arch, "standalone")
+        init_seed = node_seed(spec.seed, arch, f"standalone{spec.gt}")
         torch.manual_seed(init_seed)
         net = standalone(arch, spec.supernet.C, spec.supernet.N, d.num_classes, spec.data.input_size)
-        ckpt = checkpoint(checkpoints, "standalone", arch=digest(arch))
-        train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev, label=f"standalone {arch}")
-        accuracy, loss = validate(net, x_val, y_val, spec.batch_size)
-        rows.append({"arch": arch, "val_accuracy": accuracy, "val_loss": loss, "epochs": spec.train.epochs})
+        ckpt = checkpoint(checkpoints, "standalone", gt=spec.gt, arch=digest(arch))
+        train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
+              label=f"standalone {arch}, ground-truth seed {spec.gt}")
+        accuracy, loss = validate(net, *images, spec.batch_size)
+        rows.append({"arch": arch, "gt": spec.gt, "test_accuracy": accuracy, "test_loss": loss,
+                     "epochs": spec.train.epochs})
         used.append(ckpt)
-        log(f"{arch}: validation accuracy {accuracy:.4f}")
+        log(f"{arch}: test accuracy {accuracy:.4f}")
     artifacts.write_table(pd.DataFrame(rows, columns=list(STANDALONE_COLUMNS)), out, record(
-        OUTPUTS["standalone"], spec, inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
+        OUTPUTS["standalone"], spec, evaluated_on=_evaluated_on(d, images),
+        inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
     for ckpt in used:
         ckpt.unlink(missing_ok=True)
 
 
-def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path, device: str, log: Log = _log) -> None:
-    """The one-shot baseline: the whole supernet trained from scratch for as many steps as a tree's leaves."""
+def pretrain_oneshot(spec: PretrainSpec, holdout: Path, out: Path, checkpoints: Path, device: str,
+                     log: Log = _log) -> None:
+    """A seed's one-shot supernet trained from its initialisation: where the transfer protocol's leaves and
+    one-shot baselines start (Few-shot NAS's weight transfer)."""
     import torch
 
     from fewshot_core.train import resolve_device, train, training_steps
 
     d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
-    init_seed = node_seed(spec.seed, ROOT, "oneshot")
-    torch.manual_seed(init_seed)
+    torch.manual_seed(node_seed(spec.seed, ROOT, "pretrain"))
     net = _supernet(shape)
-    ckpt = checkpoint(checkpoints, "oneshot", seed=spec.seed)
-    train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=resolve_device(device),
-          label=f"one-shot supernet, seed {spec.seed}")
+    ckpt = checkpoint(checkpoints, "pretrain", seed=spec.seed)
+    train(net, d, train_idx, spec.train, node_seed(spec.seed, ROOT, "pretrain"), checkpoint=ckpt,
+          device=resolve_device(device), label=f"pretrained one-shot supernet, seed {spec.seed}")
     steps = training_steps(spec.train, len(train_idx))
     artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["oneshot"], spec, steps=steps, inputs=artifacts.inputs_record({"holdout": holdout})))
+        OUTPUTS["pretrained"], spec, steps=steps, inputs=artifacts.inputs_record({"holdout": holdout})))
     ckpt.unlink(missing_ok=True)
-    log(f"one-shot supernet, seed {spec.seed}: {steps} steps ({spec.train.epochs} epochs) -> {out}")
+    log(f"pretrained one-shot supernet, seed {spec.seed}: {steps} steps ({spec.train.epochs} epochs) -> {out}")
+
+
+def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path, device: str,
+                  pretrained: Path | None = None, log: Log = _log) -> None:
+    """A one-shot baseline: the whole supernet, from where the leaves start, trained as many steps as all the
+    leaves of a tree (``budget`` tree) or as one leaf (``budget`` leaf)."""
+    import torch
+
+    from fewshot_core.train import resolve_device, state_digest, train, training_steps
+
+    d, train_idx, _ = _holdout(spec, holdout)
+    shape = _shape(spec.supernet, spec.data, d.num_classes)
+    init_seed = node_seed(spec.seed, ROOT, f"oneshot_{spec.budget}")
+    torch.manual_seed(init_seed)
+    net = _supernet(shape, _start_weights(spec, pretrained, shape))
+    start = state_digest(net)
+    ckpt = checkpoint(checkpoints, "oneshot", seed=spec.seed, budget=spec.budget)
+    train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=resolve_device(device),
+          label=f"one-shot supernet ({spec.budget} budget), seed {spec.seed}")
+    steps = training_steps(spec.train, len(train_idx))
+    files = {"holdout": holdout, **({"pretrained": pretrained} if pretrained else {})}
+    artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
+        OUTPUTS["oneshot"], spec, steps=steps, start=spec.start, start_weights=start,
+        inputs=artifacts.inputs_record(files)))
+    ckpt.unlink(missing_ok=True)
+    log(f"one-shot supernet ({spec.budget} budget), seed {spec.seed}: {steps} more steps from {spec.start} -> {out}")
 
 
 def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: list[Path], leaf_weights: list[Path],
-                   oneshot: Path, out: Path, device: str, log: Log = _log) -> None:
-    """Every study architecture with the weights of the leaf that holds it in each of the seed's trees
-    (``splits`` and ``leaf_weights`` in metric order, levels and chunks within), and with the one-shot
-    supernet; BN statistics re-estimated for each architecture, as the leaves' own evaluation does."""
+                   out: Path, device: str, log: Log = _log) -> None:
+    """Every study architecture with the weights of the leaf that holds it in one tree, BN statistics
+    re-estimated for it on the tree's training images, evaluated on the test part."""
     from fewshot_core.nb201 import arch_to_mask
     from fewshot_core.splitting import leaf_of
-    from fewshot_core.train import evaluate_architectures, resolve_device
+    from fewshot_core.train import evaluate_architectures, resolve_device, test_images
 
-    d, train_idx, val_idx = _holdout(spec, holdout)
+    d, train_idx, _ = _holdout(spec, holdout)
     archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
     dev = resolve_device(device)
-    levels = len(spec.factors)
+    images = test_images(d, dev)
+    records = _tree_splits(spec, "splits", splits, spec.metric, spec.seed)
+    leaves = {leaf: mask for leaf, (mask, _) in node_masks(spec.factors, len(spec.factors), records).items()}
+    states, shape = {}, {}
+    for c, path in enumerate(leaf_weights):
+        w = artifacts.load_weights(path, _expect("leaf_weights", spec, "leaf_weights", c, metric=spec.metric,
+                                                 seed=spec.seed, chunk=c))
+        states.update(w["nodes"])
+        shape = w["supernet"]
+    by_leaf: dict[str, list[str]] = {}
+    for arch in archs:
+        by_leaf.setdefault(leaf_of(arch_to_mask(arch), leaves), []).append(arch)
     tables = []
-    for i, metric in enumerate(spec.metrics):
-        records = _tree_splits(spec, "splits", splits[i * levels : (i + 1) * levels], metric, spec.seed, i * levels)
-        leaves = {leaf: mask for leaf, (mask, _) in node_masks(spec.factors, levels, records).items()}
-        states, shape = {}, {}
-        for c in range(spec.chunks):
-            k = i * spec.chunks + c
-            w = artifacts.load_weights(leaf_weights[k], _expect("leaf_weights", spec, "leaf_weights", k, metric=metric,
-                                                                seed=spec.seed, chunk=c))
-            states.update(w["nodes"])
-            shape = w["supernet"]
-        by_leaf: dict[str, list[str]] = {}
-        for arch in archs:
-            by_leaf.setdefault(leaf_of(arch_to_mask(arch), leaves), []).append(arch)
-        for leaf, held in by_leaf.items():
-            if leaf not in states:
-                raise ArtifactError(f"no weights for leaf {leaf} of {metric}, seed {spec.seed}; {artifacts.REMEDY}")
-            net = _supernet(shape, states[leaf], leaves[leaf]).to(dev)
-            seed = node_seed(spec.seed, leaf, "study")
-            table = evaluate_architectures(net, d, train_idx, val_idx, held, spec.evaluation, seed, device=dev)
-            tables.append(table.assign(metric=metric, seed=spec.seed, leaf=leaf))
-        log(f"{metric} seed {spec.seed}: {len(archs)} study architectures in {len(by_leaf)} leaves")
-    w = artifacts.load_weights(oneshot, _expect("oneshot", spec, "oneshot", seed=spec.seed))
-    net = _supernet(w["supernet"], w["nodes"][ROOT]).to(dev)
-    seed = node_seed(spec.seed, ROOT, "study")
-    table = evaluate_architectures(net, d, train_idx, val_idx, archs, spec.evaluation, seed, device=dev)
-    tables.append(table.assign(metric=ONESHOT, seed=spec.seed, leaf=ROOT))
+    for leaf, held in by_leaf.items():
+        if leaf not in states:
+            raise ArtifactError(f"no weights for leaf {leaf} of {spec.metric}, seed {spec.seed}; {artifacts.REMEDY}")
+        net = _supernet(shape, states[leaf], leaves[leaf]).to(dev)
+        table = evaluate_architectures(net, d, train_idx, images, held, spec.evaluation,
+                                       node_seed(spec.seed, leaf, "study"), device=dev, prefix="test")
+        tables.append(table.assign(metric=spec.metric, seed=spec.seed, leaf=leaf))
     artifacts.write_table(pd.concat(tables, ignore_index=True)[list(STUDY_COLUMNS)], out, record(
-        OUTPUTS["study"], spec, inputs=artifacts.inputs_record(
-            {"study_set": study_set, "holdout": holdout, "splits": splits, "leaf_weights": leaf_weights,
-             "oneshot": oneshot})))
+        OUTPUTS["study"], spec, evaluated_on=_evaluated_on(d, images), inputs=artifacts.inputs_record(
+            {"study_set": study_set, "holdout": holdout, "splits": splits, "leaf_weights": leaf_weights})))
+    log(f"{spec.metric} seed {spec.seed}: {len(archs)} study architectures in {len(by_leaf)} leaves")
+
+
+def evaluate_oneshot(spec: OneShotEvalSpec, study_set: Path, holdout: Path, oneshot: Path, out: Path, device: str,
+                     log: Log = _log) -> None:
+    """Every study architecture with a one-shot baseline's weights, evaluated as the leaves' are."""
+    from fewshot_core.train import evaluate_architectures, resolve_device, test_images
+
+    d, train_idx, _ = _holdout(spec, holdout)
+    archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
+    dev = resolve_device(device)
+    images = test_images(d, dev)
+    w = artifacts.load_weights(oneshot, _expect("oneshot", spec, "oneshot", seed=spec.seed, budget=spec.budget))
+    net = _supernet(w["supernet"], w["nodes"][ROOT]).to(dev)
+    table = evaluate_architectures(net, d, train_idx, images, archs, spec.evaluation,
+                                   node_seed(spec.seed, ROOT, "study"), device=dev, prefix="test")
+    name = f"{ONESHOT} ({spec.budget})"
+    artifacts.write_table(table.assign(metric=name, seed=spec.seed, leaf=ROOT)[list(STUDY_COLUMNS)], out, record(
+        OUTPUTS["oneshot_study"], spec, evaluated_on=_evaluated_on(d, images), inputs=artifacts.inputs_record(
+            {"study_set": study_set, "holdout": holdout, "oneshot": oneshot})))
+    log(f"{name}, seed {spec.seed}: {len(archs)} study architectures")
+
+
+def score_study(spec: ZeroCostSpec, study_set: Path, holdout: Path, out: Path, device: str, log: Log = _log) -> None:
+    """Some study architectures scored by one metric at initialisation: the supernet of the study seed
+    restricted to each architecture (a standalone network of it, docs/design.md §1), on the metric's own
+    batches; no split and no training."""
+    import torch
+
+    from fewshot_core import metrics
+    from fewshot_core.nb201 import arch_to_mask
+    from fewshot_core.train import resolve_device
+
+    m = spec.metric
+    if m.function is not None:
+        metrics.register_user(m.name, m.function, m.kind)
+    d, train_idx, _ = _holdout(spec, holdout)
+    archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
+    dev = resolve_device(device)
+    torch.manual_seed(node_seed(spec.seed, ROOT, "zero-cost"))
+    net = _supernet(_shape(spec.supernet, spec.data, d.num_classes)).to(dev)
+    batches = _scoring_batches(m, spec.seed, d, train_idx, dev)
+    rows = []
+    for arch in archs:
+        net.set_mask(arch_to_mask(arch), connected=False)
+        draws = node_seed(spec.seed, arch, "zero-cost")
+        torch.manual_seed(draws)
+        value = metrics.value(m.name, net, batches, m.settings, seed=draws)
+        rows.append({"proxy": m.name, "arch": arch, "score": float(value)})
+    artifacts.write_table(pd.DataFrame(rows, columns=list(ZERO_COST_COLUMNS)), out, record(
+        OUTPUTS["zero_cost"], spec, inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
+    log(f"{m.name}: {len(rows)} study architectures scored at initialisation")
+
+
+def rank_study(spec: RankingSpec, standalone: list[Path], studies: list[Path], oneshots: list[Path],
+               zero_cost: list[Path], out: Path, out_summary: Path, log: Log = _log) -> None:
+    """Every ranking of the study against the ground truth (the mean of its seeds): each tree, each one-shot
+    baseline, each training-free ranking, and the ground truth's seeds against each other (the ceiling);
+    then per metric the mean over trees with its interval, and its paired comparison with random splits and
+    with one-shot, all on the same resamples of architectures and seeds."""
+    from fewshot_core.ranking import study_tables
+
+    chunks = spec.standalone_chunks
+    truth = pd.concat([artifacts.read_table(p, _expect("standalone", spec, "standalone", i, gt=i // chunks,
+                                                       chunk=i % chunks), columns=STANDALONE_COLUMNS)
+                       for i, p in enumerate(standalone)], ignore_index=True)
+    trees = [(m, s) for m in spec.metrics for s in spec.seeds]
+    inherited = pd.concat([artifacts.read_table(p, _expect("study", spec, "studies", i, metric=m, seed=s),
+                                                columns=STUDY_COLUMNS) for i, (p, (m, s)) in enumerate(zip(studies, trees))]
+                          + [artifacts.read_table(p, _expect("oneshot_study", spec, "oneshots", i, seed=s, budget=b),
+                                                  columns=STUDY_COLUMNS)
+                             for i, (p, (s, b)) in enumerate(zip(oneshots, [(s, b) for s in spec.seeds
+                                                                            for b in spec.budgets]))],
+                          ignore_index=True)
+    proxies = [(p, k) for p in spec.proxies for k in range(chunks)]
+    scores = pd.concat([artifacts.read_table(p, _expect("zero_cost", spec, "zero_cost", i, proxy=name, chunk=k),
+                                             columns=ZERO_COST_COLUMNS) for i, (p, (name, k)) in enumerate(zip(zero_cost, proxies))],
+                       ignore_index=True)
+    evaluated = {json.dumps(artifacts.read_record(p, "parquet").get("evaluated_on"), sort_keys=True)
+                 for p in [*standalone, *studies, *oneshots]}
+    if len(evaluated) != 1:
+        raise ArtifactError(f"the study's accuracies were measured on different images ({sorted(evaluated)}); "
+                            f"{artifacts.REMEDY}")
+    table, summary = study_tables(truth, inherited, scores, spec.top_k, spec.bootstrap)
+    made_from = {"splits": sorted({d for p in studies for d in inherited_from(p, "splits")}),
+                 "leaves": sorted({d for p in studies for d in inherited_from(p, "leaf_weights")})}
+    extra = dict(made_from=made_from, evaluated_on=json.loads(evaluated.pop()), inputs=artifacts.inputs_record(
+        {"standalone": standalone, "studies": studies, "oneshots": oneshots, "zero_cost": zero_cost}))
+    artifacts.write_table(table, out, record(OUTPUTS["ranking"], spec, **extra))
+    artifacts.write_table(summary, out_summary, record(OUTPUTS["study_summary"], spec, **extra))
+    log(summary.round(3).to_string(index=False))
 
 
 def inherited_from(path: Path, key: str) -> list[str]:
     """The spec digests of the inputs ``key`` recorded in a table's provenance (which trees it was made from)."""
     return (artifacts.read_record(path, "parquet") or {}).get("settings", {}).get("inputs", {}).get(key, [])
-
-
-def rank_study(spec: RankingSpec, standalone: list[Path], studies: list[Path], out: Path, log: Log = _log) -> None:
-    """Per tree and per one-shot supernet: Kendall tau, Spearman rho, top-1 regret and top-k overlap."""
-    from fewshot_core.ranking import metric_intervals, ranking_table
-
-    truth = pd.concat([artifacts.read_table(p, _expect("standalone", spec, "standalone", k, chunk=k),
-                                            columns=STANDALONE_COLUMNS) for k, p in enumerate(standalone)],
-                      ignore_index=True)
-    inherited = pd.concat([artifacts.read_table(p, _expect("study", spec, "studies", i, seed=s), columns=STUDY_COLUMNS)
-                           for i, (p, s) in enumerate(zip(studies, spec.seeds))], ignore_index=True)
-    table = ranking_table(truth, inherited, spec.top_k, spec.bootstrap)
-    made_from = {"splits": sorted({d for p in studies for d in inherited_from(p, "splits")}),
-                 "leaves": sorted({d for p in studies for d in inherited_from(p, "leaf_weights")})}
-    artifacts.write_table(table, out, record(OUTPUTS["ranking"], spec, made_from=made_from, inputs=artifacts.inputs_record(
-        {"standalone": standalone, "studies": studies})))
-    log(metric_intervals(table, spec.bootstrap).round(3).to_string(index=False))
 
 
 # ----------------------------------------------------------------------------- the whole run
@@ -526,12 +661,13 @@ def draw_figures(spec: FiguresSpec, splits: Path, distance: Path, out_dir: Path,
         log(str(f))
 
 
-def draw_ranking(spec: FiguresSpec, ranking: Path, out: Path, log: Log = _log) -> None:
-    """The ranking study's figure (PNG, PDF and the plotted values as CSV)."""
+def draw_ranking(spec: FiguresSpec, ranking: Path, summary: Path, out: Path, log: Log = _log) -> None:
+    """The ranking study's figure (PNG, PDF and the study's summary table as CSV)."""
     from fewshot_core.report import figure_ranking
 
     table = artifacts.read_table(ranking, _expect("ranking", spec, "ranking"), columns=RANKING_COLUMNS)
-    for f in figure_ranking(table, out.with_suffix(""), spec.bootstrap):
+    means = artifacts.read_table(summary, _expect("study_summary", spec, "ranking"), columns=SUMMARY_COLUMNS)
+    for f in figure_ranking(table, means, out.with_suffix("")):
         log(str(f))
 
 
@@ -540,7 +676,8 @@ def summary(run_dir: Path) -> str:
     was made from the same trees and leaves; each section says which tables and settings it comes from."""
     from fewshot_core.report import ranking_text, summary_text
 
-    files = {k: run_dir / OUTPUTS[k].template for k in ("splits_table", "split_distance", "leaves_table", "ranking")}
+    files = {k: run_dir / OUTPUTS[k].template for k in ("splits_table", "split_distance", "leaves_table", "ranking",
+                                                        "study_summary")}
     for k in ("splits_table", "split_distance"):
         if not files[k].exists():
             raise ArtifactError(f"{files[k]} does not exist: run the workflow (snakemake splits) first")
@@ -566,5 +703,7 @@ def summary(run_dir: Path) -> str:
         return text + (f"\n\nRanking study: {files['ranking']} is stale ({'; '.join(stale)}): it was made from an "
                        "earlier run's trees and is not shown. `snakemake study` (with this run's configuration) "
                        "remakes it.")
-    return text + (f"\n\nFrom {files['ranking'].name} (settings {study['spec']}), made from the trees above.\n"
-                   + ranking_text(ranking, study["settings"]["bootstrap"]))
+    means = artifacts.read_table(files["study_summary"], {"kind": "study_summary", "run": made["run"],
+                                                          "spec": study["spec"]}, columns=SUMMARY_COLUMNS)
+    return text + (f"\n\nFrom {files['ranking'].name} and {files['study_summary'].name} (settings {study['spec']}), "
+                   "made from the trees above.\n" + ranking_text(ranking, means, study["settings"]["protocol"]))

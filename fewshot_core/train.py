@@ -140,7 +140,7 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
         t0, seen, loss_sum, correct, taken = time.perf_counter(), 0, 0.0, 0, 0
         for i, (xb, yb) in enumerate(data.batches(x_all, y_all, cfg.batch_size, gens["order"])):
             if cfg.augment:
-                xb = data.augment(xb, gens["augment"], flip=d.name != "digits")
+                xb = data.augment(xb, gens["augment"], flip=d.name != "digits", pad=cfg.crop_pad)
             x = data.normalize(xb.to(device), d)
             y = yb.to(device)
             opt.zero_grad(set_to_none=True)
@@ -205,32 +205,43 @@ def validate(net: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int, ar
 
 
 def validation_images(d: data.ImageData, val_idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised validation images of a holdout (the leaves' own evaluation)."""
     idx = torch.as_tensor(val_idx)
     return data.normalize(d.train_x[idx], d).to(device), d.train_y[idx].to(device)
 
 
+def test_images(d: data.ImageData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised test part, which no training stage touches: every accuracy of the ranking study."""
+    return data.normalize(d.test_x, d).to(device), d.test_y.to(device)
+
+
+def calibration_indices(train_idx: np.ndarray, cfg: EvalSettings, seed: int) -> torch.Tensor:
+    """The training images that re-estimate batch norm before each architecture is evaluated."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=g)[: cfg.bn_batches * cfg.batch_size]]
+
+
 @torch.no_grad()
-def evaluate_architectures(net: Supernet, d: data.ImageData, train_idx: np.ndarray, val_idx: np.ndarray,
-                           archs: list[str], cfg: EvalSettings, seed: int,
-                           device: torch.device | None = None) -> pd.DataFrame:
-    """Evaluate each architecture of ``archs`` with the supernet's weights on the validation split,
-    BN statistics re-estimated for it on ``cfg.bn_batches`` training batches of ``cfg.batch_size``
-    (drawn from ``seed``); the supernet is left as it was."""
+def evaluate_architectures(net: Supernet, d: data.ImageData, train_idx: np.ndarray,
+                           images: tuple[torch.Tensor, torch.Tensor], archs: list[str], cfg: EvalSettings, seed: int,
+                           device: torch.device | None = None, prefix: str = "val") -> pd.DataFrame:
+    """Evaluate each architecture of ``archs`` with the supernet's weights on ``images`` (normalised, on
+    the device), BN statistics re-estimated for it on ``cfg.bn_batches`` training batches of
+    ``cfg.batch_size`` (drawn from ``seed``); the supernet is left as it was. Columns: arch,
+    ``<prefix>_accuracy``, ``<prefix>_loss``."""
     device = device or torch.device("cpu")
     saved = {k: v.clone() for k, v in net.state_dict().items()}
     momenta = {m: m.momentum for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
-    g = torch.Generator().manual_seed(seed)
-    calib_idx = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=g)[: cfg.bn_batches * cfg.batch_size]]
-    x_cal = data.normalize(d.train_x[calib_idx], d).to(device)
-    x_val, y_val = validation_images(d, val_idx, device)
+    x_cal = data.normalize(d.train_x[calibration_indices(train_idx, cfg, seed)], d).to(device)
+    x_eval, y_eval = images
     rows = []
     try:
         for arch in archs:
             recalibrate_bn(net, arch, x_cal, cfg.batch_size)
-            accuracy, loss = validate(net, x_val, y_val, cfg.batch_size, arch)
-            rows.append({"arch": arch, "val_accuracy": accuracy, "val_loss": loss})
+            accuracy, loss = validate(net, x_eval, y_eval, cfg.batch_size, arch)
+            rows.append({"arch": arch, f"{prefix}_accuracy": accuracy, f"{prefix}_loss": loss})
     finally:
         net.load_state_dict(saved)
         for m, mom in momenta.items():
             m.momentum = mom
-    return pd.DataFrame(rows, columns=["arch", "val_accuracy", "val_loss"])
+    return pd.DataFrame(rows, columns=["arch", f"{prefix}_accuracy", f"{prefix}_loss"])

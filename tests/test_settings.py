@@ -59,7 +59,8 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
                "training.leaves.bn_batches": 2, "training.leaves.eval_batch_size": 64,
                "training.leaves.leaves_per_job": 1, "run": "u", "seeds": [1], "metrics": {"ntk": {}},
                "study.archs": 10, "study.seed": 3, "study.standalone": 2, "study.archs_per_job": 4,
-               "study.top_k": 3, "study.bootstrap": 200}
+               "study.top_k": 3, "study.bootstrap": 200, "study.gt_seeds": 3, "study.protocol": "scratch",
+               "study.pretrain": 4, "data.crop_pad": 1}
     resources = {"training.gpus", "training.warmup.runtime_min", "training.leaves.runtime_min",
                  "study.runtime_min"}  # not settings: what a cluster allots a job
     documented = set(schema_leaves(schema))
@@ -81,7 +82,9 @@ def test_specs_survive_their_json(defaults):
     for spec in (s.holdout_spec(1), s.root_spec(0), s.score_spec("lr", 0, 2), s.split_spec("lr", 0, 1),
                  s.score_spec("mix", 0, 0), s.score_spec("late", 0, 1), s.split_spec("late", 0, 1),
                  s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.distances_spec(), s.collect_spec(), s.study_set_spec(),
-                 s.standalone_spec(0), s.oneshot_spec(1), s.study_eval_spec(1), s.ranking_spec()):
+                 s.standalone_spec(1, 0), s.pretrain_spec(1), s.oneshot_spec(1, "tree"), s.oneshot_eval_spec(1, "leaf"),
+                 s.study_eval_spec("lr", 1), s.zero_cost_spec("nparams", 0), s.ranking_spec(), s.figures_spec(),
+                 s.ranking_figure_spec()):
         text = settings.canonical_json(spec)
         assert settings.spec_from_json(type(spec), text) == spec
     with pytest.raises(ValueError, match="expected int"):

@@ -1,5 +1,6 @@
-"""The ranking study: measures equal scipy's, each architecture is evaluated in its one leaf, the one-shot
-baseline trains as many steps as a tree's leaves, and study settings rerun the study alone."""
+"""The ranking study: its protocol (where leaves and baselines start, their steps, one set of test images),
+its measures (scipy's, against the mean of the ground truth's seeds), its ceiling and paired comparisons,
+and which settings rerun which of its jobs."""
 
 import numpy as np
 import pandas as pd
@@ -10,22 +11,92 @@ from fewshot_core import artifacts, ranking
 from fewshot_core.nb201 import arch_to_mask, architectures, full_mask
 from fewshot_core.splitting import SplitRecord, leaf_of, node_masks
 from fewshot_core.tree import tree_levels
+from tests.conftest import load_scenario
+
+TREES = [(m, s) for m in ("snip", "synflow") for s in (0, 1)]
 
 
-def test_tau_and_rho_equal_scipys_on_the_run(tiny_run):
+def run_tables(run):
+    truth = pd.concat([pd.read_parquet(p) for p in sorted((run / "study").glob("standalone_gt*_chunk*.parquet"))])
+    studies = pd.concat([pd.read_parquet(run / m / f"seed{s}" / "study.parquet") for m, s in TREES]
+                        + [pd.read_parquet(p) for p in sorted((run / "study").glob("oneshot_*_seed*.parquet"))])
+    return truth, studies
+
+
+def test_every_ranking_equals_scipys_against_the_mean_of_the_ground_truths_seeds(tiny_run):
     run = tiny_run / "results" / "tiny"
     table = pd.read_parquet(run / "ranking.parquet")
-    truth = pd.concat([pd.read_parquet(p) for p in sorted((run / "study").glob("standalone_chunk*.parquet"))])
-    truth = truth.set_index("arch").val_accuracy
-    studies = pd.concat([pd.read_parquet(run / "study" / f"seed{s}.parquet") for s in (0, 1)])
-    assert set(table.metric) == {"snip", "synflow", ranking.ONESHOT} and len(table) == 3 * 2
-    for r in table.itertuples():
-        part = studies[(studies.metric == r.metric) & (studies.seed == r.seed)].set_index("arch").val_accuracy
-        x, y = part.reindex(truth.index), truth
+    truth, studies = run_tables(run)
+    gt = truth.groupby("arch")[["test_accuracy", "test_loss"]].mean()
+    assert set(table[table.kind == "tree"].name) == {"snip", "synflow"}
+    assert set(table[table.kind == "one-shot"].name) == {"one-shot (tree)", "one-shot (leaf)"}
+    assert set(table[table.kind == "zero-cost"].name) == {"snip", "synflow", "nparams"}
+    for r in table[table.kind.isin(["tree", "one-shot"])].itertuples():
+        part = studies[(studies.metric == r.name) & (studies.seed == r.seed)].set_index("arch")
+        x, y = part.test_accuracy.reindex(gt.index), gt.test_accuracy
         assert r.tau == pytest.approx(stats.kendalltau(x, y).statistic)
+        assert r.tau_loss == pytest.approx(stats.kendalltau(part.test_loss.reindex(gt.index), gt.test_loss).statistic)
         assert r.rho == pytest.approx(stats.spearmanr(x, y).statistic)
         assert r.regret == pytest.approx(y.max() - y[x.idxmax()])
         assert r.tau_lo <= r.tau <= r.tau_hi or np.isclose(r.tau_lo, r.tau_hi)
+
+
+def test_the_ceiling_is_scipys_tau_between_the_ground_truths_seeds(tiny_run):
+    run = tiny_run / "results" / "tiny"
+    truth, _ = run_tables(run)
+    acc = truth.pivot(index="arch", columns="gt", values="test_accuracy")
+    loss = truth.pivot(index="arch", columns="gt", values="test_loss")
+    ceiling = pd.read_parquet(run / "ranking.parquet").query("kind == 'ceiling'").iloc[0]
+    assert ceiling.tau == pytest.approx(stats.kendalltau(acc[0], acc[1]).statistic)
+    assert ceiling.tau_loss == pytest.approx(stats.kendalltau(loss[0], loss[1]).statistic)
+    summary = pd.read_parquet(run / "study_summary.parquet").query("kind == 'ceiling'").iloc[0]
+    assert summary.tau == pytest.approx(ceiling.tau)
+
+
+def test_a_training_free_ranking_is_the_metrics_own_value_oriented_by_its_catalogue_direction(tiny_run):
+    run = tiny_run / "results" / "tiny"
+    truth, _ = run_tables(run)
+    gt = truth.groupby("arch").test_accuracy.mean()
+    table = pd.read_parquet(run / "ranking.parquet").query("kind == 'zero-cost'").set_index("name")
+    for proxy in ("snip", "nparams"):
+        scores = pd.concat([pd.read_parquet(p) for p in sorted((run / "study" / "zero_cost").glob(f"{proxy}_*"))])
+        x = scores.set_index("arch").score.reindex(gt.index)
+        assert table.loc[proxy].tau == pytest.approx(stats.kendalltau(x, gt).statistic)
+    assert ranking.direction("ntk") == -1 and ranking.direction("snip") == 1
+
+
+def test_paired_differences_use_the_same_resamples_on_both_sides():
+    """A metric whose every inherited accuracy equals random splits' differs by 0 in every resample: the
+    interval collapses to 0 and it wins none; the two are resampled together, architectures and seeds."""
+    rng = np.random.default_rng(0)
+    archs = [f"a{i}" for i in range(12)]
+    truth = pd.DataFrame([{"arch": a, "gt": g, "test_accuracy": rng.random(), "test_loss": rng.random()}
+                          for g in (0, 1) for a in archs])
+    rows = []
+    for s in (0, 1, 2):
+        acc = rng.random(len(archs))
+        for name in ("same", "random"):
+            rows += [{"metric": name, "seed": s, "arch": a, "leaf": "r0", "test_accuracy": x, "test_loss": 1 - x}
+                     for a, x in zip(archs, acc)]
+        rows += [{"metric": "one-shot (tree)", "seed": s, "arch": a, "leaf": "r", "test_accuracy": x,
+                  "test_loss": 1 - x} for a, x in zip(archs, rng.random(len(archs)))]
+    scores = pd.DataFrame({"proxy": "nparams", "arch": archs, "score": rng.random(len(archs))})
+    table, summary = ranking.study_tables(truth, pd.DataFrame(rows), scores, k=3, draws=200)
+    same = summary.set_index("name").loc["same"]
+    assert same.vs_random == 0 and same.vs_random_lo == 0 and same.vs_random_hi == 0 and same.vs_random_wins == 0
+    assert same.vs_oneshot_lo < same.vs_oneshot_hi  # against another ranking, the resamples spread
+    assert same.tau_lo < same.tau < same.tau_hi
+
+
+def test_tau_within_and_across_leaves_split_the_pairs():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    y = np.array([1.0, 2.0, 3.0, 6.0, 5.0, 4.0])
+    leaves = np.array(["a", "a", "a", "b", "b", "b"])
+    within, pairs = ranking.pair_tau(x, y, leaves, True)
+    across, _ = ranking.pair_tau(x, y, leaves, False)
+    assert pairs == 6 and within == pytest.approx(0.0) and across == pytest.approx(1.0)  # a: +3, b: -3; across: +9
+    one, _ = ranking.pair_tau(x, y, np.zeros(6), True)
+    assert one == pytest.approx(stats.kendalltau(x, y).statistic)
 
 
 @pytest.mark.parametrize("n", [2, 7, 30])
@@ -33,18 +104,16 @@ def test_resampled_tau_equals_scipys_on_every_resample(n):
     """The vectorised bootstrap of a tree's tau gives scipy's tau-b on each resample, ties included."""
     rng = np.random.default_rng(n)
     x, y = rng.integers(0, 4, n).astype(float), rng.normal(size=n).round(1)
-    draws, seed = 50, 3
-    idx = np.random.default_rng(seed).integers(0, n, (draws, n))
-    expected = [stats.kendalltau(x[i], y[i]).statistic for i in idx]
-    expected = np.nan_to_num(expected, nan=0.0)  # a constant resample: tau undefined, counted as 0
-    np.testing.assert_allclose(ranking.kendall_tau_resampled(x, y, draws, seed, chunk=16), expected, atol=1e-12)
+    idx = np.random.default_rng(3).integers(0, n, (50, n))
+    expected = np.nan_to_num([stats.kendalltau(x[i], y[i]).statistic for i in idx], nan=0.0)  # constant: 0
+    np.testing.assert_allclose(ranking.kendall_tau_resampled(x, y, idx, chunk=16), expected, atol=1e-12)
 
 
 def test_each_study_architecture_is_evaluated_in_the_leaf_that_holds_it(tiny_run):
     run = tiny_run / "results" / "tiny"
-    studies = pd.concat([pd.read_parquet(run / "study" / f"seed{s}.parquet") for s in (0, 1)])
     archs = artifacts.read_json(run / "study" / "archs.json", {"kind": "study_set"})["archs"]
-    for (metric, seed), part in studies[studies.metric != ranking.ONESHOT].groupby(["metric", "seed"]):
+    for metric, seed in TREES:
+        part = pd.read_parquet(run / metric / f"seed{seed}" / "study.parquet")
         records = artifacts.read_tree_splits([run / metric / f"seed{seed}" / f"split_L{lv}.json" for lv in (0, 1)],
                                              [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
                                               for lv in (0, 1)])
@@ -53,6 +122,61 @@ def test_each_study_architecture_is_evaluated_in_the_leaf_that_holds_it(tiny_run
         for r in part.itertuples():
             holders = [leaf for leaf, m in masks.items() if not (arch_to_mask(r.arch) & ~m).any()]
             assert holders == [r.leaf]
+
+
+def test_a_leaf_under_transfer_starts_from_the_pretrained_supernet_on_its_mask(tiny_run):
+    from fewshot_core.space import Supernet
+    from fewshot_core.train import state_digest
+
+    run = tiny_run / "results" / "tiny"
+    for metric, seed in TREES:
+        pre = artifacts.load_weights(run / f"seed{seed}" / "pretrained.pt", {"kind": "pretrained", "seed": seed})
+        net = Supernet(**pre["supernet"])
+        net.load_state_dict(pre["nodes"]["r"])
+        leaves = artifacts.load_weights(run / metric / f"seed{seed}" / "leaves" / "chunk0.pt",
+                                        {"kind": "leaf_weights", "metric": metric, "seed": seed})
+        record = leaves["provenance"]
+        assert record["start"] == "pretrained" and set(record["start_weights"]) == set(leaves["nodes"])
+        assert all(d == state_digest(net) for d in record["start_weights"].values())
+        records = artifacts.read_tree_splits([run / metric / f"seed{seed}" / f"split_L{lv}.json" for lv in (0, 1)],
+                                             [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
+                                              for lv in (0, 1)])
+        for leaf, (mask, _) in node_masks((2, 2), 2, records).items():
+            assert np.array_equal(leaves["masks"][leaf], mask)  # the pretrained weights, restricted to the leaf
+
+
+def test_the_oneshot_baselines_take_a_trees_and_a_leafs_steps_from_the_leaves_start(tiny_run):
+    run = tiny_run / "results" / "tiny"
+    for seed in (0, 1):
+        start = artifacts.read_record(run / f"seed{seed}" / "pretrained.pt", "weights")
+        for metric in ("snip", "synflow"):
+            leaves = artifacts.read_record(run / metric / f"seed{seed}" / "leaves" / "chunk0.pt", "weights")
+            per_leaf = leaves["steps"] // len(leaves["settings"]["leaves"])
+            tree = artifacts.read_record(run / f"seed{seed}" / "oneshot_tree.pt", "weights")
+            leaf = artifacts.read_record(run / f"seed{seed}" / "oneshot_leaf.pt", "weights")
+            assert tree["steps"] == leaves["steps"] == 4 * per_leaf > 0 and leaf["steps"] == per_leaf
+        for budget in ("tree", "leaf"):
+            record = artifacts.read_record(run / f"seed{seed}" / f"oneshot_{budget}.pt", "weights")
+            assert record["start"] == "pretrained" and record["settings"]["inputs"]["pretrained"] == start["spec"]
+
+
+def test_every_accuracy_of_the_study_is_measured_on_the_test_images(tiny_run):
+    import hashlib
+
+    from fewshot_core import data
+
+    run = tiny_run / "results" / "tiny"
+    d = data.load("digits", input_size=8)
+    want = {"part": "test", "images": len(d.test_y),
+            "digest": hashlib.sha256(d.test_x.numpy().tobytes() + d.test_y.numpy().tobytes()).hexdigest()[:16]}
+    tables = [*(run / "study").glob("standalone_*.parquet"), *(run / "study").glob("oneshot_*.parquet"),
+              *(run / m / f"seed{s}" / "study.parquet" for m, s in TREES)]
+    assert len(tables) == 2 * 2 + 2 * 2 + 4
+    for path in tables:
+        assert artifacts.read_record(path, "parquet")["evaluated_on"] == want, path
+    assert artifacts.read_record(run / "ranking.parquet", "parquet")["evaluated_on"] == want
+    # the test part is no training image: the digits keep every fifth image apart, before any holdout
+    assert len(d.train_y) + len(d.test_y) == 1797 and len(d.test_y) == 360
 
 
 def test_every_architecture_lies_in_exactly_one_leaf_of_a_depth_three_tree():
@@ -76,16 +200,6 @@ def test_every_architecture_lies_in_exactly_one_leaf_of_a_depth_three_tree():
             assert leaf_of(arch_to_mask(arch), leaves) == leaf
 
 
-def test_the_oneshot_budget_equals_the_leaves_total_in_steps(tiny_run):
-    run = tiny_run / "results" / "tiny"
-    for seed in (0, 1):
-        oneshot = artifacts.load_weights(run / f"seed{seed}" / "oneshot.pt", {"kind": "oneshot", "seed": seed})
-        for metric in ("snip", "synflow"):
-            leaves = artifacts.load_weights(run / metric / f"seed{seed}" / "leaves" / "chunk0.pt",
-                                            {"kind": "leaf_weights", "metric": metric, "seed": seed})
-            assert oneshot["provenance"]["steps"] == leaves["provenance"]["steps"] > 0
-
-
 def test_training_takes_the_steps_its_budget_says(defaults):
     import dataclasses
 
@@ -102,15 +216,30 @@ def test_training_takes_the_steps_its_budget_says(defaults):
     assert sum(h["steps"] for h in history) == training_steps(cfg, 100) == 3 * 4
 
 
-def test_study_settings_rerun_the_study_alone(tiny_run, scenario, snakemake, edit):
-    proc = snakemake(tiny_run, edit(scenario("tiny"), "study.top_k", 3), "--dry-run")
-    text = proc.stdout + proc.stderr
+def dry(tiny_run, snakemake, edit, key, value):
+    proc = snakemake(tiny_run, edit(load_scenario("tiny"), key, value), "--dry-run")
+    return proc.stdout + proc.stderr
+
+
+def test_study_settings_rerun_the_study_alone(tiny_run, snakemake, edit):
+    text = dry(tiny_run, snakemake, edit, "study.top_k", 3)
     assert "rule rank_study" in text
-    for rule in ("score_edges", "split_nodes", "train_leaves", "train_root", "train_oneshot", "train_standalone"):
+    for rule in ("score_edges", "split_nodes", "train_leaves", "train_root", "train_oneshot", "train_standalone",
+                 "evaluate_study", "score_study"):
         assert f"rule {rule}:" not in text, rule
-    proc = snakemake(tiny_run, edit(scenario("tiny"), "study.standalone", 2), "--dry-run")
-    text = proc.stdout + proc.stderr
+    text = dry(tiny_run, snakemake, edit, "study.standalone", 2)
     assert "rule train_standalone" in text and "rule score_edges" not in text and "rule train_leaves" not in text
+    text = dry(tiny_run, snakemake, edit, "study.pretrain", 2)  # where the leaves start: they retrain, unsplit
+    assert "rule pretrain_oneshot" in text and "rule train_leaves" in text and "rule split_nodes" not in text
+
+
+def test_one_metrics_setting_reruns_that_metrics_study_evaluation_alone(tiny_run, snakemake, edit):
+    text = dry(tiny_run, snakemake, edit, "metrics.synflow.batch_size", 8)
+    assert "rule evaluate_study" in text and "metric=synflow" in text and "metric=snip" not in text
+    for rule in ("evaluate_oneshot", "train_oneshot", "train_standalone", "pretrain_oneshot"):
+        assert f"rule {rule}:" not in text, rule
+    assert "proxy=synflow" in text and "proxy=snip" not in text  # its training-free ranking, too
+    assert "rule rank_study" in text and "rule draw_ranking" in text
 
 
 def test_the_study_set_is_seeded_and_leaves_out_cut_off_cells():

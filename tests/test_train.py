@@ -15,7 +15,7 @@ import torch
 from fewshot_core import artifacts, data
 from fewshot_core.settings import canonical_json, digest
 from fewshot_core.space import Supernet
-from fewshot_core.train import evaluate_architectures, sample_architectures, train
+from fewshot_core.train import evaluate_architectures, sample_architectures, train, validation_images
 
 SHAPE = dict(C=4, N=1, input_size=8)
 
@@ -40,7 +40,8 @@ def run(cfg, evaluation, seed, checkpoint=None):
     net = fresh(seed)
     hist = train(net, d, np.arange(64), cfg, seed, checkpoint=checkpoint)
     archs = sample_architectures(net.mask, evaluation.archs, seed)
-    table = evaluate_architectures(net, d, np.arange(64), np.arange(64, 96), archs, evaluation, seed=seed)
+    images = validation_images(d, np.arange(64, 96), torch.device("cpu"))
+    table = evaluate_architectures(net, d, np.arange(64), images, archs, evaluation, seed=seed)
     return net, hist, table
 
 
@@ -86,7 +87,8 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path, cfg, defaults):
     assert [h["epoch"] for h in history] == [2, 3]  # resumed after the first epoch
     assert same_weights(full, again)
     archs = sample_architectures(again.mask, evaluation.archs, 0)
-    table = evaluate_architectures(again, tiny_data(), np.arange(64), np.arange(64, 96), archs, evaluation, seed=0)
+    images = validation_images(tiny_data(), np.arange(64, 96), torch.device("cpu"))
+    table = evaluate_architectures(again, tiny_data(), np.arange(64), images, archs, evaluation, seed=0)
     pd.testing.assert_frame_equal(table, full_table)
 
 
@@ -166,7 +168,7 @@ def train_leaves_cmd(tmp_path, defaults, out_dir, epochs=6):
     spec = dataclasses.replace(
         defaults.leaves_spec("snip", 0, 0), data=data_settings, supernet=dataclasses.replace(defaults.supernet, C=4),
         train=dataclasses.replace(defaults.leaves, epochs=epochs, batch_size=32), factors=(), leaves=("r",),
-        evaluation=dataclasses.replace(defaults.evaluation, archs=3),
+        evaluation=dataclasses.replace(defaults.evaluation, archs=3), start="init",
         inputs={"holdout": digest(holdout_spec), "splits": []})
     return [sys.executable, "-m", "fewshot_core.cli", "train-leaves", "--spec", canonical_json(spec),
             "--holdout", str(holdout), "--out-table", str(out_dir / "table.parquet"),

@@ -1,11 +1,12 @@
 # Helpers of the workflow: the run's settings, the path of every output, input functions.
 import os
+import shlex
 import sys
 
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.cli import DEVICE_VARIABLE
 from fewshot_core.outputs import BENCHMARK, FIGURE, LOG, OUTPUTS
-from fewshot_core.settings import canonical_json
+from fewshot_core.settings import BUDGETS, canonical_json
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
 SETTINGS, filled = load_settings_or_exit(
@@ -35,6 +36,9 @@ wildcard_constraints:
     seed=r"\d+",
     level=r"\d+",
     chunk=r"\d+",
+    gt=r"\d+",
+    budget="|".join(BUDGETS),
+    proxy="|".join(SETTINGS.proxies),
 
 
 # ---------------------------------------------------------------- paths (fewshot_core/outputs.py)
@@ -94,22 +98,31 @@ def get_tree_splits(wildcards):
     ]
 
 
-def get_seed_splits(wildcards):
-    """Every split file of the seed's trees, in (metric, level) order."""
+def get_tree_leaf_weights(wildcards):
+    """Every leaf weights file of one tree, in chunk order."""
     return [
-        out("splits", metric=m, seed=wildcards.seed, level=level)
-        for m in METRICS
-        for level in LEVELS
-    ]
-
-
-def get_seed_leaf_weights(wildcards):
-    """Every leaf weights file of the seed's trees, in (metric, chunk) order."""
-    return [
-        out("leaf_weights", metric=m, seed=wildcards.seed, chunk=c)
-        for m in METRICS
+        out("leaf_weights", metric=wildcards.metric, seed=wildcards.seed, chunk=c)
         for c in CHUNKS
     ]
+
+
+def get_start(wildcards):
+    """The weights a leaf or a one-shot baseline starts from: the seed's pretrained one-shot supernet
+    under study.protocol transfer, none (a fresh initialisation) under scratch."""
+    return (
+        {"pretrained": out("pretrained", seed=wildcards.seed)}
+        if SETTINGS.study.transfers
+        else {}
+    )
+
+
+def start_option(wildcards, input):
+    """The command-line option naming the start weights, when there are any."""
+    return (
+        f"--pretrained {shlex.quote(input.pretrained)}"
+        if "pretrained" in input.keys()
+        else ""
+    )
 
 
 def all_of(kind):
@@ -121,7 +134,7 @@ def study_targets():
     """The ranking study's table and figure, when the configuration asks for a study."""
     if not SETTINGS.studies:
         return []
-    return [out("ranking"), figure("ranking")]
+    return [out("ranking"), out("study_summary"), figure("ranking")]
 
 
 FIGURES = {
@@ -171,7 +184,7 @@ def force_stale(findings, settings, target_rules):
         files += target_rules.get(t, [t])
     kinds = {
         (
-            ("ranking" if "ranking" in f else "split_distance")
+            ("study_summary" if "ranking" in f else "split_distance")
             if f.startswith(f"{RUN}/figures/")
             else match(f, RUN)
         )

@@ -1,8 +1,10 @@
-# The leaves: trained from scratch on their masks, their architectures evaluated, then gathered.
+# The leaves: from the pretrained one-shot supernet (or from scratch), trained on their masks, their
+# architectures evaluated, then gathered.
 
 
 rule train_leaves:
     input:
+        unpack(get_start),
         holdout=out("holdout"),
         splits=get_tree_splits,
     output:
@@ -24,9 +26,10 @@ rule train_leaves:
             SETTINGS.leaves_spec(wc.metric, int(wc.seed), int(wc.chunk))
         ),
         checkpoints=CHECKPOINTS,
+        start=start_option,
     shell:
         "OMP_NUM_THREADS={threads} fewshot train-leaves --spec {params.spec:q} --holdout {input.holdout:q}"
-        " --splits {input.splits:q} --checkpoints {params.checkpoints:q}"
+        " --splits {input.splits:q} {params.start} --checkpoints {params.checkpoints:q}"
         " --out-table {output.table:q} --out-weights {output.weights:q} > {log:q} 2>&1"
 
 

@@ -1,5 +1,31 @@
-# The ranking study: ground truth for a seeded set of architectures, their leaf-inherited accuracy in
-# every tree, a one-shot baseline per seed, and the ranking measures of each (study.archs > 0).
+# The ranking study (study.archs > 0): ground truth for a seeded set of architectures, their accuracy
+# with each tree's leaves and with two one-shot baselines, their training-free rankings, and the
+# ranking measures of each; every accuracy on the test part. With study.protocol transfer, each
+# seed's pretrained one-shot supernet is where leaves and baselines start (pretrain_oneshot).
+
+
+rule pretrain_oneshot:
+    input:
+        holdout=out("holdout"),
+    output:
+        out("pretrained"),
+    log:
+        log_file("pretrain_oneshot", "seed{seed}"),
+    benchmark:
+        benchmark_file("pretrain_oneshot", "seed{seed}")
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=config["study"]["runtime_min"],
+        gpu=GPUS,
+    params:
+        spec=lambda wc: spec_json(SETTINGS.pretrain_spec(int(wc.seed))),
+        checkpoints=CHECKPOINTS,
+    shell:
+        "OMP_NUM_THREADS={threads} fewshot pretrain-oneshot --spec {params.spec:q} --holdout {input.holdout:q}"
+        " --checkpoints {params.checkpoints:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule sample_study_set:
@@ -28,9 +54,9 @@ rule train_standalone:
     output:
         out("standalone"),
     log:
-        log_file("train_standalone", "chunk{chunk}"),
+        log_file("train_standalone", "gt{gt}_chunk{chunk}"),
     benchmark:
-        benchmark_file("train_standalone", "chunk{chunk}")
+        benchmark_file("train_standalone", "gt{gt}_chunk{chunk}")
     conda:
         "../../environment.yml"
     threads: 1
@@ -39,7 +65,7 @@ rule train_standalone:
         runtime=config["study"]["runtime_min"],
         gpu=GPUS,
     params:
-        spec=lambda wc: spec_json(SETTINGS.standalone_spec(int(wc.chunk))),
+        spec=lambda wc: spec_json(SETTINGS.standalone_spec(int(wc.gt), int(wc.chunk))),
         checkpoints=CHECKPOINTS,
     shell:
         "OMP_NUM_THREADS={threads} fewshot train-standalone --spec {params.spec:q} --study-set {input.study_set:q}"
@@ -49,13 +75,14 @@ rule train_standalone:
 
 rule train_oneshot:
     input:
+        unpack(get_start),
         holdout=out("holdout"),
     output:
         out("oneshot"),
     log:
-        log_file("train_oneshot", "seed{seed}"),
+        log_file("train_oneshot", "seed{seed}_{budget}"),
     benchmark:
-        benchmark_file("train_oneshot", "seed{seed}")
+        benchmark_file("train_oneshot", "seed{seed}_{budget}")
     conda:
         "../../environment.yml"
     threads: 1
@@ -64,26 +91,26 @@ rule train_oneshot:
         runtime=config["training"]["leaves"]["runtime_min"],
         gpu=GPUS,
     params:
-        spec=lambda wc: spec_json(SETTINGS.oneshot_spec(int(wc.seed))),
+        spec=lambda wc: spec_json(SETTINGS.oneshot_spec(int(wc.seed), wc.budget)),
         checkpoints=CHECKPOINTS,
+        start=start_option,
     shell:
         "OMP_NUM_THREADS={threads} fewshot train-oneshot --spec {params.spec:q} --holdout {input.holdout:q}"
-        " --checkpoints {params.checkpoints:q} --out {output:q} > {log:q} 2>&1"
+        " {params.start} --checkpoints {params.checkpoints:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_study:
     input:
         study_set=out("study_set"),
         holdout=out("holdout"),
-        splits=get_seed_splits,
-        leaf_weights=get_seed_leaf_weights,
-        oneshot=out("oneshot"),
+        splits=get_tree_splits,
+        leaf_weights=get_tree_leaf_weights,
     output:
         out("study"),
     log:
-        log_file("evaluate_study", "seed{seed}"),
+        log_file("evaluate_study", "{metric}/seed{seed}"),
     benchmark:
-        benchmark_file("evaluate_study", "seed{seed}")
+        benchmark_file("evaluate_study", "{metric}/seed{seed}")
     conda:
         "../../environment.yml"
     threads: 1
@@ -92,19 +119,70 @@ rule evaluate_study:
         runtime=config["study"]["runtime_min"],
         gpu=GPUS,
     params:
-        spec=lambda wc: spec_json(SETTINGS.study_eval_spec(int(wc.seed))),
+        spec=lambda wc: spec_json(SETTINGS.study_eval_spec(wc.metric, int(wc.seed))),
     shell:
         "OMP_NUM_THREADS={threads} fewshot evaluate-study --spec {params.spec:q} --study-set {input.study_set:q}"
         " --holdout {input.holdout:q} --splits {input.splits:q} --leaf-weights {input.leaf_weights:q}"
-        " --oneshot {input.oneshot:q} --out {output:q} > {log:q} 2>&1"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule evaluate_oneshot:
+    input:
+        study_set=out("study_set"),
+        holdout=out("holdout"),
+        oneshot=out("oneshot"),
+    output:
+        out("oneshot_study"),
+    log:
+        log_file("evaluate_oneshot", "seed{seed}_{budget}"),
+    benchmark:
+        benchmark_file("evaluate_oneshot", "seed{seed}_{budget}")
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=config["study"]["runtime_min"],
+        gpu=GPUS,
+    params:
+        spec=lambda wc: spec_json(SETTINGS.oneshot_eval_spec(int(wc.seed), wc.budget)),
+    shell:
+        "OMP_NUM_THREADS={threads} fewshot evaluate-oneshot --spec {params.spec:q} --study-set {input.study_set:q}"
+        " --holdout {input.holdout:q} --oneshot {input.oneshot:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule score_study:
+    input:
+        study_set=out("study_set"),
+        holdout=out("holdout", seed=SETTINGS.study.seed),
+    output:
+        out("zero_cost"),
+    log:
+        log_file("score_study", "{proxy}_chunk{chunk}"),
+    benchmark:
+        benchmark_file("score_study", "{proxy}_chunk{chunk}")
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=config["study"]["runtime_min"],
+    params:
+        spec=lambda wc: spec_json(SETTINGS.zero_cost_spec(wc.proxy, int(wc.chunk))),
+    shell:
+        "OMP_NUM_THREADS={threads} fewshot score-study --spec {params.spec:q} --study-set {input.study_set:q}"
+        " --holdout {input.holdout:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule rank_study:
     input:
         standalone=all_of("standalone"),
         studies=all_of("study"),
+        oneshots=all_of("oneshot_study"),
+        zero_cost=all_of("zero_cost"),
     output:
-        out("ranking"),
+        ranking=out("ranking"),
+        summary=out("study_summary"),
     log:
         log_file("rank_study", "run"),
     benchmark:
@@ -119,12 +197,14 @@ rule rank_study:
         spec=spec_json(SETTINGS.ranking_spec()),
     shell:
         "fewshot rank-study --spec {params.spec:q} --standalone {input.standalone:q} --studies {input.studies:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --oneshots {input.oneshots:q} --zero-cost {input.zero_cost:q} --out {output.ranking:q}"
+        " --out-summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule draw_ranking:
     input:
-        out("ranking"),
+        ranking=out("ranking"),
+        summary=out("study_summary"),
     output:
         png=report(
             figure("ranking"),
@@ -146,4 +226,5 @@ rule draw_ranking:
     params:
         spec=spec_json(SETTINGS.ranking_figure_spec()),
     shell:
-        "fewshot draw-ranking --spec {params.spec:q} --ranking {input:q} --out {output.png:q} > {log:q} 2>&1"
+        "fewshot draw-ranking --spec {params.spec:q} --ranking {input.ranking:q} --summary {input.summary:q}"
+        " --out {output.png:q} > {log:q} 2>&1"
