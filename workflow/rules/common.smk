@@ -23,6 +23,9 @@ CHUNKS = list(range(SETTINGS.chunks))
 # The device changes how a job runs, not what it computes: it reaches the jobs through their
 # environment, not as a parameter, so changing it reruns nothing.
 os.environ[DEVICE_VARIABLE] = SETTINGS.device
+# Jobs call the `fewshot` command installed beside the Python that runs Snakemake (.venv/bin), so a
+# workflow started as `.venv/bin/snakemake` needs no activated environment.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
 
 if SETTINGS.data.name == "cifar10" and SETTINGS.download and workflow.is_main_process:
     from fewshot_core.data import download_cifar10
