@@ -24,6 +24,7 @@ from fewshot_core.errors import ConfigError, SplitError
 from fewshot_core.settings import (
     DataSettings,
     EvalSettings,
+    GroundTruthSettings,
     MetricSettings,
     OptimizerSettings,
     RunSettings,
@@ -40,6 +41,8 @@ SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.
 #: Training images of each dataset (before the validation holdout), known without loading it; the digits
 #: keep four in five of their 1,797 images (every fifth is the test part), CIFAR-10 has 50,000.
 TRAIN_IMAGES = {"digits": 1437, "cifar10": 50000, "synthetic": 512}
+#: NAS-Bench-201's architectures whose cell connects its input to its output (341 of 15,625 do not).
+CONNECTED = 15284
 #: Kendall's tau and Spearman's rho need three architectures to say anything (two give +1 or -1).
 MIN_STUDY_ARCHS = 3
 CIFAR_LAYOUTS = ("cifar-10-batches-bin", "cifar-10-batches-py")
@@ -190,6 +193,28 @@ def _metrics(entries: dict, written: dict, levels: int, workdir: Path) -> dict[s
     return trees
 
 
+def _study(study: dict, data_name: str, workdir: Path) -> StudySettings:
+    """The study's settings: ``archs: all`` is every connected architecture, and a benchmark ground truth is
+    checked (path, layout, dataset, budget, set, its files) before any job."""
+    from fewshot_core import benchmark
+    from fewshot_core.ranking import study_set
+
+    g = study["ground_truth"]
+    truth = GroundTruthSettings(g["source"], g["path"], g["dataset"], str(g["hp"]), g["accuracy"])
+    archs = study["archs"]
+    if archs == "all":
+        if not truth.benchmark:
+            raise ConfigError("study.archs: all would train every architecture from scratch; it needs a ground truth "
+                              "that costs nothing (study.ground_truth.source: nats_bench), or a number")
+        archs = CONNECTED
+    settings = StudySettings(**{k: v for k, v in study.items() if k not in ("runtime_min", "ground_truth", "archs")},
+                             archs=archs, ground_truth=truth)
+    if truth.benchmark and archs > 0:
+        benchmark.check(truth.path, truth.dataset, truth.hp, truth.accuracy, data_name,
+                        study_set(archs, settings.seed)[0], workdir)
+    return settings
+
+
 def _proxies(trees: dict[str, TreeMetric], entries: dict) -> dict[str, MetricSettings]:
     """The metrics that also rank the study's architectures directly, at initialisation: every tree's own
     scalar metric (not a combination, a schedule or a grouping without values), and the parameter count."""
@@ -299,7 +324,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         leaves=_train(leaves, optimizer, crop_pad),
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
-        study=StudySettings(**{k: v for k, v in c["study"].items() if k != "runtime_min"}),
+        study=_study(c["study"], d["name"], Path(workdir)),
         proxies=_proxies(metrics, c["metrics"]),
     )
     _check_sizes(settings, config)

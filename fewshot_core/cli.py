@@ -68,10 +68,12 @@ STAGES: dict[str, tuple[type | None, Callable, list[tuple[str, str]]]] = {
     "score-study": (settings.ZeroCostSpec, stages.score_study, [
         ("--study-set", "the study set JSON"), ("--holdout", "the study seed's holdout JSON"),
         ("--out", "the training-free scores of a chunk"), ("--device", "auto, cpu or cuda[:i]")]),
+    "read-benchmark": (settings.BenchmarkSpec, stages.read_benchmark, [
+        ("--study-set", "the study set JSON"), ("--out", "the study architectures' accuracies in the benchmark")]),
     "rank-study": (settings.RankingSpec, stages.rank_study, [
-        ("--standalone*", "every ground-truth table, in (seed, chunk) order"),
-        ("--studies*", "every tree's study table, in (metric, seed) order"),
-        ("--oneshots*", "every one-shot baseline's study table, in (seed, budget) order"),
+        ("--truth*", "the benchmark's table, or every ground-truth table in (seed, chunk) order"),
+        ("--studies*", "every tree's study table, in (metric, seed, chunk) order"),
+        ("--oneshots*", "every one-shot baseline's study table, in (seed, budget, chunk) order"),
         ("--zero-cost*", "every training-free table, in (metric, chunk) order"),
         ("--out", "ranking.parquet"), ("--out-summary", "study_summary.parquet")]),
     "collect-leaves": (settings.TreesSpec, stages.collect_leaves, [

@@ -60,6 +60,7 @@ PAIR_COLUMNS = ("kind", "metric_a", "metric_b", "seed_a", "seed_b", "node_a", "n
 STUDY_COLUMNS = ("metric", "seed", "arch", "leaf", "test_accuracy", "test_loss")
 STANDALONE_COLUMNS = ("arch", "gt", "test_accuracy", "test_loss", "epochs")
 ZERO_COST_COLUMNS = ("proxy", "arch", "score")
+BENCHMARK_COLUMNS = ("arch", "index", "trial", "seed", "accuracy", "loss")
 RANKING_COLUMNS = ("kind", "name", "seed", "archs", "tau", "tau_lo", "tau_hi", "tau_loss", "rho", "tau_within",
                    "tau_across", "pairs_within", "top1_arch", "top1_truth", "regret", "topk_overlap", "k")
 SUMMARY_COLUMNS = ("kind", "name", "rankings", "tau", "tau_lo", "tau_hi", "tau_loss", "rho", "tau_within", "tau_across",
@@ -105,20 +106,23 @@ _ENTRIES = [
     Output("oneshot", "seed{seed}/oneshot_{budget}.pt", "weights", "train_oneshot", "oneshot_spec", ("seed", "budget"),
            (), ("holdout", "pretrained"), TRAINING_CODE,
            "the seed's one-shot baseline, trained as long as a tree's leaves (tree) or one leaf (leaf)"),
-    Output("oneshot_study", "study/oneshot_{budget}_seed{seed}.parquet", "parquet", "evaluate_oneshot",
-           "oneshot_eval_spec", ("seed", "budget"), STUDY_COLUMNS, ("study_set", "holdout", "oneshot"),
-           TRAINING_CODE, "every study architecture with a one-shot baseline's weights, on the test part"),
-    Output("study", "{metric}/seed{seed}/study.parquet", "parquet", "evaluate_study", "study_eval_spec",
-           ("metric", "seed"), STUDY_COLUMNS, ("study_set", "holdout", "splits", "leaf_weights"),
-           (*TRAINING_CODE, "splitting"), "every study architecture with its leaf's weights in one tree, on the test part"),
+    Output("benchmark", "study/benchmark.parquet", "parquet", "read_benchmark", "benchmark_spec", (),
+           BENCHMARK_COLUMNS, ("study_set",), ("benchmark",),
+           "with study.ground_truth.source nats_bench: the study architectures' accuracies in NAS-Bench-201"),
+    Output("oneshot_study", "study/oneshot_{budget}_seed{seed}_chunk{chunk}.parquet", "parquet", "evaluate_oneshot",
+           "oneshot_eval_spec", ("seed", "budget", "chunk"), STUDY_COLUMNS, ("study_set", "holdout", "oneshot"),
+           TRAINING_CODE, "some study architectures with a one-shot baseline's weights, on the test part"),
+    Output("study", "{metric}/seed{seed}/study_chunk{chunk}.parquet", "parquet", "evaluate_study", "study_eval_spec",
+           ("metric", "seed", "chunk"), STUDY_COLUMNS, ("study_set", "holdout", "splits", "leaf_weights"),
+           (*TRAINING_CODE, "splitting"), "some study architectures with their leaf's weights in one tree, on the test part"),
     Output("zero_cost", "study/zero_cost/{proxy}_chunk{chunk}.parquet", "parquet", "score_study", "zero_cost_spec",
            ("proxy", "chunk"), ZERO_COST_COLUMNS, ("study_set", "holdout"), ("data", "nb201", "space"),
            "some study architectures scored by a metric at initialisation: a training-free ranking"),
     Output("ranking", "ranking.parquet", "parquet", "rank_study", "ranking_spec", (), RANKING_COLUMNS,
-           ("standalone", "study", "oneshot_study", "zero_cost"), ("ranking",),
+           ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"), ("ranking",),
            "the ranking measures of every tree, one-shot baseline and training-free ranking, and the ceiling"),
     Output("study_summary", "study_summary.parquet", "parquet", "rank_study", "ranking_spec", (), SUMMARY_COLUMNS,
-           ("standalone", "study", "oneshot_study", "zero_cost"), ("ranking",),
+           ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"), ("ranking",),
            "per metric and baseline: mean tau with its interval, and paired comparisons with random splits and one-shot"),
 ]
 #: Every output by kind, in the order the DAG makes them.

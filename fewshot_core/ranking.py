@@ -103,14 +103,14 @@ def pair_tau(x: np.ndarray, y: np.ndarray, groups: np.ndarray, same: bool) -> tu
 
 
 def ground_truth(truth: pd.DataFrame) -> pd.DataFrame:
-    """Per architecture (in study-set order): the mean test accuracy and loss over the ground-truth seeds,
-    and each seed's accuracy and loss (columns ``accuracy_<g>``, ``loss_<g>``)."""
+    """Per architecture (in study-set order): the mean accuracy and loss over the ground truth's seeds (the
+    benchmark's trials: as many as it has for the architecture), and each seed's accuracy and loss
+    (columns ``accuracy_<g>``, ``loss_<g>``; missing where a trial is)."""
     archs = list(dict.fromkeys(truth.arch))
-    acc = truth.pivot(index="arch", columns="gt", values="test_accuracy").reindex(archs)
-    loss = truth.pivot(index="arch", columns="gt", values="test_loss").reindex(archs)
-    if acc.isna().any().any():
-        missing = acc.columns[acc.isna().any()].tolist()
-        raise ValueError(f"ground-truth seeds {missing} lack some study architectures")
+    acc = truth.pivot(index="arch", columns="gt", values="accuracy").reindex(archs)
+    loss = truth.pivot(index="arch", columns="gt", values="loss").reindex(archs)
+    if acc.isna().all(axis=1).any():
+        raise ValueError(f"{int(acc.isna().all(axis=1).sum())} study architectures have no ground truth")
     out = pd.DataFrame({"accuracy": acc.mean(axis=1), "loss": loss.mean(axis=1)}, index=acc.index)
     for g in acc.columns:
         out[f"accuracy_{g}"], out[f"loss_{g}"] = acc[g], loss[g]
@@ -140,7 +140,7 @@ def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFr
                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ranking table (one row per ranking) and the summary (one row per metric or baseline).
 
-    ``truth``: arch, gt, test_accuracy, test_loss. ``inherited``: metric (a tree's metric, or
+    ``truth``: arch, gt (its seed or trial), accuracy, loss. ``inherited``: metric (a tree's metric, or
     ``one-shot (<budget>)``), seed, arch, leaf, test_accuracy, test_loss. ``scores``: proxy, arch, score.
     Every bootstrap uses the same ``draws`` resamples of architectures (and of seeds, for rankings made
     once per seed), drawn from ``seed``: the intervals and the paired differences are comparable.
@@ -187,14 +187,25 @@ def _ceiling(gt: pd.DataFrame, idx: np.ndarray) -> tuple[dict, np.ndarray] | Non
     if len(gts) < 2:
         return None
     pairs = list(combinations(gts, 2))
-    tau = np.mean([kendall_tau(gt[f"accuracy_{a}"], gt[f"accuracy_{b}"]) for a, b in pairs])
-    tau_loss = np.mean([kendall_tau(gt[f"loss_{a}"], gt[f"loss_{b}"]) for a, b in pairs])
-    rho = np.mean([spearman_rho(gt[f"accuracy_{a}"], gt[f"accuracy_{b}"]) for a, b in pairs])
-    taus = np.mean([kendall_tau_resampled(gt[f"accuracy_{a}"].to_numpy(), gt[f"accuracy_{b}"].to_numpy(), idx)
-                    for a, b in pairs], axis=0)
+    if gt[[f"accuracy_{g}" for g in gts]].isna().any().any():  # the benchmark's trials: the architectures with both
+        both = [gt[[f"accuracy_{a}", f"accuracy_{b}"]].notna().all(axis=1).to_numpy() for a, b in pairs]
+        pairs = [p for p, keep in zip(pairs, both) if keep.sum() >= 3]
+        if not pairs:
+            return None
+        sub = {p: gt[keep] for p, keep in zip(pairs, both) if keep.sum() >= 3}
+        n = {p: len(sub[p]) for p in pairs}
+        idx = {p: np.random.default_rng(1).integers(0, n[p], (idx.shape[0], n[p])) for p in pairs}
+    else:
+        sub, idx = {p: gt for p in pairs}, {p: idx for p in pairs}
+    tau = np.mean([kendall_tau(sub[a, b][f"accuracy_{a}"], sub[a, b][f"accuracy_{b}"]) for a, b in pairs])
+    tau_loss = np.mean([kendall_tau(sub[a, b][f"loss_{a}"], sub[a, b][f"loss_{b}"]) for a, b in pairs])
+    rho = np.mean([spearman_rho(sub[a, b][f"accuracy_{a}"], sub[a, b][f"accuracy_{b}"]) for a, b in pairs])
+    taus = np.mean([kendall_tau_resampled(sub[a, b][f"accuracy_{a}"].to_numpy(), sub[a, b][f"accuracy_{b}"].to_numpy(),
+                                          idx[a, b]) for a, b in pairs], axis=0)
     lo, hi = np.percentile(taus, [2.5, 97.5])
     nan = float("nan")
-    return ({"kind": "ceiling", "name": CEILING, "seed": None, "archs": len(gt), "tau": float(tau), "tau_lo": float(lo),
+    return ({"kind": "ceiling", "name": CEILING, "seed": None, "archs": min(len(s) for s in sub.values()),
+             "tau": float(tau), "tau_lo": float(lo),
              "tau_hi": float(hi), "tau_loss": float(tau_loss), "rho": float(rho), "tau_within": nan, "tau_across": nan,
              "pairs_within": 0, "top1_arch": "", "top1_truth": nan, "regret": nan, "topk_overlap": nan, "k": 0}, taus)
 

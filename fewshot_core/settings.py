@@ -179,6 +179,23 @@ class TreeMetric:
 
 
 @dataclass(frozen=True)
+class GroundTruthSettings:
+    """Where the study's ground truth comes from: its own ``standalone`` trainings, or NAS-Bench-201's
+    accuracies read through ``nats_bench`` from the archive at ``path`` (``dataset``, ``hp`` epochs, the
+    ``accuracy`` on its validation or test set)."""
+
+    source: str
+    path: str | None
+    dataset: str
+    hp: str
+    accuracy: str
+
+    @property
+    def benchmark(self) -> bool:
+        return self.source == "nats_bench"
+
+
+@dataclass(frozen=True)
 class StudySettings:
     """The ranking study (docs/design.md §8): ``archs`` sampled architectures (0: no study), each trained
     from scratch for ``standalone`` epochs with ``gt_seeds`` seeds as the ground truth. ``protocol``
@@ -194,6 +211,7 @@ class StudySettings:
     archs_per_job: int
     top_k: int
     bootstrap: int
+    ground_truth: GroundTruthSettings
 
     @property
     def transfers(self) -> bool:
@@ -330,6 +348,15 @@ class StandaloneSpec:
 
 
 @dataclass(frozen=True)
+class BenchmarkSpec:
+    """``read_benchmark``: the study architectures' accuracies in NAS-Bench-201, trial by trial."""
+
+    run: str
+    ground_truth: GroundTruthSettings
+    inputs: Inputs
+
+
+@dataclass(frozen=True)
 class PretrainSpec:
     """``pretrain_oneshot``: a seed's one-shot supernet, trained from its initialisation; under the
     ``transfer`` protocol every leaf of the seed's trees, and both one-shot baselines, start from it."""
@@ -360,8 +387,8 @@ class OneShotSpec:
 
 @dataclass(frozen=True)
 class StudyEvalSpec:
-    """``evaluate_study``: every study architecture with the weights of the leaf that holds it in one tree,
-    on the test part."""
+    """``evaluate_study``: some study architectures (``chunk``) with the weights of the leaf that holds each
+    in one tree, on the test part."""
 
     run: str
     data: DataSettings
@@ -369,19 +396,23 @@ class StudyEvalSpec:
     factors: tuple[int, ...]
     metric: str
     seed: int
-    chunks: int
+    chunk: int
+    archs_per_job: int
     inputs: Inputs
 
 
 @dataclass(frozen=True)
 class OneShotEvalSpec:
-    """``evaluate_oneshot``: every study architecture with a one-shot baseline's weights, on the test part."""
+    """``evaluate_oneshot``: some study architectures (``chunk``) with a one-shot baseline's weights, on the
+    test part."""
 
     run: str
     data: DataSettings
     evaluation: EvalSettings
     seed: int
     budget: str
+    chunk: int
+    archs_per_job: int
     inputs: Inputs
 
 
@@ -410,8 +441,9 @@ class RankingSpec:
     run: str
     metrics: tuple[str, ...]
     seeds: tuple[int, ...]
+    source: str
     gt_seeds: int
-    standalone_chunks: int
+    chunks: int
     proxies: tuple[str, ...]
     budgets: tuple[str, ...]
     top_k: int
@@ -509,7 +541,8 @@ class RunSettings:
     def studies(self) -> bool:
         return self.study.archs > 0
 
-    def standalone_chunks(self) -> int:
+    def study_chunks(self) -> int:
+        """The study set in jobs of ``study.archs_per_job`` architectures."""
         return -(-self.study.archs // self.study.archs_per_job)
 
     @property
@@ -624,17 +657,22 @@ class RunSettings:
         return OneShotSpec(self.run, self.data, self.supernet, train, budget, self.leaf_start, seed, inputs)
 
     @_memo
-    def study_eval_spec(self, metric: str, seed: int) -> StudyEvalSpec:
-        return StudyEvalSpec(self.run, self.data, self.evaluation, self.tree.factors, metric, seed, self.chunks,
+    def study_eval_spec(self, metric: str, seed: int, chunk: int) -> StudyEvalSpec:
+        return StudyEvalSpec(self.run, self.data, self.evaluation, self.tree.factors, metric, seed, chunk,
+                             self.study.archs_per_job,
                              {"study_set": digest(self.study_set_spec()), "holdout": digest(self.holdout_spec(seed)),
                               "splits": self._splits_above(metric, seed, self.levels),
                               "leaf_weights": [digest(self.leaves_spec(metric, seed, c)) for c in range(self.chunks)]})
 
     @_memo
-    def oneshot_eval_spec(self, seed: int, budget: str) -> OneShotEvalSpec:
-        return OneShotEvalSpec(self.run, self.data, self.evaluation, seed, budget,
+    def oneshot_eval_spec(self, seed: int, budget: str, chunk: int) -> OneShotEvalSpec:
+        return OneShotEvalSpec(self.run, self.data, self.evaluation, seed, budget, chunk, self.study.archs_per_job,
                                {"study_set": digest(self.study_set_spec()), "holdout": digest(self.holdout_spec(seed)),
                                 "oneshot": digest(self.oneshot_spec(seed, budget))})
+
+    @_memo
+    def benchmark_spec(self) -> BenchmarkSpec:
+        return BenchmarkSpec(self.run, self.study.ground_truth, {"study_set": digest(self.study_set_spec())})
 
     @_memo
     def zero_cost_spec(self, proxy: str, chunk: int) -> ZeroCostSpec:
@@ -648,17 +686,23 @@ class RunSettings:
 
     @_memo
     def ranking_spec(self) -> RankingSpec:
-        gts, chunks = range(self.study.gt_seeds), range(self.standalone_chunks())
+        chunks = range(self.study_chunks())
+        gt = self.study.ground_truth
         protocol = {"protocol": self.study.protocol, "pretrain_epochs": self.study.pretrain if self.study.transfers
                     else 0, "leaf_epochs": self.leaves.epochs, "leaves": self.leaf_count,
-                    "oneshot_epochs": {b: self.budget_epochs(b) for b in BUDGETS},
+                    "oneshot_epochs": {b: self.budget_epochs(b) for b in BUDGETS}, "ground_truth": gt.source,
                     "standalone_epochs": self.study.standalone, "gt_seeds": self.study.gt_seeds,
-                    "evaluated_on": "test"}
-        return RankingSpec(self.run, tuple(self.metrics), self.seeds, self.study.gt_seeds, self.standalone_chunks(),
-                           tuple(self.proxies), BUDGETS, self.study.top_k, self.study.bootstrap, protocol,
-                           {"standalone": [digest(self.standalone_spec(g, k)) for g in gts for k in chunks],
-                            "studies": [digest(self.study_eval_spec(m, s)) for m, s in self.trees()],
-                            "oneshots": [digest(self.oneshot_eval_spec(s, b)) for s in self.seeds for b in BUDGETS],
+                    "benchmark": {"dataset": gt.dataset, "hp": gt.hp, "accuracy": gt.accuracy} if gt.benchmark
+                    else None, "evaluated_on": "test"}
+        truth = ([digest(self.benchmark_spec())] if gt.benchmark else
+                 [digest(self.standalone_spec(g, k)) for g in range(self.study.gt_seeds) for k in chunks])
+        return RankingSpec(self.run, tuple(self.metrics), self.seeds, gt.source, self.study.gt_seeds,
+                           self.study_chunks(), tuple(self.proxies), BUDGETS, self.study.top_k, self.study.bootstrap,
+                           protocol,
+                           {"truth": truth,
+                            "studies": [digest(self.study_eval_spec(m, s, k)) for m, s in self.trees() for k in chunks],
+                            "oneshots": [digest(self.oneshot_eval_spec(s, b, k)) for s in self.seeds for b in BUDGETS
+                                         for k in chunks],
                             "zero_cost": [digest(self.zero_cost_spec(p, k)) for p in self.proxies for k in chunks]})
 
     def ranking_figure_spec(self) -> FiguresSpec:
@@ -681,12 +725,16 @@ class RunSettings:
         if self.study.transfers:
             out += [("pretrained", {"seed": s}) for s in self.seeds]
         if self.studies:
-            chunks = range(self.standalone_chunks())
+            chunks = range(self.study_chunks())
             out.append(("study_set", {}))
-            out += [("standalone", {"gt": g, "chunk": k}) for g in range(self.study.gt_seeds) for k in chunks]
+            if self.study.ground_truth.benchmark:
+                out.append(("benchmark", {}))
+            else:
+                out += [("standalone", {"gt": g, "chunk": k}) for g in range(self.study.gt_seeds) for k in chunks]
             out += [("oneshot", {"seed": s, "budget": b}) for s in self.seeds for b in BUDGETS]
-            out += [("oneshot_study", {"seed": s, "budget": b}) for s in self.seeds for b in BUDGETS]
-            out += [("study", {"metric": m, "seed": s}) for m, s in self.trees()]
+            out += [("oneshot_study", {"seed": s, "budget": b, "chunk": k}) for s in self.seeds for b in BUDGETS
+                    for k in chunks]
+            out += [("study", {"metric": m, "seed": s, "chunk": k}) for m, s in self.trees() for k in chunks]
             out += [("zero_cost", {"proxy": p, "chunk": k}) for p in self.proxies for k in chunks]
             out += [("ranking", {}), ("study_summary", {})]
         return out

@@ -23,6 +23,7 @@ from fewshot_core import artifacts
 from fewshot_core.artifacts import record
 from fewshot_core.errors import ArtifactError, DataError
 from fewshot_core.outputs import (
+    BENCHMARK_COLUMNS,
     LEAF_COLUMNS,
     OUTPUTS,
     PAIR_COLUMNS,
@@ -36,6 +37,7 @@ from fewshot_core.outputs import (
 )
 from fewshot_core.ranking import ONESHOT
 from fewshot_core.settings import (
+    BenchmarkSpec,
     ChildrenSpec,
     DataSettings,
     FiguresSpec,
@@ -470,16 +472,29 @@ def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path
     log(f"one-shot supernet ({spec.budget} budget), seed {spec.seed}: {steps} more steps from {spec.start} -> {out}")
 
 
+def read_benchmark(spec: BenchmarkSpec, study_set: Path, out: Path, log: Log = _log) -> None:
+    """The study architectures' accuracies in NAS-Bench-201, one row per trial, read through nats_bench from
+    the archive the configuration names (docs/design.md §8)."""
+    from fewshot_core import benchmark
+
+    g = spec.ground_truth
+    archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
+    table = benchmark.read(g.path, archs, g.dataset, g.hp, g.accuracy)
+    artifacts.write_table(table, out, record(OUTPUTS["benchmark"], spec, inputs=artifacts.inputs_record(
+        {"study_set": study_set})))
+    log(f"{len(archs)} architectures, {len(table)} trials: {g.dataset}, {g.hp} epochs, {g.accuracy} accuracy")
+
+
 def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: list[Path], leaf_weights: list[Path],
                    out: Path, device: str, log: Log = _log) -> None:
-    """Every study architecture with the weights of the leaf that holds it in one tree, BN statistics
+    """Some study architectures with the weights of the leaf that holds each in one tree, BN statistics
     re-estimated for it on the tree's training images, evaluated on the test part."""
     from fewshot_core.nb201 import arch_to_mask
     from fewshot_core.splitting import leaf_of
     from fewshot_core.train import evaluate_architectures, resolve_device, test_images
 
     d, train_idx, _ = _holdout(spec, holdout)
-    archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
+    archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
     dev = resolve_device(device)
     images = test_images(d, dev)
     records = _tree_splits(spec, "splits", splits, spec.metric, spec.seed)
@@ -509,11 +524,11 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
 
 def evaluate_oneshot(spec: OneShotEvalSpec, study_set: Path, holdout: Path, oneshot: Path, out: Path, device: str,
                      log: Log = _log) -> None:
-    """Every study architecture with a one-shot baseline's weights, evaluated as the leaves' are."""
+    """Some study architectures with a one-shot baseline's weights, evaluated as the leaves' are."""
     from fewshot_core.train import evaluate_architectures, resolve_device, test_images
 
     d, train_idx, _ = _holdout(spec, holdout)
-    archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
+    archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
     dev = resolve_device(device)
     images = test_images(d, dev)
     w = artifacts.load_weights(oneshot, _expect("oneshot", spec, "oneshot", seed=spec.seed, budget=spec.budget))
@@ -558,40 +573,46 @@ def score_study(spec: ZeroCostSpec, study_set: Path, holdout: Path, out: Path, d
     log(f"{m.name}: {len(rows)} study architectures scored at initialisation")
 
 
-def rank_study(spec: RankingSpec, standalone: list[Path], studies: list[Path], oneshots: list[Path],
-               zero_cost: list[Path], out: Path, out_summary: Path, log: Log = _log) -> None:
-    """Every ranking of the study against the ground truth (the mean of its seeds): each tree, each one-shot
-    baseline, each training-free ranking, and the ground truth's seeds against each other (the ceiling);
-    then per metric the mean over trees with its interval, and its paired comparison with random splits and
-    with one-shot, all on the same resamples of architectures and seeds."""
+def rank_study(spec: RankingSpec, truth: list[Path], studies: list[Path], oneshots: list[Path], zero_cost: list[Path],
+               out: Path, out_summary: Path, log: Log = _log) -> None:
+    """Every ranking of the study against the ground truth (the mean of its seeds, or of the benchmark's
+    trials): each tree, each one-shot baseline, each training-free ranking, and the ground truth's seeds
+    against each other (the ceiling); then per metric the mean over trees with its interval, and its
+    paired comparison with random splits and with one-shot, all on the same resamples of architectures
+    and seeds."""
     from fewshot_core.ranking import study_tables
 
-    chunks = spec.standalone_chunks
-    truth = pd.concat([artifacts.read_table(p, _expect("standalone", spec, "standalone", i, gt=i // chunks,
-                                                       chunk=i % chunks), columns=STANDALONE_COLUMNS)
-                       for i, p in enumerate(standalone)], ignore_index=True)
-    trees = [(m, s) for m in spec.metrics for s in spec.seeds]
-    inherited = pd.concat([artifacts.read_table(p, _expect("study", spec, "studies", i, metric=m, seed=s),
-                                                columns=STUDY_COLUMNS) for i, (p, (m, s)) in enumerate(zip(studies, trees))]
-                          + [artifacts.read_table(p, _expect("oneshot_study", spec, "oneshots", i, seed=s, budget=b),
-                                                  columns=STUDY_COLUMNS)
-                             for i, (p, (s, b)) in enumerate(zip(oneshots, [(s, b) for s in spec.seeds
-                                                                            for b in spec.budgets]))],
-                          ignore_index=True)
-    proxies = [(p, k) for p in spec.proxies for k in range(chunks)]
+    chunks = range(spec.chunks)
+    if spec.source == "nats_bench":
+        bench = artifacts.read_table(truth[0], _expect("benchmark", spec, "truth", 0), columns=BENCHMARK_COLUMNS)
+        gt = bench.rename(columns={"trial": "gt"})[["arch", "gt", "accuracy", "loss"]]
+    else:
+        ids = [(g, k) for g in range(spec.gt_seeds) for k in chunks]
+        gt = pd.concat([artifacts.read_table(p, _expect("standalone", spec, "truth", i, gt=g, chunk=k),
+                                             columns=STANDALONE_COLUMNS) for i, (p, (g, k)) in enumerate(zip(truth, ids))],
+                       ignore_index=True).rename(columns={"test_accuracy": "accuracy", "test_loss": "loss"})
+    trees = [(m, s, k) for m in spec.metrics for s in spec.seeds for k in chunks]
+    baselines = [(s, b, k) for s in spec.seeds for b in spec.budgets for k in chunks]
+    inherited = pd.concat(
+        [artifacts.read_table(p, _expect("study", spec, "studies", i, metric=m, seed=s, chunk=k), columns=STUDY_COLUMNS)
+         for i, (p, (m, s, k)) in enumerate(zip(studies, trees))]
+        + [artifacts.read_table(p, _expect("oneshot_study", spec, "oneshots", i, seed=s, budget=b, chunk=k),
+                                columns=STUDY_COLUMNS) for i, (p, (s, b, k)) in enumerate(zip(oneshots, baselines))],
+        ignore_index=True)
+    proxies = [(p, k) for p in spec.proxies for k in chunks]
     scores = pd.concat([artifacts.read_table(p, _expect("zero_cost", spec, "zero_cost", i, proxy=name, chunk=k),
                                              columns=ZERO_COST_COLUMNS) for i, (p, (name, k)) in enumerate(zip(zero_cost, proxies))],
                        ignore_index=True)
-    evaluated = {json.dumps(artifacts.read_record(p, "parquet").get("evaluated_on"), sort_keys=True)
-                 for p in [*standalone, *studies, *oneshots]}
+    measured = [*studies, *oneshots, *(truth if spec.source == "standalone" else [])]
+    evaluated = {json.dumps(artifacts.read_record(p, "parquet").get("evaluated_on"), sort_keys=True) for p in measured}
     if len(evaluated) != 1:
         raise ArtifactError(f"the study's accuracies were measured on different images ({sorted(evaluated)}); "
                             f"{artifacts.REMEDY}")
-    table, summary = study_tables(truth, inherited, scores, spec.top_k, spec.bootstrap)
+    table, summary = study_tables(gt, inherited, scores, spec.top_k, spec.bootstrap)
     made_from = {"splits": sorted({d for p in studies for d in inherited_from(p, "splits")}),
                  "leaves": sorted({d for p in studies for d in inherited_from(p, "leaf_weights")})}
     extra = dict(made_from=made_from, evaluated_on=json.loads(evaluated.pop()), inputs=artifacts.inputs_record(
-        {"standalone": standalone, "studies": studies, "oneshots": oneshots, "zero_cost": zero_cost}))
+        {"truth": truth, "studies": studies, "oneshots": oneshots, "zero_cost": zero_cost}))
     artifacts.write_table(table, out, record(OUTPUTS["ranking"], spec, **extra))
     artifacts.write_table(summary, out_summary, record(OUTPUTS["study_summary"], spec, **extra))
     log(summary.round(3).to_string(index=False))

@@ -130,10 +130,16 @@ def dag_paths(text: str, run: str) -> set[tuple[str, str]]:
     return set(re.findall(rf"results/{run}/([a-z_]+)/seed(\d+)/", text))
 
 
-@pytest.fixture
-def cifar_dir(tmp_path):
-    (tmp_path / "data" / "cifar10" / "cifar-10-batches-bin").mkdir(parents=True)
-    return tmp_path
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    """A folder where the paper's configurations find CIFAR-10 and NAS-Bench-201's archive."""
+    from tests.benchmark_archive import write_complete_archive
+
+    work = tmp_path_factory.mktemp("paper")
+    (work / "data" / "cifar10" / "cifar-10-batches-bin").mkdir(parents=True)
+    pytest.importorskip("nats_bench", reason="nats_bench (a dependency) is not installed")
+    write_complete_archive(work / "data" / "NATS-tss-v1_0-3ffb9-simple")
+    return work
 
 
 def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake):

@@ -25,7 +25,9 @@ CHUNKS = list(range(SETTINGS.chunks))
 os.environ[DEVICE_VARIABLE] = SETTINGS.device
 # Jobs call the `fewshot` command installed beside the Python that runs Snakemake (.venv/bin), so a
 # workflow started as `.venv/bin/snakemake` needs no activated environment.
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+os.environ["PATH"] = os.pathsep.join(
+    [os.path.dirname(sys.executable), os.environ["PATH"]]
+)
 
 if SETTINGS.data.name == "cifar10" and SETTINGS.download and workflow.is_main_process:
     from fewshot_core.data import download_cifar10

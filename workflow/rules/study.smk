@@ -73,6 +73,27 @@ rule train_standalone:
         " --out {output:q} > {log:q} 2>&1"
 
 
+rule read_benchmark:
+    input:
+        study_set=out("study_set"),
+    output:
+        out("benchmark"),
+    log:
+        log_file("read_benchmark", "run"),
+    benchmark:
+        benchmark_file("read_benchmark", "run")
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        spec=spec_json(SETTINGS.benchmark_spec()),
+    shell:
+        "fewshot read-benchmark --spec {params.spec:q} --study-set {input.study_set:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule train_oneshot:
     input:
         unpack(get_start),
@@ -108,9 +129,9 @@ rule evaluate_study:
     output:
         out("study"),
     log:
-        log_file("evaluate_study", "{metric}/seed{seed}"),
+        log_file("evaluate_study", "{metric}/seed{seed}_chunk{chunk}"),
     benchmark:
-        benchmark_file("evaluate_study", "{metric}/seed{seed}")
+        benchmark_file("evaluate_study", "{metric}/seed{seed}_chunk{chunk}")
     conda:
         "../../environment.yml"
     threads: 1
@@ -119,7 +140,9 @@ rule evaluate_study:
         runtime=config["study"]["runtime_min"],
         gpu=GPUS,
     params:
-        spec=lambda wc: spec_json(SETTINGS.study_eval_spec(wc.metric, int(wc.seed))),
+        spec=lambda wc: spec_json(
+            SETTINGS.study_eval_spec(wc.metric, int(wc.seed), int(wc.chunk))
+        ),
     shell:
         "OMP_NUM_THREADS={threads} fewshot evaluate-study --spec {params.spec:q} --study-set {input.study_set:q}"
         " --holdout {input.holdout:q} --splits {input.splits:q} --leaf-weights {input.leaf_weights:q}"
@@ -134,9 +157,9 @@ rule evaluate_oneshot:
     output:
         out("oneshot_study"),
     log:
-        log_file("evaluate_oneshot", "seed{seed}_{budget}"),
+        log_file("evaluate_oneshot", "seed{seed}_{budget}_chunk{chunk}"),
     benchmark:
-        benchmark_file("evaluate_oneshot", "seed{seed}_{budget}")
+        benchmark_file("evaluate_oneshot", "seed{seed}_{budget}_chunk{chunk}")
     conda:
         "../../environment.yml"
     threads: 1
@@ -145,7 +168,9 @@ rule evaluate_oneshot:
         runtime=config["study"]["runtime_min"],
         gpu=GPUS,
     params:
-        spec=lambda wc: spec_json(SETTINGS.oneshot_eval_spec(int(wc.seed), wc.budget)),
+        spec=lambda wc: spec_json(
+            SETTINGS.oneshot_eval_spec(int(wc.seed), wc.budget, int(wc.chunk))
+        ),
     shell:
         "OMP_NUM_THREADS={threads} fewshot evaluate-oneshot --spec {params.spec:q} --study-set {input.study_set:q}"
         " --holdout {input.holdout:q} --oneshot {input.oneshot:q} --out {output:q} > {log:q} 2>&1"
@@ -176,7 +201,7 @@ rule score_study:
 
 rule rank_study:
     input:
-        standalone=all_of("standalone"),
+        truth=all_of("benchmark") or all_of("standalone"),
         studies=all_of("study"),
         oneshots=all_of("oneshot_study"),
         zero_cost=all_of("zero_cost"),
@@ -196,7 +221,7 @@ rule rank_study:
     params:
         spec=spec_json(SETTINGS.ranking_spec()),
     shell:
-        "fewshot rank-study --spec {params.spec:q} --standalone {input.standalone:q} --studies {input.studies:q}"
+        "fewshot rank-study --spec {params.spec:q} --truth {input.truth:q} --studies {input.studies:q}"
         " --oneshots {input.oneshots:q} --zero-cost {input.zero_cost:q} --out {output.ranking:q}"
         " --out-summary {output.summary:q} > {log:q} 2>&1"
 
