@@ -70,3 +70,15 @@ rule study:
 # Before any job: outputs made by other settings are scheduled again, those made by other code listed.
 if workflow.is_main_process:
     start_check(TARGETS)
+
+
+onstart:
+    begin_run()
+
+
+onsuccess:
+    end_run()
+
+
+onerror:
+    end_run()

@@ -29,12 +29,6 @@ os.environ["PATH"] = os.pathsep.join(
     [os.path.dirname(sys.executable), os.environ["PATH"]]
 )
 
-if SETTINGS.data.name == "cifar10" and SETTINGS.download and workflow.is_main_process:
-    from fewshot_core.data import download_cifar10
-
-    if download_cifar10(SETTINGS.data.root):
-        print(f"CIFAR-10 downloaded into {SETTINGS.data.root}", file=sys.stderr)
-
 
 wildcard_constraints:
     metric="|".join(METRICS),
@@ -220,3 +214,40 @@ def when_the_dag_is_built(call):
         dag_settings = property(lambda self: self.__dict__.get("_dag_settings"), assign)
 
     workflow.__class__ = CheckedWorkflow
+
+
+# ---------------------------------------------------------------- the run's start and end
+
+
+SERVER = []
+
+
+def begin_run():
+    """Before the first job of a real run: download CIFAR-10 if allowed and missing, and start the warm
+    server that forks local jobs (fewshot_core/server.py; FEWSHOT_NO_SERVER=1 runs each job on its own).
+    """
+    if SETTINGS.data.name == "cifar10" and SETTINGS.download:
+        from fewshot_core.data import download_cifar10
+
+        if download_cifar10(SETTINGS.data.root):
+            print(f"CIFAR-10 downloaded into {SETTINGS.data.root}", file=sys.stderr)
+    if not workflow.local_exec or os.environ.get("FEWSHOT_NO_SERVER"):
+        return
+    from fewshot_core.launch import SERVER_VARIABLE
+    from fewshot_core.server import Server
+
+    server = Server()
+    if server.wait_ready():
+        os.environ[SERVER_VARIABLE] = server.path
+        SERVER.append(server)
+    else:
+        print(
+            "the warm server did not start: each job imports torch itself",
+            file=sys.stderr,
+        )
+        server.stop()
+
+
+def end_run():
+    for server in SERVER:
+        server.stop()

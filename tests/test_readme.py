@@ -1,0 +1,91 @@
+"""Every command the README shows runs as written: the long ones as a dry run (`--dry-run` right after
+`snakemake`, `make -n`, `--help` for the benchmark scripts, `--collect-only` for a test selection), in a
+copy of the checkout that has CIFAR-10's folder, NAS-Bench-201's archive and finished runs where the
+commands expect them. A command of a new form fails this test until it says how it is run."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ENV, ROOT
+
+README = (ROOT / "README.md").read_text()
+STARTS = ("make ", "snakemake", ".venv/bin/", "fewshot ", "pytest ", "python ")
+
+
+def commands() -> list[str]:
+    """Every line of a ``bash`` block, and every inline code span outside a table that starts like a command."""
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in block.splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                found.append(line)
+    prose = re.sub(r"```.*?```", "", README, flags=re.S)
+    for line in prose.splitlines():
+        if not line.lstrip().startswith("|"):
+            found += [c for c in re.findall(r"`([^`]+)`", line) if c.startswith(STARTS)]
+    return list(dict.fromkeys(found))
+
+
+def as_run(command: str) -> list[str] | None:
+    """The command as this test runs it (a dry run for the long ones); None for one run elsewhere."""
+    words = shlex.split(command)
+    tool = os.path.basename(words[0])
+    if "--report" in words:
+        return None  # makes a report of a finished run: test_workflow's report test runs it on the tiny run
+    if tool == "snakemake":
+        return [*words[:1], "--dry-run", *words[1:]]
+    if tool == "make":
+        return ["make", "-n", *words[1:]]
+    if tool == "python" and words[1].startswith("benchmarks/"):
+        return [sys.executable, *words[1:], "--help"]
+    if tool == "pytest":
+        return [sys.executable, "-m", "pytest", *words[1:], "--collect-only", "-q"]
+    if tool in ("fewshot", "pip"):
+        return words
+    raise AssertionError(f"the README shows {command!r}: say in tests/test_readme.py how it is run")
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory, tiny_run):
+    """A copy of the checkout, with .venv linked, CIFAR-10's folder, NAS-Bench-201's archive, and the tiny run's
+    results where the README's summaries look (results/default, results/study)."""
+    from tests.benchmark_archive import write_complete_archive
+
+    work = tmp_path_factory.mktemp("readme")
+    for part in ("workflow", "profiles", "config", "benchmarks", "tests", "fewshot_core", ".test"):
+        shutil.copytree(ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("Snakefile", "Makefile", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, work / part)
+    (work / ".venv").symlink_to(ROOT / ".venv" if (ROOT / ".venv").exists() else os.path.dirname(
+        os.path.dirname(sys.executable)))
+    (work / "data" / "cifar10" / "cifar-10-batches-bin").mkdir(parents=True)
+    pytest.importorskip("nats_bench", reason="nats_bench (a dependency) is not installed")
+    write_complete_archive(work / "data" / "NATS-tss-v1_0-3ffb9-simple")
+    for run in ("default", "study", "paper_cpu"):
+        shutil.copytree(tiny_run / "results" / "tiny", work / "results" / run)
+    return work
+
+
+def test_the_readme_shows_commands():
+    found = commands()
+    assert "make run" in found and "make test" in found and len(found) > 10
+
+
+@pytest.mark.parametrize("command", commands())
+def test_every_readme_command_runs_as_written(checkout, command):
+    run = as_run(command)
+    if run is None:
+        pytest.skip("run by test_workflow.py::test_report_is_self_contained_and_renders")
+    env = {**ENV, "PATH": f"{checkout / '.venv' / 'bin'}{os.pathsep}{ENV['PATH']}", "PYTHONPATH": str(checkout)}
+    proc = subprocess.run(run, cwd=checkout, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, f"{command}:\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,94 @@
+"""The warm server: a job run through it writes what the same job writes in a fresh process, exits as it
+would, and is stopped with its launcher."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fewshot_core import artifacts
+from fewshot_core.launch import SERVER_VARIABLE
+from fewshot_core.server import Server
+from fewshot_core.settings import canonical_json
+from tests.conftest import ENV
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    assert s.wait_ready(), "the server did not start"
+    yield s
+    s.stop()
+
+
+def fewshot(*args, server=None, cwd=None, **kwargs):
+    env = {k: v for k, v in ENV.items() if k != SERVER_VARIABLE}
+    if server is not None:
+        env[SERVER_VARIABLE] = server.path
+    return subprocess.run([sys.executable, "-m", "fewshot_core.launch", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, **kwargs)
+
+
+def test_a_job_through_the_server_writes_what_a_fresh_process_writes(server, tmp_path, defaults):
+    import pandas as pd
+
+    spec = canonical_json(defaults.holdout_spec(0))
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir(), there.mkdir()
+    assert fewshot("make-holdout", "--spec", spec, "--out", "h.json", cwd=here).returncode == 0
+    proc = fewshot("make-holdout", "--spec", spec, "--out", "h.json", server=server, cwd=there)
+    assert proc.returncode == 0 and "training and" in proc.stdout  # its output reaches the launcher's stdout
+    assert (here / "h.json").read_bytes() == (there / "h.json").read_bytes()  # relative paths: the job's folder
+    root = canonical_json(defaults.root_spec(0))
+    for work in (here, there):
+        run = fewshot("train-root", "--spec", root, "--holdout", "h.json", "--checkpoints", "ck", "--out", "root.pt",
+                      "--device", "cpu", server=server if work is there else None, cwd=work)
+        assert run.returncode == 0, run.stderr
+    a = artifacts.load_weights(here / "root.pt", {"kind": "root"})["nodes"]["r"]
+    b = artifacts.load_weights(there / "root.pt", {"kind": "root"})["nodes"]["r"]
+    assert all(pd.Series(a[k].flatten().tolist()).equals(pd.Series(b[k].flatten().tolist())) for k in a)
+
+
+def test_a_users_mistake_through_the_server_is_one_line_and_its_status(server, tmp_path):
+    proc = fewshot("make-holdout", "--spec", "{}", "--out", "h.json", server=server, cwd=tmp_path)
+    assert proc.returncode == 2 and "--spec is not a valid HoldoutSpec" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_stopping_the_launcher_stops_the_job(server, tmp_path, defaults):
+    import dataclasses
+
+    long = dataclasses.replace(defaults.root_spec(0), warmup=dataclasses.replace(defaults.warmup, epochs=500))
+    assert fewshot("make-holdout", "--spec", canonical_json(defaults.holdout_spec(0)), "--out", "h.json",
+                   server=server, cwd=tmp_path).returncode == 0
+    env = {**ENV, SERVER_VARIABLE: server.path}
+    launcher = subprocess.Popen([sys.executable, "-m", "fewshot_core.launch", "train-root", "--spec",
+                                 canonical_json(long), "--holdout", "h.json", "--checkpoints", "ck", "--out", "root.pt",
+                                 "--device", "cpu"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob("ck/**/*.ckpt")) and time.time() < deadline:
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGTERM)  # as Snakemake stops a job
+    out, err = launcher.communicate(timeout=30)
+    assert launcher.returncode == 128 + signal.SIGTERM and not (tmp_path / "root.pt").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+    launcher = subprocess.Popen([sys.executable, "-m", "fewshot_core.launch", "train-root", "--spec",
+                                 canonical_json(long), "--holdout", "h.json", "--checkpoints", "ck2", "--out",
+                                 "root2.pt", "--device", "cpu"], cwd=tmp_path, env=env)
+    time.sleep(2)
+    launcher.kill()  # SIGKILL: the launcher cannot pass it on, the server sees it gone and kills the job
+    launcher.wait()
+    time.sleep(1)
+    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    assert children == [], f"the job outlived its launcher: {children}"
+
+
+def test_without_a_server_the_command_runs_in_its_own_process(tmp_path, defaults):
+    env = {**ENV, SERVER_VARIABLE: str(tmp_path / "no-such.sock")}
+    proc = subprocess.run([sys.executable, "-m", "fewshot_core.launch", "make-holdout", "--spec",
+                           canonical_json(defaults.holdout_spec(0)), "--out", "h.json"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "h.json").exists()
