@@ -229,14 +229,15 @@ def normalize(x: torch.Tensor, data: ImageData) -> torch.Tensor:
 def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, pad: int = 4) -> torch.Tensor:
     """Random crop with zero padding and (optionally) horizontal flip, drawn from ``generator``."""
     n, _, h, w = x.shape
+    dev = x.device  # the generator's: both on the CPU, or both on the GPU
     padded = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, 3, h, w)
-    cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, 3, h, w)
-    out = padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(3).view(1, 3, 1, 1), rows, cols]
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
+    rows = (dy.view(n, 1) + torch.arange(h, device=dev)).view(n, 1, h, 1).expand(n, 3, h, w)
+    cols = (dx.view(n, 1) + torch.arange(w, device=dev)).view(n, 1, 1, w).expand(n, 3, h, w)
+    out = padded[torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(3, device=dev).view(1, 3, 1, 1), rows, cols]
     if flip:
-        flips = torch.rand(n, generator=generator) < 0.5
+        flips = torch.rand(n, generator=generator, device=dev) < 0.5
         out[flips] = out[flips].flip(-1)
     return out
 
@@ -247,7 +248,8 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
     n = len(y)
     if n == 0:
         raise DataError("the dataset split is empty: nothing to iterate over")
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = (torch.randperm(n, generator=generator, device=generator.device) if generator is not None
+             else torch.arange(n, device=x.device))
     for i in range(0, n, batch_size):
         idx = order[i : i + batch_size]
         yield x[idx], y[idx]

@@ -23,7 +23,8 @@ import sys
 SERVER_VARIABLE = "FEWSHOT_SERVER"
 
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """``n`` bytes from ``sock``; ConnectionError when it closes first."""
     data = b""
     while len(data) < n:
         chunk = sock.recv(n - len(data))
@@ -48,7 +49,7 @@ def run_remotely(path: str, argv: list[str]) -> int | None:
     try:
         sock.sendmsg([struct.pack("!I", len(request)), request],
                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
-        (pid,) = struct.unpack("!i", _recv_exactly(sock, 4))
+        (pid,) = struct.unpack("!i", recv_exactly(sock, 4))
     except OSError:
         return None  # nothing ran yet: run here instead
 
@@ -61,7 +62,7 @@ def run_remotely(path: str, argv: list[str]) -> int | None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     try:
-        (status,) = struct.unpack("!i", _recv_exactly(sock, 4))
+        (status,) = struct.unpack("!i", recv_exactly(sock, 4))
     except (OSError, ConnectionError):
         print("fewshot: error: the workflow's server stopped before the job ended; rerun the workflow",
               file=sys.stderr)

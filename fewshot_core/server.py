@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fewshot_core.launch import recv_exactly
+
 #: What every job would import: loaded once here, shared by the forked children.
 PRELOAD = ("torch", "torch._dynamo", "torch.func", "numpy", "pandas", "pyarrow.parquet", "scipy.stats",
            "fewshot_core.cli", "fewshot_core.stages", "fewshot_core.train", "fewshot_core.metrics",
@@ -43,13 +45,7 @@ def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds += list(struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4]))
     (length,) = struct.unpack("!I", head)
-    body = b""
-    while len(body) < length:
-        chunk = conn.recv(length - len(body))
-        if not chunk:
-            raise ConnectionError("the launcher closed the connection")
-        body += chunk
-    return json.loads(body), fds
+    return json.loads(recv_exactly(conn, length)), fds
 
 
 def _child(request: dict, fds: list[int]) -> None:

@@ -103,13 +103,15 @@ class OptimizerSettings:
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that decides a training run's result, besides its seed, data and start weights.
-    ``crop_pad``: the zero padding of the random crops (``data.crop_pad``; input size / 8 by default)."""
+    ``crop_pad``: the zero padding of the random crops (``data.crop_pad``; input size / 8 by default).
+    ``mixed_precision``: on a GPU, the forward pass in bfloat16 (``training.mixed_precision``)."""
 
     epochs: int
     batch_size: int
     mode: str
     augment: bool
     crop_pad: int
+    mixed_precision: bool
     optimizer: OptimizerSettings
 
 

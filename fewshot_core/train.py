@@ -9,6 +9,7 @@ only when the checkpoint was made by the same settings, seed, supernet, mask, da
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import sys
@@ -114,8 +115,13 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
     o = cfg.optimizer
     opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=o.lr_min)
-    gens = {"order": torch.Generator().manual_seed(seed), "augment": torch.Generator().manual_seed(seed + 1),
-            "path": torch.Generator().manual_seed(seed + 2)}
+    # On a GPU the whole training part lives there (CIFAR-10's is 150 MB as uint8) and batches are drawn,
+    # cropped and flipped there, from generators on the GPU seeded alike; on the CPU, as always.
+    where = device if device.type == "cuda" else torch.device("cpu")
+    gens = {"order": torch.Generator(device=where).manual_seed(seed),
+            "augment": torch.Generator(device=where).manual_seed(seed + 1), "path": torch.Generator().manual_seed(seed + 2)}
+    precision = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.mixed_precision and device.type == "cuda"
+                 else contextlib.nullcontext())
     if isinstance(net, Supernet):
         net.mode = cfg.mode
         net.path_generator = gens["path"]
@@ -130,34 +136,38 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
             g.set_state(state["rng"][k])
         start = state["epoch"] + 1
         print(f"{label}: resuming from {checkpoint} after epoch {start}", flush=True)
-    x_all = d.train_x[torch.as_tensor(train_idx)]
-    y_all = d.train_y[torch.as_tensor(train_idx)]
+    x_all = d.train_x[torch.as_tensor(train_idx)].to(where)
+    y_all = d.train_y[torch.as_tensor(train_idx)].to(where)
     progress = Progress(cfg.epochs, label)
     history = []
     steps = math.ceil(len(y_all) / cfg.batch_size)
     for epoch in range(start, cfg.epochs):
         net.train()
-        t0, seen, loss_sum, correct, taken = time.perf_counter(), 0, 0.0, 0, 0
+        t0, seen, taken = time.perf_counter(), 0, 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: one sync an epoch
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for i, (xb, yb) in enumerate(data.batches(x_all, y_all, cfg.batch_size, gens["order"])):
             if cfg.augment:
                 xb = data.augment(xb, gens["augment"], flip=d.name != "digits", pad=cfg.crop_pad)
             x = data.normalize(xb.to(device), d)
             y = yb.to(device)
             opt.zero_grad(set_to_none=True)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
+            with precision:
+                logits = net(x)
+                loss = F.cross_entropy(logits, y)
             loss.backward()
             if o.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
             opt.step()
             taken += 1
             seen += len(y)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             progress.step(i + 1, steps)
         sched.step()
         rate = seen / (time.perf_counter() - t0)
-        rec = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen, "images_per_s": rate,
+        rec = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "accuracy": correct.item() / seen,
+               "images_per_s": rate,
                "lr": opt.param_groups[0]["lr"], "steps": taken}
         history.append(rec)
         progress.epoch(epoch, rec["loss"], rec["accuracy"], rate, start)
@@ -196,12 +206,13 @@ def validate(net: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int, ar
     if len(y) == 0:
         raise data.DataError("the validation split is empty: nothing to evaluate on")
     net.eval()
-    loss, correct = 0.0, 0
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for j in range(0, len(y), batch_size):
         logits = net(x[j : j + batch_size], arch=arch) if arch is not None else net(x[j : j + batch_size])
-        loss += F.cross_entropy(logits, y[j : j + batch_size], reduction="sum").item()
-        correct += (logits.argmax(1) == y[j : j + batch_size]).sum().item()
-    return correct / len(y), loss / len(y)
+        loss += F.cross_entropy(logits, y[j : j + batch_size], reduction="sum").double()
+        correct += (logits.argmax(1) == y[j : j + batch_size]).sum()
+    return correct.item() / len(y), loss.item() / len(y)
 
 
 def validation_images(d: data.ImageData, val_idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,7 +48,7 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
     schema = yaml.safe_load(SCHEMA.read_text())
     base = load_settings(MINIMAL)
     changes = {"data.name": "synthetic", "data.root": "somewhere", "data.download": True, "data.input_size": 32,
-               "data.val_fraction": 0.3, "supernet.C": 16, "supernet.N": 5, "device": "cpu", "rerun_on_code_change": True,
+               "data.val_fraction": 0.3, "supernet.C": 16, "supernet.N": 5, "device": "cpu", "rerun_on_code_change": True, "training.mixed_precision": True,
                "tree.policy": {"levels": [2, 3]}, "tree.edge_selection": "random", "tree.edge_order": [2, 1, 0],
                "tree.balanced": True, "training.optimizer.lr": 0.1, "training.optimizer.lr_min": 0.0,
                "training.optimizer.momentum": 0.5, "training.optimizer.nesterov": False,
@@ -60,9 +60,11 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
                "training.leaves.leaves_per_job": 1, "run": "u", "seeds": [1], "metrics": {"ntk": {}},
                "study.archs": 10, "study.seed": 3, "study.standalone": 2, "study.archs_per_job": 4,
                "study.top_k": 3, "study.bootstrap": 200, "study.gt_seeds": 3, "study.protocol": "scratch",
-               "study.pretrain": 4, "data.crop_pad": 1}
+               "study.pretrain": 4, "data.crop_pad": 1, "study.ground_truth.path": "x",
+               "study.ground_truth.dataset": "cifar10", "study.ground_truth.hp": 12, "study.ground_truth.accuracy": "test"}
     resources = {"training.gpus", "training.warmup.runtime_min", "training.leaves.runtime_min",
-                 "study.runtime_min"}  # not settings: what a cluster allots a job
+                 "study.runtime_min",  # not settings: what a cluster allots a job
+                 "study.ground_truth.source"}  # needs a benchmark archive: tests/test_benchmark.py
     documented = set(schema_leaves(schema))
     assert documented - resources == set(changes), "a schema key without a test of where it goes"
     for key, value in changes.items():
@@ -82,8 +84,9 @@ def test_specs_survive_their_json(defaults):
     for spec in (s.holdout_spec(1), s.root_spec(0), s.score_spec("lr", 0, 2), s.split_spec("lr", 0, 1),
                  s.score_spec("mix", 0, 0), s.score_spec("late", 0, 1), s.split_spec("late", 0, 1),
                  s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.distances_spec(), s.collect_spec(), s.study_set_spec(),
-                 s.standalone_spec(1, 0), s.pretrain_spec(1), s.oneshot_spec(1, "tree"), s.oneshot_eval_spec(1, "leaf"),
-                 s.study_eval_spec("lr", 1), s.zero_cost_spec("nparams", 0), s.ranking_spec(), s.figures_spec(),
+                 s.standalone_spec(1, 0), s.pretrain_spec(1), s.oneshot_spec(1, "tree"),
+                 s.oneshot_eval_spec(1, "leaf", 0), s.study_eval_spec("lr", 1, 0), s.zero_cost_spec("nparams", 0),
+                 s.benchmark_spec(), s.ranking_spec(), s.figures_spec(),
                  s.ranking_figure_spec()):
         text = settings.canonical_json(spec)
         assert settings.spec_from_json(type(spec), text) == spec

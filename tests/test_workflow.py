@@ -231,3 +231,26 @@ def test_report_is_self_contained_and_renders(tiny_run, scenario, snakemake):
                 page.goto(report.as_uri())
         browser.close()
     assert outside == [], f"the report fetched from the network: {outside}"
+
+
+def test_every_metric_value_and_split_of_the_tiny_scenario_equals_the_stored_reference(tiny_run):
+    """Values and splits as computed before the job server and the speed-ups (tests/data/tiny_reference.json):
+    how a job is run may change, what it computes may not."""
+    import json
+
+    reference = json.loads((ROOT / "tests" / "data" / "tiny_reference.json").read_text())
+    run = tiny_run / "results" / "tiny"
+    scores = pd.concat([pd.read_parquet(p) for p in sorted(run.glob("*/seed*/scores_L*.parquet"))])
+    got = {(r.metric, int(r.seed), r.node, int(r.edge), r.op): r for r in scores.itertuples()}
+    assert len(got) == len(reference["scores"])
+    for want in reference["scores"]:
+        r = got[want["metric"], want["seed"], want["node"], want["edge"], want["op"]]
+        for name in ("value", "parent_value"):
+            if want[name] is None:
+                assert getattr(r, name) is None or pd.isna(getattr(r, name))
+            else:
+                assert getattr(r, name) == pytest.approx(want[name], rel=1e-6, abs=1e-9), (name, want)
+        assert list(r.similarity) == pytest.approx(want["similarity"], rel=1e-6, abs=1e-9)
+    splits = pd.read_parquet(run / "splits.parquet")
+    got = {(r.metric, int(r.seed), r.node): (int(r.edge), [list(g) for g in r.groups]) for r in splits.itertuples()}
+    assert got == {(s["metric"], s["seed"], s["node"]): (s["edge"], s["groups"]) for s in reference["splits"]}
