@@ -211,7 +211,9 @@ def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path) -> l
     ceiling = ranking[ranking.kind == "ceiling"]
     if not ceiling.empty:
         c = ceiling.iloc[0]
-        ax.axhspan(c.tau_lo, c.tau_hi, color="0.85", zorder=0, label=f"{CEILING}: tau {c.tau:.2f} (ceiling)")
+        ax.axhspan(c.tau_lo, c.tau_hi, color="0.85", zorder=0,
+                   label=f"{CEILING}: tau {c.tau:.2f} (ceiling), its 95% interval")
+        ax.axhline(c.tau, color="0.55", lw=1, zorder=1)
     zero = ranking[ranking.kind == "zero-cost"].set_index("name")
     if "nparams" in zero.index:
         ax.axhline(zero.loc["nparams"].tau, color="#7d3c98", ls="--", lw=1,

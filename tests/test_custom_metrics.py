@@ -287,10 +287,12 @@ def test_a_split_whose_child_holds_no_connected_cell_fails_in_its_split_job_nami
     """A metric that sets `none` apart on edges 3, 4 and 5 cuts every path of leaf r000: known only once
     the metric has spoken, so the split job says which tree, node and edge, and what to change."""
     from fewshot_core.errors import SplitError
+    from fewshot_core.metrics import REGISTRY
 
     (tmp_path / "apart.py").write_text("def score(model, batches):\n"
                                        "    return float(model.mask[:, 0].sum())  # none's own variant stands out\n")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(REGISTRY, "apart", None)  # the registration the scoring stage makes is undone after the test
     s = load_settings({**BASE, "seeds": [0], "tree": {"policy": {"levels": [2, 2, 2]}, "edge_order": [3, 4, 5]},
                        "metrics": {"apart": {"function": "apart.py:score", "kind": "scalar", "batch_size": 4}}},
                       workdir=tmp_path)

@@ -16,9 +16,14 @@ from tests.conftest import load_scenario
 TREES = [(m, s) for m in ("snip", "synflow") for s in (0, 1)]
 
 
+def tree_tables(run, metric, seed):
+    """A tree's study tables, one per chunk of the study set."""
+    return sorted((run / metric / f"seed{seed}").glob("study_chunk*.parquet"))
+
+
 def run_tables(run):
     truth = pd.concat([pd.read_parquet(p) for p in sorted((run / "study").glob("standalone_gt*_chunk*.parquet"))])
-    studies = pd.concat([pd.read_parquet(run / m / f"seed{s}" / "study.parquet") for m, s in TREES]
+    studies = pd.concat([pd.read_parquet(p) for m, s in TREES for p in tree_tables(run, m, s)]
                         + [pd.read_parquet(p) for p in sorted((run / "study").glob("oneshot_*_seed*.parquet"))])
     return truth, studies
 
@@ -70,7 +75,7 @@ def test_paired_differences_use_the_same_resamples_on_both_sides():
     interval collapses to 0 and it wins none; the two are resampled together, architectures and seeds."""
     rng = np.random.default_rng(0)
     archs = [f"a{i}" for i in range(12)]
-    truth = pd.DataFrame([{"arch": a, "gt": g, "test_accuracy": rng.random(), "test_loss": rng.random()}
+    truth = pd.DataFrame([{"arch": a, "gt": g, "accuracy": rng.random(), "loss": rng.random()}
                           for g in (0, 1) for a in archs])
     rows = []
     for s in (0, 1, 2):
@@ -113,7 +118,7 @@ def test_each_study_architecture_is_evaluated_in_the_leaf_that_holds_it(tiny_run
     run = tiny_run / "results" / "tiny"
     archs = artifacts.read_json(run / "study" / "archs.json", {"kind": "study_set"})["archs"]
     for metric, seed in TREES:
-        part = pd.read_parquet(run / metric / f"seed{seed}" / "study.parquet")
+        part = pd.concat([pd.read_parquet(p) for p in tree_tables(run, metric, seed)])
         records = artifacts.read_tree_splits([run / metric / f"seed{seed}" / f"split_L{lv}.json" for lv in (0, 1)],
                                              [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
                                               for lv in (0, 1)])
@@ -170,8 +175,8 @@ def test_every_accuracy_of_the_study_is_measured_on_the_test_images(tiny_run):
     want = {"part": "test", "images": len(d.test_y),
             "digest": hashlib.sha256(d.test_x.numpy().tobytes() + d.test_y.numpy().tobytes()).hexdigest()[:16]}
     tables = [*(run / "study").glob("standalone_*.parquet"), *(run / "study").glob("oneshot_*.parquet"),
-              *(run / m / f"seed{s}" / "study.parquet" for m, s in TREES)]
-    assert len(tables) == 2 * 2 + 2 * 2 + 4
+              *(p for m, s in TREES for p in tree_tables(run, m, s))]
+    assert len(tables) == 2 * 2 + 2 * 2 * 2 + 4 * 2  # ground truth; one-shot; trees: 2 chunks each
     for path in tables:
         assert artifacts.read_record(path, "parquet")["evaluated_on"] == want, path
     assert artifacts.read_record(run / "ranking.parquet", "parquet")["evaluated_on"] == want

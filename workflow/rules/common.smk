@@ -25,8 +25,8 @@ CHUNKS = list(range(SETTINGS.chunks))
 os.environ[DEVICE_VARIABLE] = SETTINGS.device
 # Jobs call the `fewshot` command installed beside the Python that runs Snakemake (.venv/bin), so a
 # workflow started as `.venv/bin/snakemake` needs no activated environment.
-os.environ["PATH"] = os.pathsep.join(
-    [os.path.dirname(sys.executable), os.environ["PATH"]]
+shell.prefix(
+    f'set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; '
 )
 
 
