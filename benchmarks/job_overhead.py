@@ -36,7 +36,7 @@ def run(config: Path, target: str, cores: int, server: bool) -> tuple[float, lis
         env["FEWSHOT_NO_SERVER"] = "1"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-                    "--cores", str(cores), "--quiet", target, "--configfile", str(config)], check=True, env=env,
+                    "--cores", str(cores), target, "--configfile", str(config)], check=True, env=env,
                    capture_output=True)
     wall = time.perf_counter() - t0
     run_dir = work / "results" / yaml.safe_load(config.read_text())["run"]
