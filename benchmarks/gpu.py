@@ -67,6 +67,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--splits-only", action="store_true", help="only the split of every metric")
     args = ap.parse_args()
     device = resolve_device(args.device)
     C, N, size, images, seconds = (4, 1, 8, 512, 0.5) if args.quick else (16, 5, 32, 25000, 8.0)
@@ -74,7 +75,7 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; C={C} N={N} {size}x{size}")
     torch.manual_seed(0)
     x = torch.randn(64, 3, size, size, device=device)
-    for mode in ("mixture", "single_path"):
+    for mode in () if args.splits_only else ("mixture", "single_path"):
         net = Supernet(C=C, N=N, input_size=size, mode=mode).to(device)
         ours = throughput(net, x, seconds, device)
         peer = "xautodl's supernet: not installed"
@@ -99,6 +100,8 @@ def main() -> None:
         total += s
         print(f"split of edge 0 at C={C} N={N}, {m}: {s:.2f} s on {name}")
     print(f"one split of every metric: {total:.1f} s on {name} (the CPU's, this machine's 2 cores: BENCHMARKS.md)")
+    if args.splits_only:
+        return
     s = load_settings({"run": "x", "seeds": [0], "metrics": {"snip": {}}, "data": {"name": "synthetic",
                                                                                    "input_size": size}})
     d = data.synthetic(n_train=images, n_test=16, input_size=size)

@@ -19,7 +19,7 @@ from pathlib import Path
 from fewshot_core import artifacts
 from fewshot_core.errors import ArtifactError
 from fewshot_core.outputs import OUTPUTS, code_version
-from fewshot_core.settings import RunSettings, digest
+from fewshot_core.settings import RunSettings
 
 
 @dataclass
@@ -82,7 +82,7 @@ def check(settings: RunSettings, root: str | Path = ".") -> list[Finding]:
             findings.append(Finding(path, kind, group, "damaged", [f"{path} has no provenance record"]))
             continue
         spec = settings.spec_for(kind, identity)
-        wanted = artifacts.expect(out, settings.run, digest(spec), **identity)
+        wanted = artifacts.expect(out, settings.run, settings.digest_of(spec), **identity)
         field_ = next((k for k, v in wanted.items() if found.get(k) != v), None)
         if field_ == "spec":
             findings.append(Finding(path, kind, group, "settings",

@@ -516,6 +516,21 @@ class RunSettings:
     proxies: dict[str, MetricSettings]
     _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def canonical(self, spec) -> str:
+        """:func:`canonical_json` of a spec this object built, computed once: the workflow asks for the
+        same specs (and their digests) many thousand times while it builds the paper's DAG."""
+        key = ("json", id(spec))
+        if key not in self._cache:
+            self._cache[key] = (spec, canonical_json(spec))  # the spec is kept: its id stays its own
+        return self._cache[key][1]
+
+    def digest_of(self, spec) -> str:
+        """:func:`digest` of a spec this object built, computed once."""
+        key = ("digest", id(spec))
+        if key not in self._cache:
+            self._cache[key] = (spec, hashlib.sha256(self.canonical(spec).encode()).hexdigest()[:16])
+        return self._cache[key][1]
+
     @property
     def levels(self) -> int:
         return len(self.tree.factors)
@@ -564,43 +579,43 @@ class RunSettings:
     @_memo
     def root_spec(self, seed: int) -> RootSpec:
         return RootSpec(self.run, self.data, self.supernet, self.warmup if self.warms_up else None, seed,
-                        {"holdout": digest(self.holdout_spec(seed))})
+                        {"holdout": self.digest_of(self.holdout_spec(seed))})
 
     def weights_digest(self, metric: str, seed: int, level: int) -> str:
         """The digest of the weights a level's nodes are scored with: their own, or the root's."""
         if self.trains_children(level):
-            return digest(self.children_spec(metric, seed, level))
-        return digest(self.root_spec(seed))
+            return self.digest_of(self.children_spec(metric, seed, level))
+        return self.digest_of(self.root_spec(seed))
 
     def _splits_above(self, metric: str, seed: int, level: int) -> list[str]:
-        return [digest(self.split_spec(metric, seed, lv)) for lv in range(level)]
+        return [self.digest_of(self.split_spec(metric, seed, lv)) for lv in range(level)]
 
     @_memo
     def score_spec(self, metric: str, seed: int, level: int) -> ScoreSpec:
         scorer = self.metrics[metric].levels[level]
         return ScoreSpec(self.run, self.data, self.supernet, metric, scorer, scorer.code_hash(), self.tree,
                          self.trains_children(level), seed, level,
-                         {"holdout": digest(self.holdout_spec(seed)), "weights": self.weights_digest(metric, seed, level),
+                         {"holdout": self.digest_of(self.holdout_spec(seed)), "weights": self.weights_digest(metric, seed, level),
                           "previous": self._splits_above(metric, seed, level)})
 
     @_memo
     def split_spec(self, metric: str, seed: int, level: int) -> SplitSpec:
         return SplitSpec(self.run, metric, self.metrics[metric].levels[level].kind, self.tree, self.balanced, seed,
-                         level, {"scores": digest(self.score_spec(metric, seed, level)),
+                         level, {"scores": self.digest_of(self.score_spec(metric, seed, level)),
                                  "previous": self._splits_above(metric, seed, level)})
 
     @_memo
     def children_spec(self, metric: str, seed: int, level: int) -> ChildrenSpec:
         return ChildrenSpec(self.run, self.data, self.supernet, self.warmup, self.tree.factors, metric, seed, level,
-                            {"holdout": digest(self.holdout_spec(seed)),
+                            {"holdout": self.digest_of(self.holdout_spec(seed)),
                              "parent_weights": self.weights_digest(metric, seed, level - 1),
                              "splits": self._splits_above(metric, seed, level)})
 
     @_memo
     def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
-        inputs = {"holdout": digest(self.holdout_spec(seed)), "splits": self._splits_above(metric, seed, self.levels)}
+        inputs = {"holdout": self.digest_of(self.holdout_spec(seed)), "splits": self._splits_above(metric, seed, self.levels)}
         if self.study.transfers:
-            inputs["pretrained"] = digest(self.pretrain_spec(seed))
+            inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
         return LeavesSpec(self.run, self.data, self.supernet, self.leaves, self.evaluation, self.tree.factors, metric,
                           seed, chunk, self.leaf_chunks()[chunk], self.leaf_start, inputs)
 
@@ -616,17 +631,17 @@ class RunSettings:
     @_memo
     def distances_spec(self) -> TreesSpec:
         return TreesSpec(self.run, tuple(self.metrics), self.seeds, self.levels, self.chunks,
-                         {"splits": [digest(self.split_spec(m, s, lv)) for m, s in self.trees()
+                         {"splits": [self.digest_of(self.split_spec(m, s, lv)) for m, s in self.trees()
                                      for lv in range(self.levels)]})
 
     @_memo
     def collect_spec(self) -> TreesSpec:
         return TreesSpec(self.run, tuple(self.metrics), self.seeds, self.levels, self.chunks,
-                         {"tables": [digest(self.leaves_spec(m, s, c)) for m, s in self.trees()
+                         {"tables": [self.digest_of(self.leaves_spec(m, s, c)) for m, s in self.trees()
                                      for c in range(self.chunks)]})
 
     def figures_spec(self) -> FiguresSpec:
-        d = digest(self.distances_spec())
+        d = self.digest_of(self.distances_spec())
         return FiguresSpec(self.run, {"splits": d, "distance": d})
 
     @_memo
@@ -638,13 +653,13 @@ class RunSettings:
         train = dataclasses.replace(self.leaves, epochs=self.study.standalone)
         return StandaloneSpec(self.run, self.data, self.supernet, train, self.evaluation.batch_size, self.study.seed,
                               gt, chunk, self.study.archs_per_job,
-                              {"study_set": digest(self.study_set_spec()),
-                               "holdout": digest(self.holdout_spec(self.study.seed))})
+                              {"study_set": self.digest_of(self.study_set_spec()),
+                               "holdout": self.digest_of(self.holdout_spec(self.study.seed))})
 
     @_memo
     def pretrain_spec(self, seed: int) -> PretrainSpec:
         train = dataclasses.replace(self.leaves, epochs=self.study.pretrain)
-        return PretrainSpec(self.run, self.data, self.supernet, train, seed, {"holdout": digest(self.holdout_spec(seed))})
+        return PretrainSpec(self.run, self.data, self.supernet, train, seed, {"holdout": self.digest_of(self.holdout_spec(seed))})
 
     def budget_epochs(self, budget: str) -> int:
         """The one-shot baseline's epochs: as many steps as all the leaves of a tree, or as one leaf."""
@@ -652,9 +667,9 @@ class RunSettings:
 
     @_memo
     def oneshot_spec(self, seed: int, budget: str) -> OneShotSpec:
-        inputs = {"holdout": digest(self.holdout_spec(seed))}
+        inputs = {"holdout": self.digest_of(self.holdout_spec(seed))}
         if self.study.transfers:
-            inputs["pretrained"] = digest(self.pretrain_spec(seed))
+            inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
         train = dataclasses.replace(self.leaves, epochs=self.budget_epochs(budget))
         return OneShotSpec(self.run, self.data, self.supernet, train, budget, self.leaf_start, seed, inputs)
 
@@ -662,19 +677,19 @@ class RunSettings:
     def study_eval_spec(self, metric: str, seed: int, chunk: int) -> StudyEvalSpec:
         return StudyEvalSpec(self.run, self.data, self.evaluation, self.tree.factors, metric, seed, chunk,
                              self.study.archs_per_job,
-                             {"study_set": digest(self.study_set_spec()), "holdout": digest(self.holdout_spec(seed)),
+                             {"study_set": self.digest_of(self.study_set_spec()), "holdout": self.digest_of(self.holdout_spec(seed)),
                               "splits": self._splits_above(metric, seed, self.levels),
-                              "leaf_weights": [digest(self.leaves_spec(metric, seed, c)) for c in range(self.chunks)]})
+                              "leaf_weights": [self.digest_of(self.leaves_spec(metric, seed, c)) for c in range(self.chunks)]})
 
     @_memo
     def oneshot_eval_spec(self, seed: int, budget: str, chunk: int) -> OneShotEvalSpec:
         return OneShotEvalSpec(self.run, self.data, self.evaluation, seed, budget, chunk, self.study.archs_per_job,
-                               {"study_set": digest(self.study_set_spec()), "holdout": digest(self.holdout_spec(seed)),
-                                "oneshot": digest(self.oneshot_spec(seed, budget))})
+                               {"study_set": self.digest_of(self.study_set_spec()), "holdout": self.digest_of(self.holdout_spec(seed)),
+                                "oneshot": self.digest_of(self.oneshot_spec(seed, budget))})
 
     @_memo
     def benchmark_spec(self) -> BenchmarkSpec:
-        return BenchmarkSpec(self.run, self.study.ground_truth, {"study_set": digest(self.study_set_spec())})
+        return BenchmarkSpec(self.run, self.study.ground_truth, {"study_set": self.digest_of(self.study_set_spec())})
 
     @_memo
     def zero_cost_spec(self, proxy: str, chunk: int) -> ZeroCostSpec:
@@ -683,8 +698,8 @@ class RunSettings:
         m = self.proxies[proxy]
         code = user_metrics.code_hash(m.function) if m.function else catalog.code_hash(m.name)
         return ZeroCostSpec(self.run, self.data, self.supernet, proxy, m, code, self.study.seed, chunk,
-                            self.study.archs_per_job, {"study_set": digest(self.study_set_spec()),
-                                                       "holdout": digest(self.holdout_spec(self.study.seed))})
+                            self.study.archs_per_job, {"study_set": self.digest_of(self.study_set_spec()),
+                                                       "holdout": self.digest_of(self.holdout_spec(self.study.seed))})
 
     @_memo
     def ranking_spec(self) -> RankingSpec:
@@ -696,19 +711,19 @@ class RunSettings:
                     "standalone_epochs": self.study.standalone, "gt_seeds": self.study.gt_seeds,
                     "benchmark": {"dataset": gt.dataset, "hp": gt.hp, "accuracy": gt.accuracy} if gt.benchmark
                     else None, "evaluated_on": "test"}
-        truth = ([digest(self.benchmark_spec())] if gt.benchmark else
-                 [digest(self.standalone_spec(g, k)) for g in range(self.study.gt_seeds) for k in chunks])
+        truth = ([self.digest_of(self.benchmark_spec())] if gt.benchmark else
+                 [self.digest_of(self.standalone_spec(g, k)) for g in range(self.study.gt_seeds) for k in chunks])
         return RankingSpec(self.run, tuple(self.metrics), self.seeds, gt.source, self.study.gt_seeds,
                            self.study_chunks(), tuple(self.proxies), BUDGETS, self.study.top_k, self.study.bootstrap,
                            protocol,
                            {"truth": truth,
-                            "studies": [digest(self.study_eval_spec(m, s, k)) for m, s in self.trees() for k in chunks],
-                            "oneshots": [digest(self.oneshot_eval_spec(s, b, k)) for s in self.seeds for b in BUDGETS
+                            "studies": [self.digest_of(self.study_eval_spec(m, s, k)) for m, s in self.trees() for k in chunks],
+                            "oneshots": [self.digest_of(self.oneshot_eval_spec(s, b, k)) for s in self.seeds for b in BUDGETS
                                          for k in chunks],
-                            "zero_cost": [digest(self.zero_cost_spec(p, k)) for p in self.proxies for k in chunks]})
+                            "zero_cost": [self.digest_of(self.zero_cost_spec(p, k)) for p in self.proxies for k in chunks]})
 
     def ranking_figure_spec(self) -> FiguresSpec:
-        return FiguresSpec(self.run, {"ranking": digest(self.ranking_spec())})
+        return FiguresSpec(self.run, {"ranking": self.digest_of(self.ranking_spec())})
 
     # ------------------------------------------------------------------------- every output of the run
 

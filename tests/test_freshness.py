@@ -45,17 +45,23 @@ def dry_run(work, config=TINY, *args):
 TINY_KINDS = list(dict.fromkeys(k for k, _ in load_settings(TINY).outputs()))
 
 
-@pytest.mark.parametrize("kind", TINY_KINDS)
-def test_a_file_made_by_other_settings_is_scheduled_again_at_start(run_copy, other_run, kind):
-    """For each kind of output: another run's file at this run's path is named at start and remade,
-    with Snakemake's records of the run intact (they know nothing of the copy)."""
+def test_a_file_of_every_kind_made_by_other_settings_is_scheduled_again_at_start(run_copy, other_run):
+    """Every kind of output: another run's file at this run's path is found by its own record and its job
+    forced, with Snakemake's records of the run intact (they know nothing of the copies)."""
     settings = load_settings(TINY)
-    identity = next(i for k, i in settings.outputs() if k == kind)
-    path = OUTPUTS[kind].path("results/tiny", **identity)
-    shutil.copy(other_run / path, run_copy / path)
+    paths = {kind: OUTPUTS[kind].path("results/tiny", **next(i for k, i in settings.outputs() if k == kind))
+             for kind in TINY_KINDS}
+    for path in paths.values():
+        shutil.copy(other_run / path, run_copy / path)
+    found = {f.path for f in freshness.check(settings, run_copy)}
+    assert set(paths.values()) <= found
     out, err = dry_run(run_copy)
     assert "made with other settings" in err, err
-    assert path in out and "Forced execution" in out, out[-3000:]
+    jobs = [j for j in out.split("\n\n") if "rule " in j]
+    for kind, path in paths.items():  # the job that makes each copied file runs again
+        assert any(f"output: {path}" in j or f", {path}" in j or f"{path}," in j for j in jobs), (kind, path)
+    holdouts = [j for j in jobs if "rule make_holdout" in j]  # a job without inputs reruns only when forced
+    assert holdouts and all("Forced execution" in j for j in holdouts)
 
 
 def test_the_nodes_of_a_warm_up_made_by_other_settings_are_scheduled_again(tmp_path):

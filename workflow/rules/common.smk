@@ -6,7 +6,7 @@ import sys
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.cli import DEVICE_VARIABLE
 from fewshot_core.outputs import BENCHMARK, FIGURE, LOG, OUTPUTS
-from fewshot_core.settings import BUDGETS, canonical_json
+from fewshot_core.settings import BUDGETS
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
 SETTINGS, filled = load_settings_or_exit(
@@ -151,7 +151,7 @@ PLOTTED_DATA = ["fig1_split_distance", "fig2_split_distance_by_level"]
 
 def spec_json(spec):
     """A stage's spec as the one canonical JSON parameter of its rule."""
-    return canonical_json(spec)
+    return SETTINGS.canonical(spec)
 
 
 GPUS = config["training"]["gpus"]
