@@ -1,7 +1,9 @@
 """Supernet forward+backward throughput against xautodl's TinyNetworkDarts / TinyNetworkRANDOM.
 
 Run: ``python benchmarks/supernet_throughput.py`` (needs ``pip install --no-deps xautodl``).
-Both networks get the same weights; the script checks their outputs agree before timing.
+Both networks get the same weights; the script checks their outputs agree before timing. Beside each
+figure, fewshot_core's arithmetic rate (the convolutions' and matrix products' FLOPs of a step, forward and
+backward, as torch.utils.flop_counter counts them) and, first, this machine's float32 matmul rate.
 """
 
 from __future__ import annotations
@@ -31,6 +33,28 @@ def throughput(step, batch: int, seconds: float) -> float:
     return n * batch / (time.perf_counter() - t0)
 
 
+def matmul_rate(n: int = 2048, rounds: int = 5) -> float:
+    """GFLOP/s of an n x n float32 matrix product on torch's threads (median of ``rounds``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / sorted(times)[rounds // 2] / 1e9
+
+
+def step_flops(step, steps: int = 4) -> float:
+    """FLOPs of one step, the mean over ``steps`` (single-path steps differ by the sampled architecture)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(steps):
+            step()
+    return counter.get_total_flops() / steps
+
+
 def step_ours(ours: Supernet, x: torch.Tensor) -> None:
     ours.zero_grad(set_to_none=True)
     ours(x).sum().backward()
@@ -52,8 +76,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"float32 matmul 2048x2048: {matmul_rate():.0f} GFLOP/s")
     print(f"C={args.C} N={args.N} batch={args.batch}; images/s, forward+backward, train mode")
-    print("| input | mode | fewshot_core | xautodl | ratio |\n|---|---|---|---|---|")
+    print("| input | mode | fewshot_core | xautodl | ratio | fewshot_core GFLOP/s |\n|---|---|---|---|---|---|")
     for size in (32, 16):
         for mode in ("mixture", "single_path"):
             ours = Supernet(C=args.C, N=args.N, mode=mode)
@@ -75,7 +100,8 @@ def main() -> None:
             rounds = [tuple(throughput(step, args.batch, args.seconds / 3) for step in steps) for _ in range(3)]
             a = sorted(r[0] for r in rounds)[1]
             b = sorted(r[1] for r in rounds)[1]
-            print(f"| {size}x{size} | {mode} | {a:.0f} | {b:.0f} | {a / b:.2f}x |", flush=True)
+            rate = a / args.batch * step_flops(steps[0]) / 1e9
+            print(f"| {size}x{size} | {mode} | {a:.0f} | {b:.0f} | {a / b:.2f}x | {rate:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

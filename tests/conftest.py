@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+    # Two test processes on two cores: one torch thread each (before torch is imported), or their thread
+    # pools spin against each other; the workflow's jobs set their own (OMP_NUM_THREADS={threads}).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 SCENARIOS = ROOT / ".test" / "config"
 
 
@@ -104,7 +109,23 @@ def defaults():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """The tiny scenario run to completion once per test run: every output, the study included."""
+    """The tiny scenario run to completion once per test run: every output, the study included.
+
+    Under pytest-xdist (`make test`) the first worker to ask runs it, under a lock, in the folder the
+    workers share; every worker then works on its own copy, Snakemake's records included."""
     work = tmp_path_factory.mktemp("wf")
-    run_snakemake(work, load_scenario("tiny"))
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        run_snakemake(work, load_scenario("tiny"))
+        return work
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "tiny_run"
+    done = shared.with_name("tiny_run.done")
+    with FileLock(str(shared.with_name("tiny_run.lock"))):
+        if not done.exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            run_snakemake(shared, load_scenario("tiny"))
+            done.touch()
+    shutil.copytree(shared, work, symlinks=True, dirs_exist_ok=True)
     return work

@@ -33,7 +33,10 @@ def other_run(tmp_path_factory):
 
 @pytest.fixture
 def run_copy(tiny_run, tmp_path):
+    """A copy of the tiny run with the tiny scenario as its configuration file (the dry runs of other tests
+    leave theirs in the tiny run's folder)."""
     shutil.copytree(tiny_run, tmp_path / "run")
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(TINY))
     return tmp_path / "run"
 
 
@@ -157,10 +160,11 @@ def test_a_docstring_or_comment_is_not_a_code_change(tmp_path):
     assert source_digest(a) != source_digest(b)
 
 
-def test_the_start_up_check_reads_records_only(tiny_run, monkeypatch):
+def test_the_start_up_check_reads_records_only(tiny_run, tmp_path):
     """It never imports torch, and it finds nothing in a run made by this configuration."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
     code = ("import sys; from fewshot_core import freshness; from fewshot_core.checks import load_settings; "
-            f"import yaml; s = load_settings(yaml.safe_load(open({str(tiny_run / 'config.yaml')!r}))); "
+            f"import yaml; s = load_settings(yaml.safe_load(open({str(tmp_path / 'config.yaml')!r}))); "
             f"print(len(freshness.check(s, {str(tiny_run)!r})), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV).stdout
     assert out.split() == ["0", "False"]

@@ -1,0 +1,161 @@
+"""Fault suite, files: outputs damaged, hand-edited or made by other settings are named and remade or
+refused. Run alone with the rest of the fault suite: pytest -m faults."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from fewshot_core import artifacts
+from fewshot_core.errors import ArtifactError
+from tests.conftest import edited, load_scenario, run_snakemake
+
+pytestmark = pytest.mark.faults
+TINY = load_scenario("tiny")
+
+
+@pytest.fixture(scope="module")
+def two_trees(tiny_run):
+    """The finished tiny run (two metrics, two seeds), made once per test run; tests damage copies."""
+    return tiny_run
+
+
+@pytest.fixture()
+def small_run(two_trees, tmp_path):
+    """A copy of the finished trees, to damage."""
+    shutil.copytree(two_trees, tmp_path / "run")
+    return tmp_path / "run", TINY
+
+
+def test_corrupt_parquet_is_named_at_start_and_remade(small_run, snakemake):
+    work, cfg = small_run
+    scores = work / "results" / "tiny" / "snip" / "seed0" / "scores_L1.parquet"
+    good = pd.read_parquet(scores)
+    scores.write_bytes(b"PAR1 this is not a parquet table")
+    with pytest.raises(ArtifactError, match="scores_L1.parquet"):
+        artifacts.read_table(scores, {"kind": "scores"})
+    proc = snakemake(work, cfg, "splits")
+    assert "snip/seed0: 1 file unreadable or without a provenance record (results/tiny/snip/seed0/scores_L1.parquet " \
+           "cannot be read): rerunning" in proc.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(scores).drop(columns="seconds"), good.drop(columns="seconds"))
+
+
+def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run, snakemake):
+    work, cfg = small_run
+    split = work / "results" / "tiny" / "snip" / "seed0" / "split_L0.json"
+    good = split.read_text()
+    split.write_text(good.replace('"skip_connect"', '"nor_conv_1x1"', 1))  # an op in two groups
+    with pytest.raises(ArtifactError, match="split_L0.json.*not a partition"):
+        artifacts.read_splits(split, {"kind": "splits", "metric": "snip", "seed": 0, "level": 0})
+    proc = snakemake(work, cfg, "splits", check=False)
+    assert proc.returncode != 0 and "split_L0.json" in proc.stdout + proc.stderr
+    split.unlink()
+    snakemake(work, cfg, "splits")
+    assert split.read_text() == good
+
+
+@pytest.fixture()
+def copy_of(two_trees, tmp_path):
+    shutil.copytree(two_trees, tmp_path / "run")
+    return tmp_path / "run", tmp_path / "run" / "results" / "tiny"
+
+
+def failed_job_says(work, *needles, target="splits"):
+    """Run the workflow, which must fail at a job whose log names every needle, with no traceback."""
+    proc = run_snakemake(work, TINY, target, check=False)
+    assert proc.returncode != 0, "the workflow accepted a file it must refuse"
+    logs = "".join(p.read_text() for p in (work / "results" / "tiny" / "logs").rglob("*.log")
+                   if "error:" in p.read_text())
+    for needle in needles:
+        assert needle in logs, f"{needle!r} missing from the failed job's log:\n{logs[-2000:]}"
+    assert "Traceback" not in logs
+    return logs
+
+
+def remade_at_start(work, path, *needles):
+    """Run the workflow: the start-up check names the file's group with every needle, and remakes it."""
+    before = path.read_bytes()
+    proc = run_snakemake(work, TINY, "splits")
+    for needle in needles:
+        assert needle in proc.stderr, f"{needle!r} missing from the start-up lines:\n{proc.stderr[-2000:]}"
+    assert path.read_bytes() != before, "the file was not remade"
+
+
+def test_another_metrics_scores_at_this_path_are_remade(copy_of):
+    work, run = copy_of
+    path = run / "synflow" / "seed0" / "scores_L0.parquet"
+    shutil.copy(run / "snip" / "seed0" / "scores_L0.parquet", path)
+    with pytest.raises(ArtifactError, match="'metric' is 'snip', expected 'synflow'"):
+        artifacts.read_table(path, {"kind": "scores", "metric": "synflow"})
+    remade_at_start(work, path, "synflow/seed0: 1 file made with other settings (made as metric 'snip', not 'synflow')")
+    assert artifacts.read_record(path, "parquet")["metric"] == "synflow"
+
+
+def test_a_split_file_whose_records_name_another_tree_is_refused(copy_of):
+    import json
+
+    work, run = copy_of
+    path = run / "snip" / "seed0" / "split_L1.json"
+    obj = json.loads(path.read_text())
+    obj["splits"][0]["seed"] = 7  # a phantom seed 7 inside a file whose record is right
+    path.write_text(json.dumps(obj))
+    failed_job_says(work, "split_L1.json", "'seed': 7", "another tree")
+
+
+def test_a_root_of_another_width_is_remade(copy_of, tmp_path):
+    work, run = copy_of
+    other = edited(edited(TINY, "supernet.C", 8), "run", "wide")
+    (tmp_path / "wide").mkdir()
+    run_snakemake(tmp_path / "wide", other, "results/wide/seed0/root.pt")
+    shutil.copy(tmp_path / "wide" / "results" / "wide" / "seed0" / "root.pt", run / "seed0" / "root.pt")
+    remade_at_start(work, run / "seed0" / "root.pt", "seed0: 1 file made with other settings (made as run 'wide', not 'tiny')")
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda h: {**h, "train": [-1, *h["train"][1:]]}, "outside the dataset"),
+    (lambda h: {**h, "train": [h["train"][0], *h["train"]]}, "repeats"),
+    (lambda h: {**h, "val": [h["train"][0], *h["val"][1:]]}, "in both train and val"),
+    (lambda h: {**h, "val": []}, "empty"),
+    (lambda h: {**h, "train": ["0", *h["train"][1:]]}, "integer"),
+    (lambda h: {**h, "train": h["train"] + [10**6]}, "outside the dataset"),
+])
+def test_a_damaged_holdout_is_refused_by_the_job_that_reads_it(copy_of, edit, needle):
+    import json
+
+    work, run = copy_of
+    path = run / "data" / "holdout_seed0.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    failed_job_says(work, "holdout_seed0.json", needle)
+
+
+def test_a_scores_table_missing_a_column_is_refused(copy_of):
+    import pyarrow.parquet as pq
+
+    work, run = copy_of
+    path = run / "snip" / "seed1" / "scores_L0.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["similarity"]), path)
+    failed_job_says(work, "scores_L0.parquet", "column(s) ['similarity'] missing")
+
+
+@pytest.mark.parametrize("field,value", [("edge", "2"), ("groups", "skip"), ("depth", None), ("cut", [1])])
+def test_split_fields_of_the_wrong_type_are_refused(copy_of, field, value):
+    import json
+
+    work, run = copy_of
+    path = run / "synflow" / "seed1" / "split_L0.json"
+    obj = json.loads(path.read_text())
+    obj["splits"][0][field] = value
+    path.write_text(json.dumps(obj))
+    failed_job_says(work, "split_L0.json", f"split field {field!r}")
+
+
+def test_a_study_set_that_repeats_an_architecture_is_refused(copy_of):
+    import json
+
+    work, run = copy_of
+    path = run / "study" / "archs.json"
+    obj = json.loads(path.read_text())
+    obj["archs"][1] = obj["archs"][0]
+    path.write_text(json.dumps(obj))
+    failed_job_says(work, "archs.json", f"the architecture {obj['archs'][0]} is listed 2 times", target="study")
