@@ -9,6 +9,7 @@ torch): the workflow calls :func:`load_settings` while it parses.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import shutil
@@ -50,8 +51,10 @@ CIFAR_LAYOUTS = ("cifar-10-batches-bin", "cifar-10-batches-py")
 INPUT_MULTIPLE = 4
 
 
+@functools.cache
 def _validator():
-    """A JSON-schema validator that fills defaults, takes integers only as ints and numbers only finite."""
+    """A JSON-schema validator that fills defaults, takes integers only as ints and numbers only finite
+    (made once: the workflow validates the configuration and each of its parts)."""
     from jsonschema import Draft202012Validator, validators
 
     def is_integer(_checker, value) -> bool:
@@ -71,7 +74,8 @@ def _validator():
                     instance[name] = copy.deepcopy(sub["default"])
         yield from properties(validator, props, instance, schema)
 
-    return validators.extend(base, {"properties": fill_defaults})(yaml.safe_load(SCHEMA.read_text()))
+    return validators.extend(base, {"properties": fill_defaults})(
+        yaml.load(SCHEMA.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))  # noqa: S506 (safe)
 
 
 def _key(path) -> str:
