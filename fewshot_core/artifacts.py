@@ -124,9 +124,7 @@ def read_record(path: str | os.PathLike, format: str) -> dict | None:
             return obj.get("provenance") if isinstance(obj, dict) else None
         with zipfile.ZipFile(path) as z:
             return json.loads(z.read("provenance.json"))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as err:
-        raise ArtifactError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
-    except Exception as err:  # pyarrow raises several types for damaged files
+    except Exception as err:  # OSError, a bad zip, bad JSON, and the several types pyarrow raises for damaged files
         raise ArtifactError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
 
 

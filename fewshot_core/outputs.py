@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -160,8 +161,6 @@ def upstream(kinds: set[str]) -> set[str]:
 
 def match(path: str, run_dir: str) -> str | None:
     """The kind of output ``path`` is (None when it is none of them)."""
-    import re
-
     for o in _ENTRIES:
         pattern = re.escape(o.path(run_dir)).replace(r"\{", "{").replace(r"\}", "}")
         pattern = re.sub(r"{(\w+)}", r"[^/]+", pattern)
