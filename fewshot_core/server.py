@@ -34,7 +34,7 @@ PRELOAD = ("torch", "numpy", "pandas", "pyarrow.parquet", "fewshot_core.cli", "f
            "fewshot_core.train", "fewshot_core.metrics", "fewshot_core.space", "fewshot_core.data")
 #: What some jobs import (an optimiser's first step loads torch._dynamo, ntk torch.func, a ranking
 #: scipy.stats, a figure matplotlib): loaded when a second job arrives, so that a run of one job (a
-#: rerun after a change, a fault) does not pay for them; about 2.7 s of the server's 6 s on 2 cores.
+#: rerun after a change, a fault) does not pay for them; 2.6 s of its 4.8 s of imports on 2 cores.
 PRELOAD_LATER = ("torch._dynamo", "torch.func", "scipy.stats", "fewshot_core.ranking", "fewshot_core.report")
 MAX_FDS = 3
 
