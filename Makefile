@@ -1,7 +1,8 @@
 # `make run`: set up .venv and run the default workflow; `make test`: set up and run the tests.
 PYTHON ?= python3.11
 VENV ?= .venv
-# Test processes (pytest-xdist, a test file per process at a time); 2 fits the 2-core machine CI runs on.
+# Test processes (pytest-xdist, a test file per process at a time, the longest files first: tests/conftest.py);
+# 2 fits the 2-core machine CI runs on.
 WORKERS ?= 2
 BIN = $(VENV)/bin
 
@@ -21,4 +22,4 @@ run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
 
 test: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder

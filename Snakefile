@@ -22,6 +22,16 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/study.smk"
 
 
+# Jobs of about a second run where Snakemake runs, never through a cluster's queue: there, each
+# would wait its turn and start a fresh process for a second's work (docs/design.md §7).
+localrules:
+    make_holdout,
+    split_nodes,
+    collect_leaves,
+    compute_split_distances,
+    sample_study_set,
+
+
 # Targets name the per-tree files too: Snakemake does not remake a deleted intermediate file whose
 # downstream outputs are up to date, so a file a user deletes to recover is remade only if asked for.
 TARGETS = {

@@ -19,6 +19,16 @@ if os.environ.get("PYTEST_XDIST_WORKER") is not None:
     # pools spin against each other; the workflow's jobs set their own (OMP_NUM_THREADS={threads}).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 SCENARIOS = ROOT / ".test" / "config"
+#: Test files, the longest first (seconds of one `make test`, BENCHMARKS.md): with `--no-loadscope-reorder`
+#: each test process takes the next file in this order when it is free, so no long file starts last.
+LONGEST_FIRST = ("test_workflow.py", "test_faults.py", "test_faults_files.py", "test_readme.py", "test_freshness.py",
+                 "test_custom_metrics.py", "test_benchmark.py", "test_slurm.py", "test_metrics.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the files as ``LONGEST_FIRST``, then the others as collected; a file's tests keep their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def load_scenario(name: str) -> dict:

@@ -16,13 +16,14 @@ from fewshot_core.outputs import OUTPUTS, source_digest
 from tests.conftest import ENV, ROOT, edited, load_scenario, run_snakemake, run_snakemake_side_by_side
 
 TINY = load_scenario("tiny")
-#: One setting changed, upstream of everything: every output of this run differs from the tiny run's.
-OTHER = edited(TINY, "data.val_fraction", 0.25)
+#: One setting changed, upstream of everything: every output of this run differs from the tiny run's. One seed
+#: and one metric: the test copies each kind's first file (seed 0, snip), so the rest would go unread.
+OTHER = edited(edited(edited(TINY, "data.val_fraction", 0.25), "seeds", [0]), "metrics", {"snip": TINY["metrics"]["snip"]})
 
 
 @pytest.fixture(scope="module")
 def other_run(tmp_path_factory):
-    """The tiny scenario made with another validation share (every spec differs), and with a study set of
+    """``OTHER`` made (another validation share: every spec differs), and the tiny scenario with a study set of
     another size (the study set does not depend on the data), side by side."""
     work, study = tmp_path_factory.mktemp("other"), tmp_path_factory.mktemp("other_study")
     run_snakemake_side_by_side([(work, OTHER, ()),
