@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -196,6 +197,15 @@ def source_digest(path: Path) -> str:
 def module_digest(module: str) -> str:
     """:func:`source_digest` of ``fewshot_core/<module>.py``."""
     return source_digest(PACKAGE / f"{module.replace('.', '/')}.py")
+
+
+def digest_imported_modules() -> None:
+    """Cache the digest of every module an output names that this process has imported. The warm server
+    calls it after its imports, so a job forked from it records the code it runs (read when that code was
+    loaded) without parsing the package again: 0.16 s of a job's fixed cost."""
+    for module in sorted({m for o in OUTPUTS.values() for m in (*COMMON_CODE, *o.code)}):
+        if f"fewshot_core.{module}" in sys.modules:
+            module_digest(module)
 
 
 def code_version(output: Output) -> dict[str, str]:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from fewshot_core.launch import recv_exactly
+from fewshot_core.outputs import digest_imported_modules
 
 #: What every job imports: loaded once here before the server listens, shared by the forked children.
 PRELOAD = ("torch", "numpy", "pandas", "pyarrow.parquet", "fewshot_core.cli", "fewshot_core.stages",
@@ -100,6 +101,7 @@ def serve(path: str, owner: int) -> None:
     """Accept launchers on the socket ``path`` until the process ``owner`` is gone."""
     for name in PRELOAD:
         importlib.import_module(name)
+    digest_imported_modules()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
     os.replace(path + ".tmp", path)  # the socket appears only once it is bound and ready
@@ -129,6 +131,7 @@ def serve(path: str, owner: int) -> None:
                 if served and later:  # a second job: the run has more than one
                     for name in later:
                         importlib.import_module(name)
+                    digest_imported_modules()
                     later.clear()
                 served += 1
                 sys.stdout.flush()

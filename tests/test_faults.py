@@ -25,7 +25,8 @@ pytestmark = pytest.mark.faults
 TINY = load_scenario("tiny")
 
 
-@pytest.mark.parametrize("cfg,needles", [
+#: Each bad configuration and what its message must say.
+BAD_CONFIGURATIONS = [
     (edited(TINY, "metrics", {"zen": {"batch_size": 8}}), ["metrics.zen", "gradnorm"]),
     (edited(TINY, "training.leaves.epochs", 0), ["training.leaves.epochs", "minimum"]),
     (edited(TINY, "training.leaves.epochs", -3), ["training.leaves.epochs", "minimum"]),
@@ -64,7 +65,30 @@ TINY = load_scenario("tiny")
                                                      "training part of digits has 1150"]),
     (edited(edited(TINY, "tree.policy", {"levels": [5, 5, 5]}), "tree.edge_order", [3, 4, 5]),
      ["tree.policy: 5 groups on edges 3<-0, 3<-1, 3<-2", "'none'", "fewer groups"]),
-])
+]
+#: Those also run through Snakemake: a shell-unsafe run name, a schema bound, a rule between keys, a missing folder.
+THROUGH_SNAKEMAKE = [8, 1, 29, 7]
+
+
+@pytest.mark.parametrize("cfg,needles", BAD_CONFIGURATIONS)
+def test_bad_configuration_is_rejected_naming_the_key(tmp_path, monkeypatch, cfg, needles):
+    """The check the workflow makes before any job (``load_settings_or_exit``, called as the Snakefile calls
+    it, on the configuration as read back from its file), in this process: one Snakemake start less each."""
+    import yaml
+
+    from fewshot_core.checks import load_settings_or_exit
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SystemExit) as stop:
+        load_settings_or_exit(yaml.safe_load((tmp_path / "config.yaml").read_text()), ["config.yaml"])
+    message = str(stop.value.code)
+    for needle in needles:
+        assert needle in message, f"{needle!r} missing from:\n{message}"
+    assert message.startswith("Configuration error: ") and "Nothing was run" in message
+
+
+@pytest.mark.parametrize("cfg,needles", [BAD_CONFIGURATIONS[i] for i in THROUGH_SNAKEMAKE])
 def test_bad_configuration_is_rejected_before_any_job(tmp_path, snakemake, cfg, needles):
     proc = snakemake(tmp_path, cfg, check=False)
     out = proc.stdout + proc.stderr

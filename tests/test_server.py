@@ -92,3 +92,17 @@ def test_without_a_server_the_command_runs_in_its_own_process(tmp_path, defaults
                            canonical_json(defaults.holdout_spec(0)), "--out", "h.json"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0 and (tmp_path / "h.json").exists()
+
+
+def test_the_server_digests_the_code_it_imported_once_for_every_job():
+    """Digests of what the server imported are cached before it forks, and only those: a job records the
+    code it runs without parsing the package, and a module the server never loaded is read by the job."""
+    code = ("import sys, fewshot_core.stages\n"
+            "from fewshot_core import outputs\n"
+            "outputs.digest_imported_modules()\n"
+            "named = {m for o in outputs.OUTPUTS.values() for m in (*outputs.COMMON_CODE, *o.code)}\n"
+            "loaded = {m for m in named if 'fewshot_core.' + m in sys.modules}\n"
+            "print(outputs.module_digest.cache_info().currsize, len(loaded), len(named))")
+    cached, loaded, named = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                    env=ENV, check=True).stdout.split())
+    assert cached == loaded and 0 < loaded < named
