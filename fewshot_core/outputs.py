@@ -202,7 +202,7 @@ def module_digest(module: str) -> str:
 def digest_imported_modules() -> None:
     """Cache the digest of every module an output names that this process has imported. The warm server
     calls it after its imports, so a job forked from it records the code it runs (read when that code was
-    loaded) without parsing the package again: 0.16 s of a job's fixed cost."""
+    loaded) without parsing the package again (0.07-0.09 s off a scoring job, BENCHMARKS.md)."""
     for module in sorted({m for o in OUTPUTS.values() for m in (*COMMON_CODE, *o.code)}):
         if f"fewshot_core.{module}" in sys.modules:
             module_digest(module)
