@@ -55,6 +55,33 @@ def test_mellor_metrics_match_naswot_code(arch):
     assert two == pytest.approx(ours + len(x) * np.log(2), rel=1e-9)
 
 
+def test_relu_kernel_equals_its_float64_definition_bit_for_bit():
+    """The kernel's counts from one float32 product and the row sums are the two float64 products' counts,
+    on a supernet (shared ReLUs counted once per convolution they feed) and on a standalone network."""
+    from fewshot_core.metrics.mellor import relu_kernel
+
+    def by_definition(model, x):
+        K = torch.zeros(len(x), len(x), dtype=torch.float64)
+
+        def hook(module, inputs, _output):
+            c = (inputs[0].detach().reshape(len(x), -1) > 0).double()
+            uses = getattr(module, "consumers", 1)
+            K.add_(c @ c.T, alpha=uses).add_((1 - c) @ (1 - c).T, alpha=uses)
+
+        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+        with torch.no_grad():
+            model(x)
+        for h in handles:
+            h.remove()
+        return K.numpy()
+
+    x, _ = digits_batch()
+    torch.manual_seed(0)
+    for model in (Supernet(C=8, N=2, input_size=16).train(), fresh(ARCHS[1]).train()):
+        got, want = relu_kernel(model, x), by_definition(model, x)
+        assert want.max() > 1000 and np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_tenas_metrics_match_reference(arch):
     x, y = digits_batch(n=8)
