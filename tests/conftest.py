@@ -25,6 +25,32 @@ LONGEST_FIRST = ("test_workflow.py", "test_faults.py", "test_faults_files.py", "
                  "test_custom_metrics.py", "test_benchmark.py", "test_slurm.py", "test_metrics.py")
 
 
+def start_slurm_test_cluster() -> str | None:
+    """Start the single-node SLURM of ``tests/slurm/start_cluster.sh`` (nothing when it already answers);
+    None when it runs, otherwise why it cannot (the SLURM test is skipped with that reason)."""
+    missing = [t for t in ("slurmctld", "slurmd", "sbatch", "munged") if not shutil.which(t) and
+               not Path("/usr/sbin", t).exists()]
+    if missing:
+        return (f"SLURM test cluster not available: {', '.join(missing)} not installed "
+                "(apt-get install slurmctld slurmd slurm-client munge)")
+    if os.geteuid() != 0:
+        return "starting the SLURM test cluster needs root"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm not installed"
+    proc = subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start_cluster.sh")], capture_output=True, text=True)
+    return None if proc.returncode == 0 else f"the SLURM test cluster did not start: {proc.stderr.strip()[-500:]}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test (in the main process, not in each xdist worker), start the SLURM test cluster where
+    it can run. Once a run has left /etc/slurm/slurm.conf behind, a controller that does not answer costs
+    every Snakemake start 9 s: the SLURM executor plugin asks it (``scontrol show config``) on import."""
+    if not hasattr(config, "workerinput"):
+        start_slurm_test_cluster()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Order the files as ``LONGEST_FIRST``, then the others as collected; a file's tests keep their order."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}

@@ -5,32 +5,22 @@ start the test cluster with ``tests/slurm/start_cluster.sh``; skipped with the r
 """
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_slurm_test_cluster
 
 pytestmark = pytest.mark.slurm_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    missing = [t for t in ("slurmctld", "slurmd", "sbatch", "munged") if not shutil.which(t) and
-               not Path("/usr/sbin", t).exists()]
-    if missing:
-        pytest.skip(f"SLURM test cluster not available: {', '.join(missing)} not installed "
-                    "(apt-get install slurmctld slurmd slurm-client munge)")
-    if os.geteuid() != 0:
-        pytest.skip("starting the SLURM test cluster needs root")
-    pytest.importorskip("snakemake_executor_plugin_slurm", reason="snakemake-executor-plugin-slurm not installed")
-    proc = subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start_cluster.sh")], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"the SLURM test cluster did not start: {proc.stderr.strip()[-500:]}")
+    why_not = start_slurm_test_cluster()
+    if why_not is not None:
+        pytest.skip(why_not)
     return subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True).stdout.split()[0].rstrip("*")
 
 
