@@ -44,10 +44,10 @@ def start_slurm_test_cluster() -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Before any test (in the main process, not in each xdist worker), start the SLURM test cluster where
-    it can run. Once a run has left /etc/slurm/slurm.conf behind, a controller that does not answer costs
-    every Snakemake start 9 s: the SLURM executor plugin asks it (``scontrol show config``) on import."""
-    if not hasattr(config, "workerinput"):
+    """Once a run has left /etc/slurm/slurm.conf behind, a controller that does not answer costs every
+    Snakemake start 9 s (the SLURM executor plugin asks it, ``scontrol show config``, on import): then
+    start the test cluster before any test, in the main process (not in each xdist worker)."""
+    if not hasattr(config, "workerinput") and Path("/etc/slurm/slurm.conf").exists():
         start_slurm_test_cluster()
 
 
