@@ -268,6 +268,22 @@ def spread_table(pairs: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(_ordered(splits.metric), level="metric")
 
 
+def against_baseline(pairs: pd.DataFrame, baseline: str = "random") -> pd.DataFrame | None:
+    """Per metric, its seed's mean internal split distance minus the baseline's (random splits) for the same
+    seed: the mean difference over seeds, its standard error, and the seeds in which the metric's splits are
+    the more consistent. Whether a metric's consistency stands out from the seeds' spread; None without
+    the baseline."""
+    seeds = summarise(pairs)
+    table = seeds[seeds.kind == "internal"].pivot(index="seed", columns="metric", values="distance")
+    if baseline not in table:
+        return None
+    diff = table.drop(columns=baseline).sub(table[baseline], axis=0)
+    n = diff.notna().sum()
+    out = pd.DataFrame({"difference": diff.mean(), "std_error": diff.std() / np.sqrt(n),
+                        "seeds_below": (diff < 0).sum(), "seeds": n})
+    return out.reindex(_ordered(out.index))
+
+
 def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -> str:
     """The ranking study as text: the protocol, the ceiling, per metric and baseline, then per ranking."""
     from fewshot_core.ranking import CEILING
@@ -305,6 +321,14 @@ def summary_text(splits: pd.DataFrame, pairs: pd.DataFrame) -> str:
     lines += ["", "Split distance per metric: mean, std and count over splits (a split's value: its mean distance",
               "to the splits it is compared with; seeds pooled) and over seed means (Figure 1):",
               spread_table(pairs).round(3).to_string()]
+    versus = against_baseline(pairs)
+    lines.append("")
+    if versus is None:
+        lines.append("No random splits in this run to compare with: add `random: {}` to the metrics.")
+    else:
+        lines += ["Internal split distance against random splits (the metric's minus random's, seed by seed; "
+                  "below 0: more", "consistent than random): mean over seeds, its standard error, and the "
+                  "seeds in which the metric is below:", versus.round(3).to_string()]
     by = summarise(pairs, by_level=True).groupby(["kind", "depth", "metric"]).distance.mean().unstack("metric")
     lines += ["", "By depth level (mean of seed means):", by.round(3).to_string()]
     return "\n".join(lines)

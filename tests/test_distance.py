@@ -61,3 +61,24 @@ def test_pair_table_counts_and_summaries():
     assert set(s.kind) == {"internal", "external"} and (s[s.metric == "snip"].distance == 0).all()
     by = summarise(pairs, by_level=True)
     assert set(by.depth) == {0, 1}
+
+
+def test_each_metric_against_random_splits_seed_by_seed():
+    """snip splits alike everywhere (0); random moves one operation between two of a tree's three splits in
+    seeds 0 and 2 (2/3) and none in seed 1: snip is 4/9 below random, in two seeds, the third a tie."""
+    from fewshot_core.report import against_baseline
+
+    rows = []
+    for metric, seed in itertools.product(["snip", "random"], [0, 1, 2]):
+        for depth, node in [(0, "r"), (1, "r0"), (1, "r1")]:
+            moved = metric == "random" and seed != 1 and node == "r1"
+            groups = [["a"], ["b", "c", "d", "e"]] if moved else [["a", "b"], ["c", "d", "e"]]
+            rows.append(dict(metric=metric, seed=seed, node=node, depth=depth, edge=depth, groups=groups))
+    pairs = pair_table(pd.DataFrame(rows))
+    versus = against_baseline(pairs)
+    assert list(versus.index) == ["snip"]
+    snip = versus.loc["snip"]
+    assert snip.difference == pytest.approx(-4 / 9)
+    assert snip.std_error == pytest.approx(np.std([-2 / 3, 0, -2 / 3], ddof=1) / np.sqrt(3))
+    assert (snip.seeds_below, snip.seeds) == (2, 3)
+    assert against_baseline(pair_table(make_splits())) is None  # no random splits in that run

@@ -102,6 +102,7 @@ def test_summary_prints_splits_and_distances(tiny_run):
     out = subprocess.run([sys.executable, "-m", "fewshot_core.cli", "summary", str(tiny_run / "results" / "tiny")],
                          capture_output=True, text=True, check=True).stdout
     assert "snip" in out and "synflow" in out and "splits mean" in out and "edge 1<-0" in out
+    assert "No random splits in this run to compare with" in out  # the tiny scenario has none
     assert "Ranking study" in out and "one-shot" in out
 
 
