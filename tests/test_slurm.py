@@ -45,7 +45,9 @@ def test_small_configuration_through_slurm_equals_the_local_run(tmp_path, cluste
     for name in names:
         assert json.loads((tmp_path / tree / name).read_text())["splits"] == json.loads(
             (tiny_run / tree / name).read_text())["splits"], name
-    for name in sorted(p.name for p in (tiny_run / tree).glob("scores_L*.parquet")):
+    scores = sorted(p.name for p in (tiny_run / tree).glob("scores_L*.parquet"))
+    assert scores
+    for name in scores:
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / tree / name).drop(columns="seconds"),
                                       pd.read_parquet(tiny_run / tree / name).drop(columns="seconds"))
 
