@@ -20,3 +20,21 @@ def test_the_restore_cost_script_compares_with_a_deep_copy():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "restore_cost.py"), "--C", "4", "--N", "1",
                            "--size", "8", "--repeats", "3"], capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0 and "deep copy" in proc.stdout and "restore" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_the_split_cost_history_script_times_both_sides_and_compares_their_values():
+    """Against HEAD the two sides run the same code: every metric's similarity matrices must agree
+    exactly (when the package has no uncommitted change)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "split_cost_history.py"), "--against", "HEAD",
+                           "--C", "2", "--N", "1", "--size", "8", "--batch", "8", "--ntk-batch", "4", "--rounds", "1"],
+                          capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ")][1:]
+    from fewshot_core.metrics import REGISTRY
+
+    names = [r[0].strip() for r in rows]
+    assert names == sorted(set(REGISTRY) - {"random"}) + ["all"], proc.stdout
+    unchanged = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "fewshot_core"], cwd=ROOT).returncode == 0
+    for name, old, new, speedup, diff in rows[:-1]:
+        assert float(old) > 0 and float(new) > 0 and speedup.strip().endswith("x")
+        assert not unchanged or float(diff) == 0.0, (name, diff)

@@ -87,6 +87,15 @@ def test_partition_ties_are_deterministic_and_separate_dissimilar_ops():
     assert [0, 1] in groups or any({0, 1} <= set(g) for g in groups)
 
 
+def test_scalar_cut_minimises_within_group_distance_and_can_join_the_extremes():
+    """docs/design.md §3: with -|z_i - z_j| the cut minimises the summed distance within groups, so with
+    b = 2 two far-apart extremes share a group when the middle values lie close; with b = 3 they do not."""
+    z = np.array([-10.0, 0.0, 0.1, 0.2, 10.0])
+    sim = -np.abs(z[:, None] - z[None, :])
+    assert partition(sim, 2) == ([[0, 4], [1, 2, 3]], -60.0)
+    assert partition(sim, 3)[0] == [[0], [1, 2, 3], [4]]
+
+
 @pytest.mark.parametrize("bad,match", [
     (np.ones((3, 4)), "square"),
     (np.array([[0, np.nan], [np.nan, 0]]), "NaN"),
