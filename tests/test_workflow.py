@@ -253,7 +253,9 @@ def test_every_metric_value_and_split_of_the_tiny_scenario_equals_the_stored_ref
                 assert getattr(r, name) is None or pd.isna(getattr(r, name))
             else:
                 assert getattr(r, name) == pytest.approx(want[name], rel=1e-6, abs=1e-9), (name, want)
-        assert list(r.similarity) == pytest.approx(want["similarity"], rel=1e-6, abs=1e-9)
+        # -|z_i - z_j| with z in units of the parent's value: values within 1e-6 of theirs (float32 kernels
+        # round differently from one CPU to another) move it by up to about 1e-6, near zero too
+        assert list(r.similarity) == pytest.approx(want["similarity"], rel=1e-6, abs=1e-6)
     splits = pd.read_parquet(run / "splits.parquet")
     got = {(r.metric, int(r.seed), r.node): (int(r.edge), [list(g) for g in r.groups]) for r in splits.itertuples()}
     assert got == {(s["metric"], s["seed"], s["node"]): (s["edge"], s["groups"]) for s in reference["splits"]}
