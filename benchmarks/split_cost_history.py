@@ -3,8 +3,9 @@
 Both sides score the same split (edge 0 of a supernet whose weights and batch are made once here and
 handed to both), each round in a fresh process per side, the sides' order alternating from round to
 round; every metric is warmed up on edge 1 in that process first unless ``--no-warmup``. The table
-holds each side's median seconds per split, the speed-up, and the largest difference between the
-two sides' similarity matrices (metrics whose values a later change altered on purpose show it).
+holds each side's median seconds per split with its rounds' range (the noise), the speed-up of the
+medians, and the largest difference between the two sides' similarity matrices (metrics whose values a
+later change altered on purpose show it).
 
     python benchmarks/split_cost_history.py --against bc929f6 --C 16 --N 5 --size 32 --rounds 2
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import statistics
 import subprocess
@@ -64,10 +66,7 @@ def export(revision: str, into: Path) -> Path:
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "fewshot_core"],
                          check=True, capture_output=True).stdout
     target = into / revision
-    target.mkdir()
-    tar_path = into / f"{revision}.tar"
-    tar_path.write_bytes(tar)
-    with tarfile.open(tar_path) as archive:
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         archive.extractall(target, filter="data")
     return target
 
@@ -130,15 +129,22 @@ def main() -> None:
           f"(5 variants and the parent), {new[0]['threads']} threads, "
           f"{'after a warm-up split' if not args.no_warmup else 'first split in the process'}, "
           f"median of {args.rounds} rounds alternated; seconds per split")
-    print(f"| metric | {args.against} | this checkout | speed-up | largest similarity difference |\n|---|---|---|---|---|")
-    totals = [0.0, 0.0]
+    print(f"| metric | {args.against} (rounds' range) | this checkout (rounds' range) | speed-up "
+          f"| largest similarity difference |\n|---|---|---|---|---|")
+
+    def cell(seconds: list[float]) -> str:
+        return f"{statistics.median(seconds):.2f} ({min(seconds):.2f}-{max(seconds):.2f})"
+
+    totals: list[list[float]] = [[0.0] * args.rounds, [0.0] * args.rounds]
     for name in names:
-        med = [statistics.median(run["metrics"][name]["seconds"] for run in side) for side in (old, new)]
+        per_round = [[run["metrics"][name]["seconds"] for run in side] for side in (old, new)]
+        totals = [[t + x for t, x in zip(tot, rounds)] for tot, rounds in zip(totals, per_round)]
+        med = [statistics.median(r) for r in per_round]
         diff = float(np.max(np.abs(np.asarray(old[0]["metrics"][name]["similarity"])
                                    - np.asarray(new[0]["metrics"][name]["similarity"]))))
-        totals = [t + m for t, m in zip(totals, med)]
-        print(f"| {name} | {med[0]:.2f} | {med[1]:.2f} | {med[0] / med[1]:.2f}x | {diff:.1e} |")
-    print(f"| all | {totals[0]:.2f} | {totals[1]:.2f} | {totals[0] / totals[1]:.2f}x | |")
+        print(f"| {name} | {cell(per_round[0])} | {cell(per_round[1])} | {med[0] / med[1]:.2f}x | {diff:.1e} |")
+    med = [statistics.median(t) for t in totals]
+    print(f"| all | {cell(totals[0])} | {cell(totals[1])} | {med[0] / med[1]:.2f}x | |")
     only = sorted(set(old[0]["metrics"]) ^ set(new[0]["metrics"]))
     if only:
         print(f"(on one side only, not timed against each other: {', '.join(only)})")
