@@ -233,9 +233,9 @@ def _proxies(trees: dict[str, TreeMetric], entries: dict) -> dict[str, MetricSet
     return out
 
 
-def _train(section: dict, optimizer: OptimizerSettings, crop_pad: int, mixed_precision: bool) -> TrainSettings:
+def _train(section: dict, optimizer: OptimizerSettings, crop_pad: int, precision: str) -> TrainSettings:
     return TrainSettings(section["epochs"], section["batch_size"], section["mode"], section["augment"], crop_pad,
-                         mixed_precision, optimizer)
+                         precision, optimizer)
 
 
 def _tree(tree: dict, given: dict) -> TreeSettings:
@@ -324,8 +324,8 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         tree=tree,
         balanced=c["tree"]["balanced"],
         metrics=metrics,
-        warmup=_train(t["warmup"], optimizer, crop_pad, t["mixed_precision"]),
-        leaves=_train(leaves, optimizer, crop_pad, t["mixed_precision"]),
+        warmup=_train(t["warmup"], optimizer, crop_pad, t["precision"]),
+        leaves=_train(leaves, optimizer, crop_pad, t["precision"]),
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
         study=_study(c["study"], d["name"], Path(workdir)),

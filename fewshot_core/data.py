@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fewshot_core.device import to_device
 from fewshot_core.errors import DataError
 
 DATASETS = ("digits", "cifar10", "synthetic")
@@ -219,37 +219,86 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+_STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def normalize(x: torch.Tensor, data: ImageData) -> torch.Tensor:
-    """uint8 images to normalised float."""
-    mean = torch.tensor(data.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(data.std, device=x.device).view(1, 3, 1, 1)
+    """uint8 images to normalised float (the statistics' tensors made once per device, not per batch:
+    building them from Python numbers on a GPU is a copy that waits for the device)."""
+    key = (data.mean, data.std, x.device)
+    if key not in _STATS:
+        _STATS[key] = (torch.tensor(data.mean, device=x.device).view(1, 3, 1, 1),
+                       torch.tensor(data.std, device=x.device).view(1, 3, 1, 1))
+    mean, std = _STATS[key]
     return (x.float().div_(255) - mean) / std
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding and (optionally) horizontal flip, drawn from ``generator``."""
+@dataclass(frozen=True)
+class Draws:
+    """Random choices for ``n`` images, drawn on the CPU: crop offsets and (optionally) flips."""
+
+    dx: torch.Tensor
+    dy: torch.Tensor
+    flips: torch.Tensor | None
+
+
+def draw_augment(n: int, generator: torch.Generator, flip: bool = True, pad: int = 4) -> Draws:
+    """The crops (offsets in 0..2 ``pad``) and flips of ``n`` images, from a CPU ``generator``, so that a
+    seed draws the same augmentation on every device."""
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    return Draws(dx, dy, torch.rand(n, generator=generator) < 0.5 if flip else None)
+
+
+def crop_flip(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flips: torch.Tensor | None, pad: int) -> torch.Tensor:
+    """Images ``x`` cropped at offsets ``dx``, ``dy`` of their zero-padded copy and flipped where ``flips``;
+    the draws on ``x``'s device. No step depends on a value read back from the device."""
     n, _, h, w = x.shape
-    dev = x.device  # the generator's: both on the CPU, or both on the GPU
+    dev = x.device
     padded = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
     rows = (dy.view(n, 1) + torch.arange(h, device=dev)).view(n, 1, h, 1).expand(n, 3, h, w)
     cols = (dx.view(n, 1) + torch.arange(w, device=dev)).view(n, 1, 1, w).expand(n, 3, h, w)
     out = padded[torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(3, device=dev).view(1, 3, 1, 1), rows, cols]
-    if flip:
-        flips = torch.rand(n, generator=generator, device=dev) < 0.5
-        out[flips] = out[flips].flip(-1)
-    return out
+    if flips is None:
+        return out
+    return torch.where(flips.view(n, 1, 1, 1), out.flip(-1), out)
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
-            generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Minibatches in a random order drawn from ``generator`` (sequential when it is None)."""
-    n = len(y)
+def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and (optionally) horizontal flip, drawn from a CPU ``generator``."""
+    d = draw_augment(len(x), generator, flip, pad)
+    flips = None if d.flips is None else d.flips.to(x.device)
+    return crop_flip(x, d.dx.to(x.device), d.dy.to(x.device), flips, pad)
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One training epoch's random choices, drawn on the CPU: the order of the images and, with
+    augmentation, each image's crop and flip (indexed by position in that order)."""
+
+    order: torch.Tensor
+    augment: Draws | None
+
+    def to(self, device: torch.device) -> Epoch:
+        """The draws on ``device``, in one copy (see :func:`fewshot_core.device.to_device`)."""
+        a = self.augment
+        parts = [self.order] + ([] if a is None else [a.dx, a.dy] + ([] if a.flips is None else [a.flips.long()]))
+        moved = to_device(torch.cat(parts), device).split(len(self.order))
+        if a is None:
+            return Epoch(moved[0], None)
+        return Epoch(moved[0], Draws(moved[1], moved[2], None if a.flips is None else moved[3].bool()))
+
+
+def draw_epoch(n: int, batch_size: int, order: torch.Generator, augment: torch.Generator | None = None,
+               flip: bool = True, pad: int = 4) -> Epoch:
+    """An epoch of ``n`` images in batches of ``batch_size``: a permutation from ``order`` and, when
+    ``augment`` is given, each batch's crops and flips from it, batch after batch (so a run draws the
+    same numbers as drawing each batch's as it comes)."""
     if n == 0:
         raise DataError("the dataset split is empty: nothing to iterate over")
-    order = (torch.randperm(n, generator=generator, device=generator.device) if generator is not None
-             else torch.arange(n, device=x.device))
-    for i in range(0, n, batch_size):
-        idx = order[i : i + batch_size]
-        yield x[idx], y[idx]
+    perm = torch.randperm(n, generator=order)
+    if augment is None:
+        return Epoch(perm, None)
+    draws = [draw_augment(min(batch_size, n - i), augment, flip, pad) for i in range(0, n, batch_size)]
+    flips = None if not flip else torch.cat([d.flips for d in draws])
+    return Epoch(perm, Draws(torch.cat([d.dx for d in draws]), torch.cat([d.dy for d in draws]), flips))

@@ -53,7 +53,7 @@ class _Keep(dict):
 
 #: Modules every stage's content depends on (the stage functions themselves, and how files are read).
 COMMON_CODE = ("stages",)
-TRAINING_CODE = ("data", "nb201", "space", "train", "tree")
+TRAINING_CODE = ("data", "device", "nb201", "space", "train", "tree")
 SCORE_COLUMNS = ("metric", "seed", "node", "depth", "edge", "op", "value", "parent_value", "similarity", "seconds")
 LEAF_COLUMNS = ("metric", "seed", "leaf", "arch", "val_accuracy", "val_loss")
 SPLIT_COLUMNS = ("node", "depth", "edge", "groups", "cut", "ops", "similarity", "metric", "seed", "edge_name")
@@ -76,7 +76,7 @@ _ENTRIES = [
            TRAINING_CODE, "the seed's root supernet, shared by every metric (warmed up when warm-up epochs > 0)"),
     Output("scores", "{metric}/seed{seed}/scores_L{level}.parquet", "parquet", "score_edges", "score_spec",
            ("metric", "seed", "level"), SCORE_COLUMNS, ("holdout", "root", "nodes", "splits"),
-           ("data", "nb201", "space", "splitting", "tree"),
+           ("data", "device", "nb201", "space", "splitting", "tree"),
            "per node, edge and operation of a level: the variant's value, the parent's, the similarity row"),
     Output("splits", "{metric}/seed{seed}/split_L{level}.json", "json", "split_nodes", "split_spec",
            ("metric", "seed", "level"), ("splits",), ("scores", "splits"), ("nb201", "splitting", "tree"),
@@ -118,7 +118,7 @@ _ENTRIES = [
            ("metric", "seed", "chunk"), STUDY_COLUMNS, ("study_set", "holdout", "splits", "leaf_weights"),
            (*TRAINING_CODE, "splitting"), "some study architectures with their leaf's weights in one tree, on the test part"),
     Output("zero_cost", "study/zero_cost/{proxy}_chunk{chunk}.parquet", "parquet", "score_study", "zero_cost_spec",
-           ("proxy", "chunk"), ZERO_COST_COLUMNS, ("study_set", "holdout"), ("data", "nb201", "space"),
+           ("proxy", "chunk"), ZERO_COST_COLUMNS, ("study_set", "holdout"), ("data", "device", "nb201", "space"),
            "some study architectures scored by a metric at initialisation: a training-free ranking"),
     Output("ranking", "ranking.parquet", "parquet", "rank_study", "ranking_spec", (), RANKING_COLUMNS,
            ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"), ("ranking",),

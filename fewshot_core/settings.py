@@ -104,14 +104,14 @@ class OptimizerSettings:
 class TrainSettings:
     """Everything that decides a training run's result, besides its seed, data and start weights.
     ``crop_pad``: the zero padding of the random crops (``data.crop_pad``; input size / 8 by default).
-    ``mixed_precision``: on a GPU, the forward pass in bfloat16 (``training.mixed_precision``)."""
+    ``precision``: on a GPU, float32, TF32 products or a bfloat16 forward pass (``training.precision``)."""
 
     epochs: int
     batch_size: int
     mode: str
     augment: bool
     crop_pad: int
-    mixed_precision: bool
+    precision: str
     optimizer: OptimizerSettings
 
 

@@ -235,7 +235,7 @@ class SearchCell(nn.Module):
         bn0, C = bns[0], mods[0].conv.out_channels
         scale = None
         if any(w != 1.0 for _, w in convs):
-            scale = torch.tensor([w for _, w in convs], dtype=y.dtype, device=y.device).repeat_interleave(C)
+            scale = _mixture_scale(tuple(w for _, w in convs), C, y.dtype, y.device)
         if not isinstance(bn0, nn.BatchNorm2d):  # batch norm removed (synflow's copy)
             return y if scale is None else y * scale.view(1, -1, 1, 1)
         if bn0.momentum is None:  # cumulative statistics (BN re-estimation): each module counts its own batches
@@ -283,6 +283,20 @@ class SearchCell(nn.Module):
             for dst, term in terms:
                 acc[dst] = term if acc[dst] is None else acc[dst] + term
         return acc[3] if acc[3] is not None else torch.zeros_like(x)
+
+
+_SCALES: dict[tuple, torch.Tensor] = {}
+
+
+def _mixture_scale(weights: tuple[float, ...], C: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The mixture weights of convolutions run as one, one per output channel: made once per set of
+    weights and device (a tensor built from Python numbers on a GPU is a copy the host waits for)."""
+    key = (weights, C, dtype, device)
+    if key not in _SCALES:
+        if len(_SCALES) > 256:
+            _SCALES.clear()
+        _SCALES[key] = torch.tensor(weights, dtype=dtype, device=device).repeat_interleave(C)
+    return _SCALES[key]
 
 
 _OUT_EDGES: tuple[tuple[int, ...], ...] = tuple(

@@ -134,19 +134,21 @@ def train_root(spec: RootSpec, holdout: Path, out: Path, checkpoints: Path, devi
     """A seed's root supernet, shared by every metric: initialised from the seed, then warmed up."""
     import torch
 
-    from fewshot_core.train import resolve_device, train
+    from fewshot_core.device import resolve
+    from fewshot_core.train import train
 
     d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
     torch.manual_seed(spec.seed)
     net = _supernet(shape)
     ckpt = checkpoint(checkpoints, "root", seed=spec.seed)
+    dev = resolve(device) if spec.warmup is not None else torch.device("cpu")  # initialised on the CPU
     if spec.warmup is not None:
-        train(net, d, train_idx, spec.warmup, spec.seed, checkpoint=ckpt, device=resolve_device(device),
+        train(net, d, train_idx, spec.warmup, spec.seed, checkpoint=ckpt, device=dev,
               label=f"root warm-up, seed {spec.seed}")
         net.cpu()
     artifacts.save_weights(out, shape, {ROOT: net.state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["root"], spec, inputs=artifacts.inputs_record({"holdout": holdout})))
+        OUTPUTS["root"], spec, device=str(dev), inputs=artifacts.inputs_record({"holdout": holdout})))
     ckpt.unlink(missing_ok=True)
     epochs = 0 if spec.warmup is None else spec.warmup.epochs
     log(f"root supernet, seed {spec.seed}: {sum(p.numel() for p in net.parameters())} parameters, "
@@ -185,7 +187,7 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
     import torch
 
     from fewshot_core import metrics
-    from fewshot_core.train import resolve_device
+    from fewshot_core.device import resolve
 
     scorer, kind = spec.scorer, spec.scorer.kind
     for part in scorer.parts:
@@ -195,7 +197,7 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
     expected = (_expect("nodes", spec, "weights", metric=spec.metric, seed=spec.seed, level=spec.level)
                 if spec.own_weights else _expect("root", spec, "weights", seed=spec.seed))
     w = _load_nodes(weights, expected, _shape(spec.supernet, spec.data, d.num_classes))
-    dev = resolve_device(device)
+    dev = resolve(device)
     net = _supernet(w["supernet"]).to(dev)
     batches = {p.name: _scoring_batches(p, spec.seed, d, train_idx, dev) for p in scorer.parts}
     records = _tree_splits(spec, "previous", previous, spec.metric, spec.seed)
@@ -234,7 +236,7 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
                           value=values[i], parent_value=parent, similarity=sim[i].tolist(), seconds=seconds[i])
                      for i, op in enumerate(ops)]
     artifacts.write_table(pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), out, record(
-        OUTPUTS["scores"], spec,
+        OUTPUTS["scores"], spec, device=str(dev),
         inputs=artifacts.inputs_record({"holdout": holdout, "weights": weights, "previous": previous})))
 
 
@@ -253,7 +255,8 @@ def split_nodes(spec: SplitSpec, scores: Path, previous: list[Path], out: Path, 
 def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, splits: list[Path], out: Path,
                    checkpoints: Path, device: str, log: Log = _log) -> None:
     """The nodes of one level, each starting from its parent's weights and warmed up on its own mask."""
-    from fewshot_core.train import resolve_device, train
+    from fewshot_core.device import resolve
+    from fewshot_core.train import train
 
     d, train_idx, _ = _holdout(spec, holdout)
     parent_level = spec.level - 1
@@ -261,7 +264,7 @@ def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, spli
                 else _expect("nodes", spec, "parent_weights", metric=spec.metric, seed=spec.seed, level=parent_level))
     parents = _load_nodes(parent_weights, expected, _shape(spec.supernet, spec.data, d.num_classes))
     records = _tree_splits(spec, "splits", splits, spec.metric, spec.seed)
-    dev = resolve_device(device)
+    dev = resolve(device)
     states, masks, used = {}, {}, []
     for node, (mask, _) in node_masks(spec.factors, spec.level, records).items():
         parent = parents["nodes"].get(parent_of(node))
@@ -274,7 +277,7 @@ def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, spli
         states[node], masks[node] = net.cpu().state_dict(), mask
         used.append(ckpt)
     artifacts.save_weights(out, parents["supernet"], states, masks, record(
-        OUTPUTS["nodes"], spec,
+        OUTPUTS["nodes"], spec, device=str(dev),
         inputs=artifacts.inputs_record({"holdout": holdout, "parent_weights": parent_weights, "splits": splits})))
     for ckpt in used:
         ckpt.unlink(missing_ok=True)
@@ -297,9 +300,9 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
     (or from a fresh initialisation), trained on its mask, then its architectures evaluated."""
     import torch
 
+    from fewshot_core.device import resolve
     from fewshot_core.train import (
         evaluate_architectures,
-        resolve_device,
         sample_architectures,
         state_digest,
         train,
@@ -309,7 +312,7 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
 
     d, train_idx, val_idx = _holdout(spec, holdout)
     masks = node_masks(spec.factors, len(spec.factors), _tree_splits(spec, "splits", splits, spec.metric, spec.seed))
-    dev = resolve_device(device)
+    dev = resolve(device)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
     start = _start_weights(spec, pretrained, shape)
     images = validation_images(d, val_idx, dev)
@@ -331,7 +334,7 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
         used.append(ckpt)
     out = pd.concat(tables, ignore_index=True)[list(LEAF_COLUMNS)]
     files = {"holdout": holdout, "splits": splits, **({"pretrained": pretrained} if pretrained else {})}
-    extra = dict(steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)), start=spec.start,
+    extra = dict(steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)), start=spec.start, device=str(dev),
                  start_weights=starts, inputs=artifacts.inputs_record(files))
     artifacts.save_weights(out_weights, shape, states, {leaf: masks[leaf][0] for leaf in spec.leaves},
                            record(OUTPUTS["leaf_weights"], spec, **extra))
@@ -396,13 +399,14 @@ def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: 
     study seed's training part, and evaluated on the test part: the ground truth."""
     import torch
 
+    from fewshot_core.device import resolve
     from fewshot_core.settings import digest
     from fewshot_core.space import standalone
-    from fewshot_core.train import resolve_device, test_images, train, validate
+    from fewshot_core.train import test_images, train, validate
 
     d, train_idx, _ = _holdout(spec, holdout)
     archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
-    dev = resolve_device(device)
+    dev = resolve(device)
     images = test_images(d, dev)
     rows, used = [], []
     for arch in archs:
@@ -418,7 +422,7 @@ def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: 
         used.append(ckpt)
         log(f"{arch}: test accuracy {accuracy:.4f}")
     artifacts.write_table(pd.DataFrame(rows, columns=list(STANDALONE_COLUMNS)), out, record(
-        OUTPUTS["standalone"], spec, evaluated_on=_evaluated_on(d, images),
+        OUTPUTS["standalone"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images),
         inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
     for ckpt in used:
         ckpt.unlink(missing_ok=True)
@@ -430,18 +434,20 @@ def pretrain_oneshot(spec: PretrainSpec, holdout: Path, out: Path, checkpoints: 
     one-shot baselines start (Few-shot NAS's weight transfer)."""
     import torch
 
-    from fewshot_core.train import resolve_device, train, training_steps
+    from fewshot_core.device import resolve
+    from fewshot_core.train import train, training_steps
 
     d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
     torch.manual_seed(node_seed(spec.seed, ROOT, "pretrain"))
     net = _supernet(shape)
     ckpt = checkpoint(checkpoints, "pretrain", seed=spec.seed)
+    dev = resolve(device)
     train(net, d, train_idx, spec.train, node_seed(spec.seed, ROOT, "pretrain"), checkpoint=ckpt,
-          device=resolve_device(device), label=f"pretrained one-shot supernet, seed {spec.seed}")
+          device=dev, label=f"pretrained one-shot supernet, seed {spec.seed}")
     steps = training_steps(spec.train, len(train_idx))
     artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["pretrained"], spec, steps=steps, inputs=artifacts.inputs_record({"holdout": holdout})))
+        OUTPUTS["pretrained"], spec, steps=steps, device=str(dev), inputs=artifacts.inputs_record({"holdout": holdout})))
     ckpt.unlink(missing_ok=True)
     log(f"pretrained one-shot supernet, seed {spec.seed}: {steps} steps ({spec.train.epochs} epochs) -> {out}")
 
@@ -452,7 +458,8 @@ def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path
     leaves of a tree (``budget`` tree) or as one leaf (``budget`` leaf)."""
     import torch
 
-    from fewshot_core.train import resolve_device, state_digest, train, training_steps
+    from fewshot_core.device import resolve
+    from fewshot_core.train import state_digest, train, training_steps
 
     d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
@@ -461,12 +468,13 @@ def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path
     net = _supernet(shape, _start_weights(spec, pretrained, shape))
     start = state_digest(net)
     ckpt = checkpoint(checkpoints, "oneshot", seed=spec.seed, budget=spec.budget)
-    train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=resolve_device(device),
+    dev = resolve(device)
+    train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
           label=f"one-shot supernet ({spec.budget} budget), seed {spec.seed}")
     steps = training_steps(spec.train, len(train_idx))
     files = {"holdout": holdout, **({"pretrained": pretrained} if pretrained else {})}
     artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["oneshot"], spec, steps=steps, start=spec.start, start_weights=start,
+        OUTPUTS["oneshot"], spec, steps=steps, start=spec.start, start_weights=start, device=str(dev),
         inputs=artifacts.inputs_record(files)))
     ckpt.unlink(missing_ok=True)
     log(f"one-shot supernet ({spec.budget} budget), seed {spec.seed}: {steps} more steps from {spec.start} -> {out}")
@@ -489,13 +497,14 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
                    out: Path, device: str, log: Log = _log) -> None:
     """Some study architectures with the weights of the leaf that holds each in one tree, BN statistics
     re-estimated for it on the tree's training images, evaluated on the test part."""
+    from fewshot_core.device import resolve
     from fewshot_core.nb201 import arch_to_mask
     from fewshot_core.splitting import leaf_of
-    from fewshot_core.train import evaluate_architectures, resolve_device, test_images
+    from fewshot_core.train import evaluate_architectures, test_images
 
     d, train_idx, _ = _holdout(spec, holdout)
     archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
-    dev = resolve_device(device)
+    dev = resolve(device)
     images = test_images(d, dev)
     records = _tree_splits(spec, "splits", splits, spec.metric, spec.seed)
     leaves = {leaf: mask for leaf, (mask, _) in node_masks(spec.factors, len(spec.factors), records).items()}
@@ -517,7 +526,7 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
                                        node_seed(spec.seed, leaf, "study"), device=dev, prefix="test")
         tables.append(table.assign(metric=spec.metric, seed=spec.seed, leaf=leaf))
     artifacts.write_table(pd.concat(tables, ignore_index=True)[list(STUDY_COLUMNS)], out, record(
-        OUTPUTS["study"], spec, evaluated_on=_evaluated_on(d, images), inputs=artifacts.inputs_record(
+        OUTPUTS["study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), inputs=artifacts.inputs_record(
             {"study_set": study_set, "holdout": holdout, "splits": splits, "leaf_weights": leaf_weights})))
     log(f"{spec.metric} seed {spec.seed}: {len(archs)} study architectures in {len(by_leaf)} leaves")
 
@@ -525,11 +534,12 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
 def evaluate_oneshot(spec: OneShotEvalSpec, study_set: Path, holdout: Path, oneshot: Path, out: Path, device: str,
                      log: Log = _log) -> None:
     """Some study architectures with a one-shot baseline's weights, evaluated as the leaves' are."""
-    from fewshot_core.train import evaluate_architectures, resolve_device, test_images
+    from fewshot_core.device import resolve
+    from fewshot_core.train import evaluate_architectures, test_images
 
     d, train_idx, _ = _holdout(spec, holdout)
     archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
-    dev = resolve_device(device)
+    dev = resolve(device)
     images = test_images(d, dev)
     w = artifacts.load_weights(oneshot, _expect("oneshot", spec, "oneshot", seed=spec.seed, budget=spec.budget))
     net = _supernet(w["supernet"], w["nodes"][ROOT]).to(dev)
@@ -537,7 +547,7 @@ def evaluate_oneshot(spec: OneShotEvalSpec, study_set: Path, holdout: Path, ones
                                    node_seed(spec.seed, ROOT, "study"), device=dev, prefix="test")
     name = f"{ONESHOT} ({spec.budget})"
     artifacts.write_table(table.assign(metric=name, seed=spec.seed, leaf=ROOT)[list(STUDY_COLUMNS)], out, record(
-        OUTPUTS["oneshot_study"], spec, evaluated_on=_evaluated_on(d, images), inputs=artifacts.inputs_record(
+        OUTPUTS["oneshot_study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), inputs=artifacts.inputs_record(
             {"study_set": study_set, "holdout": holdout, "oneshot": oneshot})))
     log(f"{name}, seed {spec.seed}: {len(archs)} study architectures")
 
@@ -549,15 +559,15 @@ def score_study(spec: ZeroCostSpec, study_set: Path, holdout: Path, out: Path, d
     import torch
 
     from fewshot_core import metrics
+    from fewshot_core.device import resolve
     from fewshot_core.nb201 import arch_to_mask
-    from fewshot_core.train import resolve_device
 
     m = spec.metric
     if m.function is not None:
         metrics.register_user(m.name, m.function, m.kind)
     d, train_idx, _ = _holdout(spec, holdout)
     archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
-    dev = resolve_device(device)
+    dev = resolve(device)
     torch.manual_seed(node_seed(spec.seed, ROOT, "zero-cost"))
     net = _supernet(_shape(spec.supernet, spec.data, d.num_classes)).to(dev)
     batches = _scoring_batches(m, spec.seed, d, train_idx, dev)
@@ -569,7 +579,7 @@ def score_study(spec: ZeroCostSpec, study_set: Path, holdout: Path, out: Path, d
         value = metrics.value(m.name, net, batches, m.settings, seed=draws)
         rows.append({"proxy": m.name, "arch": arch, "score": float(value)})
     artifacts.write_table(pd.DataFrame(rows, columns=list(ZERO_COST_COLUMNS)), out, record(
-        OUTPUTS["zero_cost"], spec, inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
+        OUTPUTS["zero_cost"], spec, device=str(dev), inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
     log(f"{m.name}: {len(rows)} study architectures scored at initialisation")
 
 
@@ -692,6 +702,31 @@ def draw_ranking(spec: FiguresSpec, ranking: Path, summary: Path, out: Path, log
         log(str(f))
 
 
+def devices_of(run_dir: Path) -> Counter:
+    """How many of a run's files were computed on each device, as their records say."""
+    import re
+
+    found: Counter = Counter()
+    for out in OUTPUTS.values():
+        for path in sorted(run_dir.glob(re.sub(r"\{\w+\}", "*", out.template))):
+            try:
+                device = (artifacts.read_record(path, out.format) or {}).get("device")
+            except ArtifactError:
+                continue  # an unreadable file is the start-up check's to report
+            if device:
+                found[device] += 1
+    return found
+
+
+def devices_line(found: Counter) -> str:
+    """One sentence on where a run's files were computed; a run that mixed devices is named as such."""
+    listed = ", ".join(f"{d} ({n} file{'s' * (n != 1)})" for d, n in sorted(found.items()))
+    if len({d.split(":")[0] for d in found}) > 1:
+        return (f"Computed on more than one device: {listed}; results agree across devices to floating-point "
+                "rounding, not bit for bit (docs/design.md §7).")
+    return f"Computed on {listed}." if found else ""
+
+
 def summary(run_dir: Path) -> str:
     """A finished run's splits and split distances as text, and its ranking study when it has one and it
     was made from the same trees and leaves; each section says which tables and settings it comes from."""
@@ -707,7 +742,8 @@ def summary(run_dir: Path) -> str:
     trees = sorted({(m, int(s)) for m, s in zip(splits.metric, splits.seed)})
     text = (f"Run {made['run']!r}: {len(trees)} trees ({len({m for m, _ in trees})} metrics x "
             f"{len({s for _, s in trees})} seeds), from {files['splits_table'].name} and "
-            f"{files['split_distance'].name} (settings {made['spec']}).\n\n" + summary_text(splits, pairs))
+            f"{files['split_distance'].name} (settings {made['spec']}). {devices_line(devices_of(run_dir))}\n\n"
+            + summary_text(splits, pairs))
     if not files["ranking"].exists():
         return text
     ranking = artifacts.read_table(files["ranking"], {"kind": "ranking", "run": made["run"]}, columns=RANKING_COLUMNS)

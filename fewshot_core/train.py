@@ -9,7 +9,6 @@ only when the checkpoint was made by the same settings, seed, supernet, mask, da
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import sys
@@ -24,18 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_core import artifacts, data
+from fewshot_core import device as devices
 from fewshot_core.settings import EvalSettings, TrainSettings
 from fewshot_core.space import StandaloneNet, Supernet, architectures
 
 MODES = ("single_path", "mixture")
 Network = Supernet | StandaloneNet
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks the GPU when one is there."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Progress:
@@ -87,7 +80,13 @@ def checkpoint_provenance(net: Network, d: data.ImageData, train_idx: np.ndarray
         "checkpoint", train=asdict(cfg), seed=seed, network=describe(net),
         data={"name": d.name, "input_size": d.input_size,
               "train_indices": hashlib.sha256(np.asarray(train_idx, dtype=np.int64).tobytes()).hexdigest()[:16]},
-        start_weights=state_digest(net))
+        start_weights=state_digest(net), draws=DRAWS)
+
+
+#: Where a training run draws its random numbers (a checkpoint of another layout is not resumed): every
+#: generator on the CPU, whatever the device, so that a seed draws the same batches, crops, flips and paths
+#: on a GPU, and a checkpoint resumes on either device.
+DRAWS = "cpu generators: order, augment, path"
 
 
 def training_steps(cfg: TrainSettings, n_train: int) -> int:
@@ -103,8 +102,8 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
 
     ``checkpoint``: where to save after every epoch, and to resume from when it holds a run of the
     same settings, seed, supernet, mask, data and start weights (any other is discarded with a log
-    line saying why). ``on_epoch`` is called after each checkpoint (tests use it to kill a job at a
-    known point).
+    line saying why), made on any device. ``on_epoch`` is called after each checkpoint (tests use it
+    to kill a job at a known point). The host waits for the device once per epoch, to read its loss.
     """
     if cfg.mode not in MODES:
         raise ValueError(f"training mode must be one of {MODES}, got {cfg.mode!r}")
@@ -115,13 +114,8 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
     o = cfg.optimizer
     opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=o.lr_min)
-    # On a GPU the whole training part lives there (CIFAR-10's is 150 MB as uint8) and batches are drawn,
-    # cropped and flipped there, from generators on the GPU seeded alike; on the CPU, as always.
-    where = device if device.type == "cuda" else torch.device("cpu")
-    gens = {"order": torch.Generator(device=where).manual_seed(seed),
-            "augment": torch.Generator(device=where).manual_seed(seed + 1), "path": torch.Generator().manual_seed(seed + 2)}
-    precision = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.mixed_precision and device.type == "cuda"
-                 else contextlib.nullcontext())
+    gens = {"order": torch.Generator().manual_seed(seed), "augment": torch.Generator().manual_seed(seed + 1),
+            "path": torch.Generator().manual_seed(seed + 2)}
     if isinstance(net, Supernet):
         net.mode = cfg.mode
         net.path_generator = gens["path"]
@@ -135,60 +129,87 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
         for k, g in gens.items():
             g.set_state(state["rng"][k])
         start = state["epoch"] + 1
-        print(f"{label}: resuming from {checkpoint} after epoch {start}", flush=True)
-    x_all = d.train_x[torch.as_tensor(train_idx)].to(where)
-    y_all = d.train_y[torch.as_tensor(train_idx)].to(where)
+        moved = f" (made on {state['device']})" if state.get("device", str(device)) != str(device) else ""
+        print(f"{label}: resuming from {checkpoint} after epoch {start}{moved}", flush=True)
+    # The whole training part lives on the device (CIFAR-10's is 150 MB as uint8); batches are taken,
+    # cropped and flipped there, by the epoch's draws made on the CPU and copied over once.
+    x_all = d.train_x[torch.as_tensor(train_idx)].to(device)
+    y_all = d.train_y[torch.as_tensor(train_idx)].to(device)
     progress = Progress(cfg.epochs, label)
     history = []
-    steps = math.ceil(len(y_all) / cfg.batch_size)
-    for epoch in range(start, cfg.epochs):
-        net.train()
-        t0, seen, taken = time.perf_counter(), 0, 0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: one sync an epoch
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for i, (xb, yb) in enumerate(data.batches(x_all, y_all, cfg.batch_size, gens["order"])):
-            if cfg.augment:
-                xb = data.augment(xb, gens["augment"], flip=d.name != "digits", pad=cfg.crop_pad)
-            x = data.normalize(xb.to(device), d)
-            y = yb.to(device)
-            opt.zero_grad(set_to_none=True)
-            with precision:
-                logits = net(x)
-                loss = F.cross_entropy(logits, y)
-            loss.backward()
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
-            opt.step()
-            taken += 1
-            seen += len(y)
-            loss_sum += loss.detach().double() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            progress.step(i + 1, steps)
-        sched.step()
-        rate = seen / (time.perf_counter() - t0)
-        rec = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "accuracy": correct.item() / seen,
-               "images_per_s": rate,
-               "lr": opt.param_groups[0]["lr"], "steps": taken}
-        history.append(rec)
-        progress.epoch(epoch, rec["loss"], rec["accuracy"], rate, start)
-        if checkpoint is not None:
-            artifacts.save_checkpoint(checkpoint, {
-                "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "rng": {k: g.get_state() for k, g in gens.items()}}, origin)
-        if on_epoch is not None:
-            on_epoch(epoch)
+    with devices.tf32(cfg.precision, device):
+        for epoch in range(start, cfg.epochs):
+            net.train()
+            t0 = time.perf_counter()
+            draws = data.draw_epoch(len(y_all), cfg.batch_size, gens["order"], gens["augment"] if cfg.augment else None,
+                                    flip=d.name not in UNFLIPPED, pad=cfg.crop_pad)
+            totals, taken = train_epoch(net, opt, params, d, x_all, y_all, draws.to(device), cfg, device, progress)
+            sched.step()
+            loss_sum, correct = devices.read(totals)
+            seen = len(y_all)
+            rate = seen / (time.perf_counter() - t0)
+            rec = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen, "images_per_s": rate,
+                   "lr": opt.param_groups[0]["lr"], "steps": taken}
+            history.append(rec)
+            progress.epoch(epoch, rec["loss"], rec["accuracy"], rate, start)
+            if checkpoint is not None:
+                artifacts.save_checkpoint(checkpoint, {
+                    "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(), "device": str(device),
+                    "scheduler": sched.state_dict(), "rng": {k: g.get_state() for k, g in gens.items()}}, origin)
+            if on_epoch is not None:
+                on_epoch(epoch)
     return history
+
+
+#: Datasets whose images must not be mirrored (a mirrored digit is another symbol or none).
+UNFLIPPED = ("digits",)
+
+
+def train_epoch(net: Network, opt: torch.optim.Optimizer, params: list[torch.Tensor], d: data.ImageData,
+                x_all: torch.Tensor, y_all: torch.Tensor, draws: data.Epoch, cfg: TrainSettings,
+                device: torch.device, progress: Progress | None = None) -> tuple[torch.Tensor, int]:
+    """One epoch over ``x_all`` in the order and with the augmentation of ``draws`` (all on the device);
+    returns the summed loss and the correct predictions as one tensor on the device, unread (nothing in
+    the epoch waits for the device), and the steps taken."""
+    n = len(y_all)
+    steps = math.ceil(n / cfg.batch_size)
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed loss, correct predictions
+    o = cfg.optimizer
+    for i, first in enumerate(range(0, n, cfg.batch_size)):
+        part = slice(first, first + cfg.batch_size)
+        idx = draws.order[part]
+        xb, y = x_all[idx], y_all[idx]
+        if draws.augment is not None:
+            a = draws.augment
+            xb = data.crop_flip(xb, a.dx[part], a.dy[part], None if a.flips is None else a.flips[part], cfg.crop_pad)
+        x = data.normalize(xb, d)
+        opt.zero_grad(set_to_none=True)
+        with devices.autocast(cfg.precision, device):
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+        if o.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            totals += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
+        if progress is not None:
+            progress.step(i + 1, steps)
+    return totals, steps
 
 
 @torch.no_grad()
 def recalibrate_bn(net: Supernet, arch: str, x: torch.Tensor, batch_size: int) -> None:
-    """Reset every BN's running statistics and re-estimate them for ``arch`` on training images."""
-    for m in net.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches
+    """Reset every BN's running statistics and re-estimate them for ``arch`` on training images: their
+    cumulative average over the batches, the k-th batch weighted 1/k (what ``momentum=None`` computes,
+    without reading each module's batch count back from the device)."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
     net.train()
-    for i in range(0, len(x), batch_size):
+    for k, i in enumerate(range(0, len(x), batch_size), start=1):
+        for m in bns:
+            m.momentum = 1.0 / k
         net(x[i : i + batch_size], arch=arch)
 
 
@@ -199,20 +220,34 @@ def sample_architectures(mask: np.ndarray, n: int, seed: int) -> list[str]:
     return [pool[i] for i in picks.tolist()]
 
 
+def eval_batch(batch_size: int, device: torch.device) -> int:
+    """Images per forward pass in eval mode: the configured size on the CPU, at least
+    :data:`~fewshot_core.device.GPU_EVAL_BATCH` on a GPU (a result is per image in eval mode)."""
+    return max(batch_size, devices.GPU_EVAL_BATCH) if device.type == "cuda" else batch_size
+
+
 @torch.no_grad()
-def validate(net: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int, arch: str | None = None
-             ) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy on normalised images (eval mode; ``arch``: one of a supernet's)."""
+def totals(net: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int, arch: str | None = None) -> torch.Tensor:
+    """Correct predictions and summed cross-entropy on normalised images (eval mode; ``arch``: one of a
+    supernet's), as one float64 tensor left on the device."""
     if len(y) == 0:
         raise data.DataError("the validation split is empty: nothing to evaluate on")
     net.eval()
-    loss = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    out = torch.zeros(2, dtype=torch.float64, device=x.device)
     for j in range(0, len(y), batch_size):
         logits = net(x[j : j + batch_size], arch=arch) if arch is not None else net(x[j : j + batch_size])
-        loss += F.cross_entropy(logits, y[j : j + batch_size], reduction="sum").double()
-        correct += (logits.argmax(1) == y[j : j + batch_size]).sum()
-    return correct.item() / len(y), loss.item() / len(y)
+        target = y[j : j + batch_size]
+        out += torch.stack([(logits.argmax(1) == target).sum().double(),
+                            F.cross_entropy(logits, target, reduction="sum").double()])
+    return out
+
+
+def validate(net: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int, arch: str | None = None
+             ) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on normalised images (eval mode; ``arch``: one of a supernet's);
+    ``batch_size`` images per forward pass on the CPU, more on a GPU (:func:`eval_batch`)."""
+    correct, loss = devices.read(totals(net, x, y, eval_batch(batch_size, x.device), arch))
+    return correct / len(y), loss / len(y)
 
 
 def validation_images(d: data.ImageData, val_idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,20 +274,23 @@ def evaluate_architectures(net: Supernet, d: data.ImageData, train_idx: np.ndarr
     """Evaluate each architecture of ``archs`` with the supernet's weights on ``images`` (normalised, on
     the device), BN statistics re-estimated for it on ``cfg.bn_batches`` training batches of
     ``cfg.batch_size`` (drawn from ``seed``); the supernet is left as it was. Columns: arch,
-    ``<prefix>_accuracy``, ``<prefix>_loss``."""
+    ``<prefix>_accuracy``, ``<prefix>_loss``. The host reads the device once, after the last architecture."""
     device = device or torch.device("cpu")
     saved = {k: v.clone() for k, v in net.state_dict().items()}
     momenta = {m: m.momentum for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
     x_cal = data.normalize(d.train_x[calibration_indices(train_idx, cfg, seed)], d).to(device)
     x_eval, y_eval = images
-    rows = []
+    chunk = eval_batch(cfg.batch_size, device)
+    found = []
     try:
         for arch in archs:
             recalibrate_bn(net, arch, x_cal, cfg.batch_size)
-            accuracy, loss = validate(net, x_eval, y_eval, cfg.batch_size, arch)
-            rows.append({"arch": arch, f"{prefix}_accuracy": accuracy, f"{prefix}_loss": loss})
+            found.append(totals(net, x_eval, y_eval, chunk, arch))
     finally:
         net.load_state_dict(saved)
         for m, mom in momenta.items():
             m.momentum = mom
+    values = devices.read(torch.stack(found)) if found else []
+    rows = [{"arch": arch, f"{prefix}_accuracy": correct / len(y_eval), f"{prefix}_loss": loss / len(y_eval)}
+            for arch, (correct, loss) in zip(archs, values)]
     return pd.DataFrame(rows, columns=["arch", f"{prefix}_accuracy", f"{prefix}_loss"])

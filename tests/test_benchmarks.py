@@ -1,19 +1,44 @@
 """The benchmark scripts run (on small sizes) and print each figure beside what it is compared against."""
 
+import shutil
 import subprocess
 import sys
+
+import pandas as pd
 
 from tests.conftest import ENV, ROOT
 
 
 def test_the_gpu_script_runs_and_prints_a_line_per_figure():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--quick", "--device", "cpu"],
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "figures", "--quick", "--device", "cpu"],
                           capture_output=True, text=True, env=ENV, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    assert sum("supernet" in line and "images/s" in line for line in lines) == 2
+    assert sum("supernet" in line and "xautodl's supernet" in line and "x)" in line for line in lines) == 2
     assert sum(line.startswith("split of edge 0") for line in lines) == 11
-    assert sum(line.startswith("one leaf epoch") for line in lines) == 2
+    assert sum(line.startswith("one leaf epoch") for line in lines) == 3
+    assert sum(line.startswith("host waits") for line in lines) == 1
+    assert sum(line.startswith("one architecture's evaluation") for line in lines) == 1
+
+
+def test_the_gpu_comparison_names_a_split_that_differs_with_its_similarities(tiny_run, tmp_path):
+    run = tiny_run / "results" / "tiny"
+    same = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "compare", str(run), str(run)],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert same.returncode == 0 and "splits: 12 of 12 identical" in same.stdout, same.stderr[-2000:]
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    table = pd.read_parquet(other / "splits.parquet")
+    groups = [[list(g) for g in row] for row in table.groups]
+    first, second = groups[0][0], groups[0][1]
+    if len(first) > 1:  # another partition of the same operations
+        second.append(first.pop())
+    else:
+        first.append(second.pop())
+    table.assign(groups=groups).to_parquet(other / "splits.parquet")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "compare", str(run), str(other)],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 1 and "splits: 11 of 12 identical" in proc.stdout and "similarity in" in proc.stdout
 
 
 def test_the_restore_cost_script_compares_with_a_deep_copy():

@@ -123,7 +123,7 @@ def test_empty_split_is_an_error(fraction):
 @pytest.mark.faults
 def test_empty_dataset_split_is_an_error():
     with pytest.raises(DataError, match="empty"):
-        next(data.batches(torch.zeros(0, 3, 8, 8), torch.zeros(0), 4, None))
+        data.draw_epoch(0, 4, torch.Generator().manual_seed(0))
 
 
 def test_synthetic_any_shape_and_seeded():

@@ -5,11 +5,13 @@ start the test cluster with ``tests/slurm/start_cluster.sh``; skipped with the r
 """
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import ROOT, start_slurm_test_cluster
 
@@ -55,3 +57,24 @@ def test_small_configuration_through_slurm_equals_the_local_run(tmp_path, cluste
 def test_profile_names_what_a_user_must_change():
     text = (ROOT / "profiles" / "slurm" / "config.yaml").read_text()
     assert text.count("CHANGE") >= 3 and "executor: slurm" in text
+
+
+def rules_asking_for_a_gpu() -> set[str]:
+    """The rules of workflow/rules/*.smk whose resources name a gpu."""
+    found = set()
+    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M):
+            name = re.match(r"rule (\w+):", block)
+            if name and re.search(r"^\s+gpu=", block, flags=re.M):
+                found.add(name.group(1))
+    return found
+
+
+def test_every_rule_that_asks_for_a_gpu_gets_the_gpu_partition():
+    """A GPU job sent to the CPU partition waits for a GPU that partition does not have, or runs without one."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    gpu_rules = rules_asking_for_a_gpu()
+    assert {"train_leaves", "pretrain_oneshot", "train_standalone", "evaluate_study"} <= gpu_rules
+    partition = {rule: r.get("slurm_partition") for rule, r in profile["set-resources"].items()}
+    assert {rule: partition.get(rule) for rule in gpu_rules} == {rule: "CHANGE-gpu-partition" for rule in gpu_rules}
+    assert profile["default-resources"]["slurm_partition"] != "CHANGE-gpu-partition"

@@ -174,13 +174,16 @@ def combine(parts: list[list[np.ndarray]], weights: tuple[float, ...]) -> list[n
 def similarity(kind: str, values: list[float | torch.Tensor], parent: float | None = None) -> np.ndarray:
     """The operations' similarity matrix: the mean over batches of the cosine of the variants' vectors
     (vector metrics), or -|z_i - z_j| with z = (m - m_parent) / |m_parent| (scalar metrics; when
-    the parent's value is 0 the differences are left unnormalised)."""
+    the parent's value is 0 the differences are left unnormalised). Vectors are compared where they are
+    (a GPU's stay there); only the n x n result is read back."""
     n = len(values)
     if kind == "vector":
-        v = torch.stack([torch.as_tensor(x, dtype=torch.float64) for x in values])  # (n, R, D)
-        unit = v / v.norm(dim=2, keepdim=True).clamp_min(1e-300)
-        sim = torch.einsum("ird,jrd->ijr", unit, unit).mean(dim=2).numpy()
-        zero = (v.norm(dim=2) == 0).any(dim=1).numpy()
+        v = torch.stack([torch.as_tensor(x).to(torch.float64) for x in values])  # (n, R, D)
+        norms = v.norm(dim=2)
+        unit = v / norms.unsqueeze(2).clamp_min(1e-300)
+        both = torch.cat([torch.einsum("ird,jrd->ijr", unit, unit).mean(dim=2), (norms == 0).any(dim=1).double()[:, None]],
+                         dim=1).cpu().numpy()
+        sim, zero = both[:, :n].copy(), both[:, n] > 0
         sim[zero, :] = 0.0
         sim[:, zero] = 0.0
         np.fill_diagonal(sim, 1.0)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fewshot_core.catalog import Kind, MetricInfo, Setting, info
+from fewshot_core.device import read
 from fewshot_core.errors import MetricError
 
 
@@ -125,6 +126,12 @@ def preserved(model: nn.Module) -> Iterator[Snapshot]:
         yield snapshot
     finally:
         snapshot.restore()
+
+
+def layer_sum(values: list[torch.Tensor]) -> float:
+    """The sum of per-layer values (0-d tensors) read back in one copy, added in layer order in double
+    precision: the value summing each ``.item()`` gives, with one wait for the device instead of one per layer."""
+    return float(sum(read(torch.stack(values).double()))) if values else 0.0
 
 
 def finite(name: str, value: float) -> float:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
+from fewshot_core.device import read
 from fewshot_core.metrics.base import Batch, preserved, register
 
 
@@ -16,7 +18,9 @@ def nparams(model: nn.Module, batches: list[Batch]) -> float:
         model.train()
         model.zero_grad(set_to_none=True)
         model(batches[0].inputs).sum().backward()
-        return float(sum(p.numel() for p in model.parameters() if p.grad is not None and bool(p.grad.any())))
+        used = [p for p in model.parameters() if p.grad is not None]
+        flags = read(torch.stack([p.grad.any() for p in used])) if used else []
+        return float(sum(p.numel() for p, flag in zip(used, flags) if flag))
 
 
 register("nparams", nparams, "parameter count baseline")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot_core.metrics.base import Batch, preserved, register, weight_layers
+from fewshot_core.metrics.base import Batch, layer_sum, preserved, register, weight_layers
 
 CITATION = "Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS, ICLR 2021"
 
@@ -32,13 +32,13 @@ def _weight_grads(model: nn.Module, batches: list[Batch]) -> list[tuple[torch.Te
 def gradnorm(model: nn.Module, batches: list[Batch]) -> float:
     """Sum over Conv2d/Linear layers of the L2 norm of the loss gradient w.r.t. the layer's weight."""
     with preserved(model):
-        return float(sum(g.norm().item() for _, g in _weight_grads(model, batches) if g is not None))
+        return layer_sum([g.norm() for _, g in _weight_grads(model, batches) if g is not None])
 
 
 def snip(model: nn.Module, batches: list[Batch]) -> float:
     """Sum over Conv2d/Linear weights of |W * dL/dW| (the connection sensitivity of SNIP)."""
     with preserved(model):
-        return float(sum((w.detach() * g).abs().sum().item() for w, g in _weight_grads(model, batches) if g is not None))
+        return layer_sum([(w.detach() * g).abs().sum() for w, g in _weight_grads(model, batches) if g is not None])
 
 
 def grasp(model: nn.Module, batches: list[Batch], temperature: float) -> float:
@@ -62,7 +62,7 @@ def grasp(model: nn.Module, batches: list[Batch], temperature: float) -> float:
                 continue  # no weight influences the loss twice: H g is zero
             part = torch.autograd.grad(z, weights, allow_unused=True)
             hg = [p if acc is None else (acc if p is None else acc + p) for acc, p in zip(hg, part)]
-        return float(-sum((w.detach() * h).sum().item() for w, h in zip(weights, hg) if h is not None))
+        return 0.0 - layer_sum([(w.detach() * h).sum() for w, h in zip(weights, hg) if h is not None])
 
 
 register("gradnorm", gradnorm, CITATION)

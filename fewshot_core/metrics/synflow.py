@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import nn
 
-from fewshot_core.metrics.base import Batch, finite, register, weight_layers
+from fewshot_core.metrics.base import Batch, finite, layer_sum, register, weight_layers
 
 
 def linearised_copy(model: nn.Module) -> nn.Module:
@@ -46,7 +46,7 @@ def synflow_on_prepared(twin: nn.Module, batches: list[Batch]) -> float:
     """The synflow value of a model already passed through :func:`prepare`."""
     twin.zero_grad(set_to_none=True)
     twin(batches[0].inputs).sum().backward()
-    total = sum((m.weight * m.weight.grad).abs().sum().item() for m in weight_layers(twin) if m.weight.grad is not None)
+    total = layer_sum([(m.weight * m.weight.grad).abs().sum() for m in weight_layers(twin) if m.weight.grad is not None])
     twin.zero_grad(set_to_none=True)
     return finite("synflow", total)
 

@@ -120,13 +120,13 @@ def lr_prepare(model: nn.Module, batches: list[Batch], crops: int, crop_size: in
     x = torch.cat([b.inputs for b in batches])
     g = torch.Generator().manual_seed(seed)
     n, _, h, w = x.shape
-    idx = torch.randint(0, n, (crops,), generator=g)
+    idx = torch.randint(0, n, (crops,), generator=g)  # drawn on the CPU: the same crops on every device
     top = torch.randint(0, h - crop_size + 1, (crops,), generator=g)
     left = torch.randint(0, w - crop_size + 1, (crops,), generator=g)
     rows = (top.view(-1, 1) + torch.arange(crop_size)).view(crops, 1, crop_size, 1)
     cols = (left.view(-1, 1) + torch.arange(crop_size)).view(crops, 1, 1, crop_size)
-    out = x[idx.view(-1, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1), rows.to(x.device), cols.to(x.device)]
-    return model, [Batch(out, torch.zeros(crops, dtype=torch.long))]
+    at = [t.to(x.device) for t in (idx.view(-1, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1), rows, cols)]
+    return model, [Batch(x[tuple(at)], torch.zeros(crops, dtype=torch.long, device=x.device))]
 
 
 register("ntk", ntk, CITATION)
