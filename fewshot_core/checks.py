@@ -41,7 +41,8 @@ from fewshot_core.splitting import branching_factors
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 #: Training images of each dataset (before the validation holdout), known without loading it; the digits
 #: keep four in five of their 1,797 images (every fifth is the test part), CIFAR-10 has 50,000.
-TRAIN_IMAGES = {"digits": 1437, "cifar10": 50000, "synthetic": 512}
+#: Fashion-MNIST's count is read from its labels file's header (60,000 in the official files).
+TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60000, "cifar10": 50000, "synthetic": 512}
 #: NAS-Bench-201's architectures whose cell connects its input to its output (341 of 15,625 do not).
 CONNECTED = 15284
 #: Kendall's tau and Spearman's rho need three architectures to say anything (two give +1 or -1).
@@ -261,12 +262,31 @@ def _check_data(data: DataSettings, download: bool, workdir: Path) -> None:
     if data.input_size % INPUT_MULTIPLE:
         raise ConfigError(f"data.input_size: {data.input_size} is not a multiple of {INPUT_MULTIPLE} "
                           "(the network halves the image twice)")
+    if data.name == "fashion_mnist" and download and not data.root:
+        raise ConfigError("data.root: data.download: true needs the folder to put Fashion-MNIST in (the default, "
+                          "Debian's /usr/share/datasets/fashion-mnist, is the package's to fill)")
     if data.name == "cifar10" and not download:
         root = workdir / (data.root or "")
         if not data.root or not any((root / d).is_dir() for d in CIFAR_LAYOUTS):
             raise ConfigError(
                 f"data.root: CIFAR-10 not found in {str(root)!r}: expected {' or '.join(CIFAR_LAYOUTS)} there; "
                 "extract the archive into it or set data.download: true")
+
+
+def _fashion_train_images(data: DataSettings, workdir: Path) -> int:
+    """The number of Fashion-MNIST training images, from the labels file's header; every file found and
+    its header read (the whole of each is checked by the job that loads it), else the key named."""
+    from fewshot_core.data import FASHION_FILES, FASHION_ROOT, _fashion_file, read_idx_header
+    from fewshot_core.errors import DataError
+
+    root = workdir / (data.root or FASHION_ROOT)
+    try:
+        for part in FASHION_FILES.values():
+            for name in part:
+                _fashion_file(root, name)
+        return read_idx_header(_fashion_file(root, FASHION_FILES["train"][1]), "labels")[0]
+    except DataError as err:
+        raise ConfigError(f"data.root: {err}") from None
 
 
 def cuda_devices() -> int:
@@ -306,7 +326,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
     if local:
         _check_device(c["device"])
     d, t = c["data"], c["training"]
-    data = DataSettings(d["name"], d["root"], d["input_size"], d["val_fraction"])
+    data = DataSettings(d["name"], d["root"], d["input_size"], d["val_fraction"], d["train_images"])
     _check_data(data, d["download"], Path(workdir))
     optimizer = OptimizerSettings(**t["optimizer"])
     tree = _tree(c["tree"], config.get("tree") or {})
@@ -331,7 +351,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         study=_study(c["study"], d["name"], Path(workdir)),
         proxies=_proxies(metrics, c["metrics"]),
     )
-    _check_sizes(settings, config)
+    _check_sizes(settings, config, workdir)
     _check_reachable(settings)
     results = Path(workdir, "results", settings.run)
     if not _writable(results):
@@ -339,9 +359,15 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
     return settings
 
 
-def _check_sizes(s: RunSettings, config: dict) -> None:
+def _check_sizes(s: RunSettings, config: dict, workdir: str | os.PathLike = ".") -> None:
     """Every count that a job would find too large for the data, rejected before any job."""
-    n = TRAIN_IMAGES[s.data.name]
+    n = (_fashion_train_images(s.data, Path(workdir)) if s.data.name == "fashion_mnist" and not s.download
+         else TRAIN_IMAGES[s.data.name])
+    if s.data.train_images is not None:
+        if s.data.train_images > n:
+            raise ConfigError(f"data.train_images: {s.data.train_images} is more than the {n} training images of "
+                              f"{s.data.name}")
+        n = s.data.train_images
     n_val = int(round(n * s.data.val_fraction))
     if not 0 < n_val < n:
         raise ConfigError(f"data.val_fraction: {s.data.val_fraction} of the {n} training images of {s.data.name} "

@@ -1,4 +1,5 @@
-"""Datasets as in-memory uint8 tensors: ``digits`` (embedded), ``cifar10`` (from disk) and ``synthetic``.
+"""Datasets as in-memory uint8 tensors: ``digits`` (embedded), ``fashion_mnist`` and ``cifar10`` (from disk),
+and ``synthetic``.
 
 Images are kept as (N, 3, H, W) uint8 and normalised per batch, so a whole CIFAR-10 training set
 costs 150 MB and batches need no worker processes (docs/design.md §6).
@@ -6,6 +7,7 @@ costs 150 MB and batches need no worker processes (docs/design.md §6).
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from fewshot_core.device import to_device
 from fewshot_core.errors import DataError
 
-DATASETS = ("digits", "cifar10", "synthetic")
+DATASETS = ("digits", "fashion_mnist", "cifar10", "synthetic")
 CIFAR_RECORD = 1 + 3 * 32 * 32
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch.bin"
@@ -44,9 +46,11 @@ class ImageData:
 
 def load(name: str, root: str | os.PathLike | None = None, input_size: int | None = None,
          seed: int = 0) -> ImageData:
-    """Load a dataset by name; ``input_size`` resizes (digits, synthetic) or must match (cifar10)."""
+    """Load a dataset by name; ``input_size`` resizes (CIFAR-10 is left at 32 when it is None)."""
     if name == "digits":
         return load_digits(input_size or 16)
+    if name == "fashion_mnist":
+        return load_fashion_mnist(root, input_size or 16)
     if name == "cifar10":
         if root is None:
             raise DataError("dataset 'cifar10' needs data.root: the directory holding CIFAR-10")
@@ -117,6 +121,103 @@ def load_digits(input_size: int = 16, test_fraction: float = 0.2) -> ImageData:
     return ImageData("digits", x[~test], y[~test], x[test], y[test], 10, mean, std)
 
 
+FASHION_ROOT = "/usr/share/datasets/fashion-mnist"  # where Debian's dataset-fashion-mnist puts the files
+FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+#: An IDX file's magic number: two zero bytes, the type (0x08: unsigned bytes) and the number of dimensions.
+IDX_MAGIC = {"images": b"\x00\x00\x08\x03", "labels": b"\x00\x00\x08\x01"}
+FASHION_HELP = ("install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist: the files land in "
+                f"{FASHION_ROOT}), point data.root at a folder holding the four IDX files, or set data.download: "
+                "true (torchvision fetches them)")
+
+
+def _fashion_file(root: Path, name: str) -> Path:
+    """``name`` or ``name.gz`` in ``root`` or in torchvision's layout under it (``FashionMNIST/raw``)."""
+    for folder in (root, root / "FashionMNIST" / "raw"):
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    raise DataError(f"Fashion-MNIST file missing: {root / name}(.gz); {FASHION_HELP}")
+
+
+def _read_bytes(path: Path, size: int = -1) -> bytes:
+    """A file's first ``size`` bytes (all: -1), decompressed when its name ends in .gz."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+            return fh.read(size)
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot be read ({e}); {FASHION_HELP}") from None
+
+
+def _idx_shape(path: Path, raw: bytes, kind: str) -> tuple[int, ...]:
+    """The dimensions an IDX header declares, its magic number checked against ``kind``."""
+    magic, dims = IDX_MAGIC[kind], 3 if kind == "images" else 1
+    if raw[:4] != magic or len(raw) < 4 + 4 * dims:
+        raise DataError(f"{path} is not an IDX file of {kind} (magic number {raw[:4].hex() or 'missing'}, expected "
+                        f"{magic.hex()}); {FASHION_HELP}")
+    return tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+
+
+def read_idx_header(path: Path, kind: str) -> tuple[int, ...]:
+    """The dimensions an IDX file declares, read without its body (the start-up check's image count)."""
+    return _idx_shape(path, _read_bytes(path, 16), kind)
+
+
+def read_idx(path: Path, kind: str) -> np.ndarray:
+    """One IDX file of Fashion-MNIST (compressed or not): (n, 28, 28) images or (n,) labels in 0-9, as uint8;
+    a file of another magic number, shape or size, or a label outside 0-9, is an error naming it."""
+    raw = _read_bytes(path)
+    shape = _idx_shape(path, raw, kind)
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * len(shape))
+    if (kind == "images" and shape[1:] != (28, 28)) or body.size != int(np.prod(shape)):
+        raise DataError(f"{path}: the header says {kind} of shape {shape}, the file holds {body.size} bytes after it "
+                        f"(Fashion-MNIST's images are 28 x 28): truncated or not Fashion-MNIST; {FASHION_HELP}")
+    out = body.reshape(shape)
+    if kind == "labels" and out.size and out.max() > 9:
+        raise DataError(f"{path}: label {out.max()} outside 0-9; {FASHION_HELP}")
+    return out
+
+
+def _fashion_part(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = (read_idx(_fashion_file(root, name), kind)
+                      for name, kind in zip(FASHION_FILES[part], ("images", "labels")))
+    if len(images) != len(labels) or len(images) == 0:
+        raise DataError(f"Fashion-MNIST in {root}: the {part} part has {len(images)} images and {len(labels)} labels; "
+                        f"{FASHION_HELP}")
+    return images, labels
+
+
+def load_fashion_mnist(root: str | os.PathLike | None, input_size: int) -> ImageData:
+    """Fashion-MNIST (Xiao et al. 2017: 60,000 training and 10,000 test 28x28 grey images of clothes, 10
+    classes) from its four IDX files, resized bilinearly to ``input_size`` as three identical channels,
+    normalised by its training images' statistics; the test part is the official test set."""
+    root = Path(root or FASHION_ROOT)
+    parts = [_fashion_part(root, part) for part in ("train", "test")]
+    grey = [_to_uint8_resized(torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1), input_size)
+            for images, _ in parts]
+    (mean,), (std,) = _channel_stats(grey[0])  # one channel's: the three are the same
+    x = [g.repeat(1, 3, 1, 1) for g in grey]
+    return ImageData("fashion_mnist", x[0], torch.from_numpy(parts[0][1].astype(np.int64)), x[1],
+                     torch.from_numpy(parts[1][1].astype(np.int64)), 10, (mean,) * 3, (std,) * 3)
+
+
+def download_fashion_mnist(root: str | os.PathLike) -> bool:
+    """Let torchvision download Fashion-MNIST's four files into ``root`` unless they are there."""
+    root = Path(root)
+    try:
+        for part in FASHION_FILES:
+            for name in FASHION_FILES[part]:
+                _fashion_file(root, name)
+        return False
+    except DataError:
+        pass
+    import torchvision
+
+    root.mkdir(parents=True, exist_ok=True)
+    torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
+    return True
+
+
 def synthetic(n_train: int = 512, n_test: int = 128, input_size: int = 16, num_classes: int = 10,
               seed: int = 0) -> ImageData:
     """Random images and labels of any size, for tests."""
@@ -157,9 +258,18 @@ def _find_cifar(root: Path) -> tuple[str, Path] | None:
     return None
 
 
+def download(name: str, root: str | os.PathLike | None) -> bool:
+    """Let torchvision download a dataset that lives on disk into ``root`` unless it is there already; True
+    when it downloaded. The workflow calls it once at start (``data.download: true``), before any job."""
+    if name == "cifar10":
+        return download_cifar10(root)
+    if name == "fashion_mnist":
+        return download_fashion_mnist(root)
+    return False
+
+
 def download_cifar10(root: str | os.PathLike) -> bool:
-    """Let torchvision download CIFAR-10's python version into ``root`` unless a layout is there already;
-    True when it downloaded. The workflow calls it once at start (``data.download: true``), before any job."""
+    """Let torchvision download CIFAR-10's python version into ``root`` unless a layout is there already."""
     root = Path(root)
     if root.is_dir() and _find_cifar(root) is not None:
         return False
@@ -208,15 +318,19 @@ def load_cifar10(root: str | os.PathLike) -> ImageData:
     return ImageData("cifar10", train_x, train_y, test_x, test_y, 10, mean, std)
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic train/validation split of ``n`` training images from a seed."""
+def split_indices(n: int, val_fraction: float, seed: int, use: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/validation split of ``n`` training images from a seed; ``use``: split only that many
+    of them, a seeded subset (``data.train_images``: what an epoch costs), all when None."""
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
-    n_val = int(round(n * val_fraction))
-    if n_val == 0 or n_val == n:
-        raise DataError(f"a validation fraction of {val_fraction} of {n} images leaves an empty split")
+    used = n if use is None else use
+    if not 0 < used <= n:
+        raise DataError(f"data.train_images: {use} of the dataset's {n} training images")
+    n_val = int(round(used * val_fraction))
+    if n_val == 0 or n_val == used:
+        raise DataError(f"a validation fraction of {val_fraction} of {used} images leaves an empty split")
     perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    return np.sort(perm[n_val:used]), np.sort(perm[:n_val])
 
 
 _STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -33,15 +33,15 @@ def resolve(name: str) -> torch.device:
 
 
 def configure(device: torch.device) -> None:
-    """Float32 without TF32 and deterministic kernels on a GPU (a CPU's numerics are left as they are).
+    """Float32 without TF32 and deterministic kernels on a GPU (a CPU's are left as they are: none applies).
 
     The cuBLAS workspace setting must precede the process's first cuBLAS call, so it is set here, before
     any tensor reaches the device; a value already in the environment is kept. An operation with no
     deterministic GPU kernel warns instead of failing. Uninitialised memory is not filled (the
     deterministic mode's default), which would cost a write of every new tensor."""
-    set_tf32(False)
     if device.type != "cuda":
         return
+    set_tf32(False)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
@@ -61,6 +61,23 @@ def set_tf32(enabled: bool) -> None:
 def tf32_enabled() -> bool:
     """Whether float32 convolutions or matrix products may run in TF32 now."""
     return "tf32" in (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+
+
+@contextlib.contextmanager
+def exact(device: torch.device) -> Iterator[None]:
+    """TF32 off for the body on a GPU, the previous setting restored after: a metric's value is float32's
+    whoever calls it (the workflow's stages have it off already, :func:`configure`)."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
+             torch.backends.cudnn.rnn.fp32_precision)
+    set_tf32(False)
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
+         torch.backends.cudnn.rnn.fp32_precision) = saved
 
 
 @contextlib.contextmanager

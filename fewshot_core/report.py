@@ -194,7 +194,7 @@ def draw_all(splits: pd.DataFrame, pairs: pd.DataFrame, out_dir: Path, seed: int
     return files
 
 
-def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[Path]:
+def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path, protocol: dict) -> list[Path]:
     """(a) Kendall tau against the ground truth per tree metric (a dot per tree, the mean with its interval),
     each one-shot baseline, the metric's own training-free ranking (a cross), the parameter count (a line)
     and the ground truth's own agreement (the grey band); (b) each metric's paired difference with random
@@ -231,8 +231,8 @@ def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path) -> l
     names = [display_name(m) if m in trees else m.replace(f"{ONESHOT} ", "one-shot\n") for m in order]
     ax.set_xticks(range(len(order)), names, rotation=45, ha="right")
     ax.set_ylabel("Kendall tau against the ground truth")
-    ax.set_title(f"(a) Ranking {int(ranking.archs.iloc[0])} study architectures\ndots: one tree (seed) each; diamonds: "
-                 "the mean, 95% interval over architectures and seeds", fontsize=9)
+    ax.set_title(f"(a) Ranking {int(ranking.archs.iloc[0])} study architectures: {data_caption(protocol)}\n"
+                 "dots: one tree (seed) each; diamonds: the mean, 95% interval over architectures and seeds", fontsize=8)
     ax.legend(fontsize=7, loc="best")
     deltas = summary[(summary.kind == "tree") & (summary.name != RANDOM)].set_index("name").reindex(
         [t for t in trees if t != RANDOM])
@@ -284,6 +284,18 @@ def against_baseline(pairs: pd.DataFrame, baseline: str = "random") -> pd.DataFr
     return out.reindex(_ordered(out.index))
 
 
+def data_caption(protocol: dict) -> str:
+    """Which images and networks a study rests on, and its ground truth, in a few words."""
+    d, net = protocol.get("data"), protocol.get("network")
+    if d is None:  # a table made before the protocol named its data
+        return "data not recorded"
+    images = "all training images" if d["train_images"] is None else f"{d['train_images']:,} training images"
+    truth = ("NAS-Bench-201's accuracies" if protocol["ground_truth"] == "nats_bench" else
+             f"{protocol['gt_seeds']} standalone trainings of {protocol['standalone_epochs']} epochs")
+    return (f"{d['name']} {d['input_size']}x{d['input_size']} ({images}), C={net['C']} N={net['N']}; "
+            f"ground truth: {truth}")
+
+
 def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -> str:
     """The ranking study as text: the protocol, the ceiling, per metric and baseline, then per ranking."""
     from fewshot_core.ranking import CEILING
@@ -292,7 +304,8 @@ def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -
     start = (f"transfer: each seed's one-shot supernet pretrained {p['pretrain_epochs']} epochs, every leaf inherits "
              f"it and trains {p['leaf_epochs']} more" if p["protocol"] == "transfer"
              else f"scratch: every leaf trains {p['leaf_epochs']} epochs from a fresh initialisation")
-    lines = [f"Ranking study ({int(ranking.archs.iloc[0])} architectures). Protocol {start}; one-shot baselines: the "
+    lines = [f"Ranking study ({int(ranking.archs.iloc[0])} architectures) on {data_caption(p)}. Protocol {start}; "
+             "one-shot baselines: the "
              f"same start, trained {p['oneshot_epochs']['tree']} epochs (tree: the steps of a tree's {p['leaves']} "
              f"leaves) or {p['oneshot_epochs']['leaf']} (leaf: one leaf's). Ground truth: {p['gt_seeds']} standalone "
              f"trainings of {p['standalone_epochs']} epochs per architecture, ranked by their mean. Every accuracy on "
@@ -304,10 +317,14 @@ def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -
         c = ceiling.iloc[0]
         lines.append(f"Ceiling: the ground truth's seeds agree at tau {c.tau:.3f} ({c.tau_lo:.3f} to {c.tau_hi:.3f}) "
                      f"on accuracy, {c.tau_loss:.3f} on loss ({CEILING}); no ranking can be told apart beyond it.")
+    shown = summary.copy()
+    if not ceiling.empty:  # beside every tau, what the ground truth allows
+        shown.insert(list(shown.columns).index("tau_hi") + 1, "ceiling", ceiling.iloc[0].tau)
     lines += ["", "Per metric and baseline: mean over rankings; tau_lo, tau_hi: 95% bootstrap interval of the mean "
-              "over architectures and seeds; vs_random, vs_oneshot: paired difference in mean tau on the same "
-              "resamples, its interval, and the share of resamples in which the metric wins:",
-              summary.round(3).to_string(index=False), "", "Per ranking (tau_lo, tau_hi: over architectures):",
+              "over architectures and seeds; ceiling: the ground truth seeds' own tau; vs_random, vs_oneshot: "
+              "paired difference in mean tau on the same resamples, its interval, and the share of resamples in "
+              "which the metric wins:",
+              shown.round(3).to_string(index=False), "", "Per ranking (tau_lo, tau_hi: over architectures):",
               ranking.drop(columns=["top1_arch"]).round(3).to_string(index=False)]
     return "\n".join(lines)
 

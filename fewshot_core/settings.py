@@ -71,13 +71,15 @@ def spec_from_json(cls: type[T], text: str) -> T:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Which images, at what size, and the share of the training images held out for validation.
-    (``data.download`` decides only whether missing files may be fetched: it is not here.)"""
+    """Which images, at what size, how many of the training images a run uses (a seeded subset; None: all)
+    and the share of those held out for validation. (``data.download`` decides only whether missing files
+    may be fetched: it is not here.)"""
 
     name: str
     root: str | None
     input_size: int
     val_fraction: float
+    train_images: int | None
 
 
 @dataclass(frozen=True)
@@ -710,7 +712,10 @@ class RunSettings:
                     "oneshot_epochs": {b: self.budget_epochs(b) for b in BUDGETS}, "ground_truth": gt.source,
                     "standalone_epochs": self.study.standalone, "gt_seeds": self.study.gt_seeds,
                     "benchmark": {"dataset": gt.dataset, "hp": gt.hp, "accuracy": gt.accuracy} if gt.benchmark
-                    else None, "evaluated_on": "test"}
+                    else None, "evaluated_on": "test",
+                    "data": {"name": self.data.name, "input_size": self.data.input_size,
+                             "train_images": self.data.train_images, "val_fraction": self.data.val_fraction},
+                    "network": {"C": self.supernet.C, "N": self.supernet.N}}
         truth = ([self.digest_of(self.benchmark_spec())] if gt.benchmark else
                  [self.digest_of(self.standalone_spec(g, k)) for g in range(self.study.gt_seeds) for k in chunks])
         return RankingSpec(self.run, tuple(self.metrics), self.seeds, gt.source, self.study.gt_seeds,

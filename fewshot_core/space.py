@@ -211,6 +211,10 @@ class SearchCell(nn.Module):
     edges leaving one node run once, as one batched convolution per kernel size and one batch norm.
     """
 
+    #: Run each convolution's batch norm on its own channels rather than one over all of them (batch-norm
+    #: re-estimation sets it: its running statistics then round as each module's alone would).
+    separate_bn: bool = False
+
     def __init__(self, C: int) -> None:
         super().__init__()
         self.edges = nn.ModuleList(
@@ -235,10 +239,12 @@ class SearchCell(nn.Module):
         bn0, C = bns[0], mods[0].conv.out_channels
         scale = None
         if any(w != 1.0 for _, w in convs):
-            scale = _mixture_scale(tuple(w for _, w in convs), C, y.dtype, y.device)
+            # never below float32: under bfloat16 autocast the batch norm keeps float32 statistics, and
+            # CUDA's kernel takes a bfloat16 weight as saying they are bfloat16 too
+            scale = _mixture_scale(tuple(w for _, w in convs), C, torch.promote_types(y.dtype, torch.float32), y.device)
         if not isinstance(bn0, nn.BatchNorm2d):  # batch norm removed (synflow's copy)
             return y if scale is None else y * scale.view(1, -1, 1, 1)
-        if bn0.momentum is None:  # cumulative statistics (BN re-estimation): each module counts its own batches
+        if self.separate_bn or bn0.momentum is None:  # each module's statistics on its own, as alone
             out = torch.cat([b(c) for b, c in zip(bns, y.chunk(len(bns), dim=1))], dim=1) if len(bns) > 1 else bn0(y)
             return out if scale is None else out * scale.view(1, -1, 1, 1)
         tracking = bn0.running_mean is not None

@@ -125,9 +125,9 @@ def make_holdout(spec: HoldoutSpec, out: Path, log: Log = _log) -> None:
     from fewshot_core import data
 
     d = data.load(spec.data.name, root=spec.data.root, input_size=spec.data.input_size)
-    train_idx, val_idx = data.split_indices(len(d.train_y), spec.data.val_fraction, spec.seed)
+    train_idx, val_idx = data.split_indices(len(d.train_y), spec.data.val_fraction, spec.seed, spec.data.train_images)
     artifacts.write_holdout(out, train_idx, val_idx, record(OUTPUTS["holdout"], spec, n_images=len(d.train_y)))
-    log(f"{d.name}: {len(train_idx)} training and {len(val_idx)} validation images -> {out}")
+    log(f"{d.name}: {len(train_idx)} training and {len(val_idx)} validation images of {len(d.train_y)} -> {out}")
 
 
 def train_root(spec: RootSpec, holdout: Path, out: Path, checkpoints: Path, device: str, log: Log = _log) -> None:
@@ -393,16 +393,31 @@ def _evaluated_on(d, images) -> dict:
             "digest": hashlib.sha256(d.test_x.numpy().tobytes() + d.test_y.numpy().tobytes()).hexdigest()[:16]}
 
 
+def standalone_result(spec: StandaloneSpec, arch: str, d, train_idx: np.ndarray, images, device,
+                      ckpt: Path | None = None) -> tuple[float, float]:
+    """One study architecture trained from scratch with the spec's ground-truth seed: its test accuracy and
+    loss (``images``: the test part, normalised, on ``device``). The workflow's ground truth, and what
+    ``benchmarks/ground_truth.py`` measures alone."""
+    import torch
+
+    from fewshot_core.space import standalone
+    from fewshot_core.train import train, validate
+
+    init_seed = node_seed(spec.seed, arch, f"standalone{spec.gt}")
+    torch.manual_seed(init_seed)
+    net = standalone(arch, spec.supernet.C, spec.supernet.N, d.num_classes, spec.data.input_size)
+    train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=device,
+          label=f"standalone {arch}, ground-truth seed {spec.gt}")
+    return validate(net, *images, spec.batch_size)
+
+
 def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: Path, checkpoints: Path, device: str,
                      log: Log = _log) -> None:
     """Some study architectures trained from scratch as standalone networks with one ground-truth seed, on the
     study seed's training part, and evaluated on the test part: the ground truth."""
-    import torch
-
     from fewshot_core.device import resolve
     from fewshot_core.settings import digest
-    from fewshot_core.space import standalone
-    from fewshot_core.train import test_images, train, validate
+    from fewshot_core.train import test_images
 
     d, train_idx, _ = _holdout(spec, holdout)
     archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
@@ -410,13 +425,8 @@ def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: 
     images = test_images(d, dev)
     rows, used = [], []
     for arch in archs:
-        init_seed = node_seed(spec.seed, arch, f"standalone{spec.gt}")
-        torch.manual_seed(init_seed)
-        net = standalone(arch, spec.supernet.C, spec.supernet.N, d.num_classes, spec.data.input_size)
         ckpt = checkpoint(checkpoints, "standalone", gt=spec.gt, arch=digest(arch))
-        train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
-              label=f"standalone {arch}, ground-truth seed {spec.gt}")
-        accuracy, loss = validate(net, *images, spec.batch_size)
+        accuracy, loss = standalone_result(spec, arch, d, train_idx, images, dev, ckpt)
         rows.append({"arch": arch, "gt": spec.gt, "test_accuracy": accuracy, "test_loss": loss,
                      "epochs": spec.train.epochs})
         used.append(ckpt)
@@ -698,7 +708,7 @@ def draw_ranking(spec: FiguresSpec, ranking: Path, summary: Path, out: Path, log
 
     table = artifacts.read_table(ranking, _expect("ranking", spec, "ranking"), columns=RANKING_COLUMNS)
     means = artifacts.read_table(summary, _expect("study_summary", spec, "ranking"), columns=SUMMARY_COLUMNS)
-    for f in figure_ranking(table, means, out.with_suffix("")):
+    for f in figure_ranking(table, means, out.with_suffix(""), table.attrs["provenance"]["settings"]["protocol"]):
         log(str(f))
 
 

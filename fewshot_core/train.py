@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from fewshot_core import artifacts, data
 from fewshot_core import device as devices
 from fewshot_core.settings import EvalSettings, TrainSettings
-from fewshot_core.space import StandaloneNet, Supernet, architectures
+from fewshot_core.space import SearchCell, StandaloneNet, Supernet, architectures
 
 MODES = ("single_path", "mixture")
 Network = Supernet | StandaloneNet
@@ -204,13 +204,20 @@ def recalibrate_bn(net: Supernet, arch: str, x: torch.Tensor, batch_size: int) -
     cumulative average over the batches, the k-th batch weighted 1/k (what ``momentum=None`` computes,
     without reading each module's batch count back from the device)."""
     bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    cells = [m for m in net.modules() if isinstance(m, SearchCell)]
     for m in bns:
         m.reset_running_stats()
     net.train()
-    for k, i in enumerate(range(0, len(x), batch_size), start=1):
-        for m in bns:
-            m.momentum = 1.0 / k
-        net(x[i : i + batch_size], arch=arch)
+    try:
+        for cell in cells:
+            cell.separate_bn = True
+        for k, i in enumerate(range(0, len(x), batch_size), start=1):
+            for m in bns:
+                m.momentum = 1.0 / k
+            net(x[i : i + batch_size], arch=arch)
+    finally:
+        for cell in cells:
+            cell.separate_bn = False
 
 
 def sample_architectures(mask: np.ndarray, n: int, seed: int) -> list[str]:

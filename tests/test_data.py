@@ -1,6 +1,7 @@
-"""Datasets: the embedded digits, CIFAR-10 from its official binary files, synthetic, splits."""
+"""Datasets: the embedded digits, Fashion-MNIST and CIFAR-10 from their official files, synthetic, splits."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from fewshot_core import data
 from fewshot_core.data import CIFAR_RECORD, DataError
+from tests.fashion import write_fashion
 
 
 def write_cifar_bin(directory, n_per_file=7, seed=0):
@@ -101,7 +103,7 @@ def test_cifar10_python_layout_keeps_torchvisions_md5_check(tmp_path):
 
 
 def test_unknown_dataset_lists_the_allowed_names():
-    with pytest.raises(DataError, match="digits, cifar10, synthetic"):
+    with pytest.raises(DataError, match="digits, fashion_mnist, cifar10, synthetic"):
         data.load("mnist")
 
 
@@ -137,3 +139,73 @@ def test_augment_crops_and_flips_deterministically():
     b = data.augment(x, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
     assert torch.equal(data.augment(x, torch.Generator().manual_seed(0), flip=False, pad=0), x)
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+
+REAL_FASHION = Path(data.FASHION_ROOT)
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_fashion_mnist_from_its_idx_files_resized_grey_to_three_channels(tmp_path, compressed):
+    arrays = write_fashion(tmp_path, compressed=compressed)
+    d = data.load("fashion_mnist", root=tmp_path, input_size=16)
+    assert d.name == "fashion_mnist" and d.num_classes == 10
+    assert d.train_x.shape == (60, 3, 16, 16) and d.test_x.shape == (20, 3, 16, 16) and d.train_x.dtype == torch.uint8
+    assert torch.equal(d.train_x[:, 0], d.train_x[:, 2])
+    assert d.train_y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
+    full = data.load("fashion_mnist", root=tmp_path, input_size=28)
+    assert np.array_equal(full.test_x[:, 0].numpy(), arrays["t10k-images-idx3-ubyte"])  # no resize: the bytes
+    assert d.mean[0] == pytest.approx(float(d.train_x.float().mean() / 255), rel=1e-5)
+
+
+def test_fashion_mnist_in_torchvisions_layout_is_found(tmp_path):
+    write_fashion(tmp_path / "FashionMNIST" / "raw")
+    assert len(data.load("fashion_mnist", root=tmp_path, input_size=8).train_y) == 60
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("damage, words", [
+    ("missing", ["Fashion-MNIST file missing", "t10k-labels-idx1-ubyte", "dataset-fashion-mnist", "data.download"]),
+    ("magic", ["not an IDX file of labels", "t10k-labels-idx1-ubyte"]),
+    ("truncated", ["truncated", "t10k-images-idx3-ubyte"]),
+    ("label", ["label 12 outside 0-9", "t10k-labels-idx1-ubyte"]),
+    ("gzip", ["cannot be read", "train-images-idx3-ubyte.gz"]),
+])
+def test_a_damaged_or_missing_fashion_mnist_file_is_one_line_naming_it(tmp_path, damage, words):
+    write_fashion(tmp_path, compressed=False)
+    write_fashion(tmp_path / "gz")
+    labels, images = tmp_path / "t10k-labels-idx1-ubyte", tmp_path / "t10k-images-idx3-ubyte"
+    root = tmp_path
+    if damage == "missing":
+        labels.unlink()
+    elif damage == "magic":
+        labels.write_bytes(b"\x00\x00\x08\x03" + labels.read_bytes()[4:])
+    elif damage == "truncated":
+        images.write_bytes(images.read_bytes()[:-100])
+    elif damage == "label":
+        labels.write_bytes(labels.read_bytes()[:-1] + bytes([12]))
+    else:
+        root = tmp_path / "gz"
+        (root / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 damaged")
+    with pytest.raises(DataError) as err:
+        data.load("fashion_mnist", root=root, input_size=8)
+    assert all(w in str(err.value) for w in words) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason=f"Debian's dataset-fashion-mnist is not installed ({REAL_FASHION})")
+def test_the_real_fashion_mnist_files_where_debian_installs_them():
+    d = data.load("fashion_mnist", input_size=16)
+    assert len(d.train_y) == 60000 and len(d.test_y) == 10000
+    assert np.bincount(d.test_y.numpy()).tolist() == [1000] * 10
+    assert 0.2 < d.mean[0] < 0.4  # Fashion-MNIST's mean pixel is about 0.286
+
+
+def test_train_images_is_a_seeded_subset_split_before_the_holdout():
+    whole = data.split_indices(100, 0.2, seed=3)
+    assert np.array_equal(whole[0], data.split_indices(100, 0.2, seed=3, use=100)[0])
+    train, val = data.split_indices(100, 0.2, seed=3, use=30)
+    assert len(train) == 24 and len(val) == 6 and not set(train) & set(val) and max(train.max(), val.max()) < 100
+    assert np.array_equal(val, np.sort(np.random.default_rng(3).permutation(100)[:6]))
+    with pytest.raises(DataError, match="train_images"):
+        data.split_indices(100, 0.2, seed=3, use=101)

@@ -159,6 +159,42 @@ def test_the_flip_is_a_select_not_a_masked_assignment():
     assert on_meta.shape == x.shape
 
 
+def test_batch_norm_re_estimation_equals_torchs_cumulative_average_bit_for_bit():
+    """The k-th batch weighted 1/k as a float, each convolution's batch norm on its own channels: what
+    ``momentum=None`` computed (which reads each module's batch count back from the device)."""
+    torch.manual_seed(0)
+    net = Supernet(C=4, N=2, input_size=8)
+    x = torch.randn(40, 3, 8, 8)
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    reference = Supernet(C=4, N=2, input_size=8)
+    reference.load_state_dict(net.state_dict())
+    for m in reference.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    reference.train()
+    with torch.no_grad():
+        for i in range(0, 40, 16):
+            reference(x[i : i + 16], arch=arch)
+    training.recalibrate_bn(net, arch, x, 16)
+    for (name, a), b in zip(net.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not any(cell.separate_bn for cell in net.cells if hasattr(cell, "separate_bn"))
+
+
+def test_the_mixture_scale_stays_float32_under_bfloat16_autocast():
+    """A bfloat16 batch-norm weight beside float32 running statistics fails CUDA's backward."""
+    from fewshot_core import space
+
+    torch.manual_seed(0)
+    net = Supernet(**SHAPE)  # every edge a mixture: scales below 1
+    space._SCALES.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(torch.randn(2, 3, 8, 8))
+    out.float().sum().backward()
+    assert space._SCALES and all(v.dtype == torch.float32 for v in space._SCALES.values())
+
+
 def test_the_evaluation_batch_changes_no_result():
     """Eval mode computes each image on its own, so a GPU may evaluate many more images per pass."""
     torch.manual_seed(0)
@@ -244,11 +280,15 @@ def gpu_numerics():
     saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.utils.deterministic.fill_uninitialized_memory)
+    precision = [(o, o.fp32_precision) for o in (torch.backends.cuda.matmul, torch.backends.cudnn.conv,
+                                                 torch.backends.cudnn.rnn)]
     devices.configure(torch.device("cuda"))
     yield
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[0], saved[1]
     torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
     torch.utils.deterministic.fill_uninitialized_memory = saved[4]
+    for backend, value in precision:
+        backend.fp32_precision = value
 
 
 def test_a_gpu_computes_float32_without_tf32_and_deterministically(gpu_numerics):
@@ -257,6 +297,17 @@ def test_a_gpu_computes_float32_without_tf32_and_deterministically(gpu_numerics)
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert torch.are_deterministic_algorithms_enabled()
     assert not devices.tf32_enabled()
+
+
+def test_a_metric_called_directly_on_a_gpu_computes_without_tf32(gpu_numerics):
+    """Outside the workflow's stages (which configure the device first), a metric still runs in float32."""
+    gpu = torch.device("cuda")
+    devices.set_tf32(True)
+    with devices.exact(gpu):
+        assert not devices.tf32_enabled()
+    assert devices.tf32_enabled()
+    with devices.exact(torch.device("cpu")):  # a CPU has no TF32: its settings are left alone
+        assert devices.tf32_enabled()
 
 
 def test_tf32_and_bfloat16_only_where_training_asks_for_them(gpu_numerics):

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -123,6 +124,27 @@ def test_gmnas_choices_with_warmup_run(tmp_path, scenario, snakemake):
     assert sorted(nodes["nodes"]) == ["r0", "r1"]  # the children, warmed up from the root
 
 
+def test_fashion_mnist_from_its_files_runs_end_to_end_on_a_subset(tmp_path, tiny, snakemake):
+    """data.name fashion_mnist read from small IDX files, data.train_images a seeded subset named in the
+    holdout's record; every stage through the study."""
+    from tests.fashion import write_fashion
+
+    write_fashion(tmp_path / "fm", n_train=120, n_test=30)
+    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"], "random": {}},
+           "data": {"name": "fashion_mnist", "root": "fm", "input_size": 8, "train_images": 80},
+           "study": {**tiny["study"], "gt_seeds": 2}}
+    snakemake(tmp_path, cfg)
+    run = tmp_path / "results" / "tiny"
+    holdout = artifacts.read_json(run / "data" / "holdout_seed0.json", {"kind": "holdout", "seed": 0})
+    assert len(holdout["train"]) == 64 and len(holdout["val"]) == 16
+    assert holdout["provenance"]["settings"]["data"]["train_images"] == 80
+    assert holdout["provenance"]["n_images"] == 120
+    out = subprocess.run([sys.executable, "-m", "fewshot_core.cli", "summary", str(run)], capture_output=True,
+                         text=True, check=True).stdout
+    assert "on fashion_mnist 8x8 (80 training images), C=4 N=1; ground truth: 2 standalone trainings" in out
+    assert "ceiling" in out
+
+
 # ----------------------------------------------------------------------------- configuration files
 
 
@@ -161,6 +183,13 @@ def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake):
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "paper.yaml"))
 def test_every_configuration_file_dry_runs_on_its_own(cifar_dir, snakemake, name):
     """(paper.yaml's own dry run is the test above.)"""
+    import yaml
+
+    from fewshot_core.data import FASHION_ROOT
+
+    data = yaml.safe_load((ROOT / "config" / name).read_text()).get("data", {})
+    if data.get("name") == "fashion_mnist" and not data.get("root") and not Path(FASHION_ROOT).is_dir():
+        pytest.skip(f"{name} reads Debian's dataset-fashion-mnist, not installed here ({FASHION_ROOT})")
     proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / name))
     assert "This was a dry-run" in proc.stdout
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fewshot_core.device import exact
 from fewshot_core.metrics import baselines, gradient_matching, mellor, saliency, synflow, tenas  # noqa: F401  (registration)
 from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, Snapshot, get, preserved, register_user
 from fewshot_core.space import OPS, Supernet
@@ -47,7 +48,7 @@ def value(name: str, model: torch.nn.Module, batches: list[Batch], settings: dic
         if edge is None:
             raise ValueError(f"metric {name!r} leaves the split edge's own modules out: give edge=")
         cfg["edge"] = edge
-    with preserved(model):
+    with preserved(model), exact(_device_of(model)):
         if metric.prepare is not None:
             model, batches = metric.prepare(model, batches, **prep)
         return metric.compute(model, batches, **cfg)
@@ -91,7 +92,7 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
         compute_cfg["edge"] = edge
     parent_mask = net.mask
     parent_mode = net.mode
-    with preserved(net):
+    with preserved(net), exact(_device_of(net)):
         net.mode = "mixture"
         t0 = time.perf_counter()
         model, prepared = metric.prepare(net, batches, **prep) if metric.prepare is not None else (net, batches)
@@ -125,6 +126,10 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
             net.mask = parent_mask
             net.mode = parent_mode
     return out, parent
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device
 
 
 def _form(metric: Metric, batches: list[Batch], value, where: str) -> float | torch.Tensor:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
+from fewshot_core.device import read
 from fewshot_core.metrics.base import Batch, finite, preserved, register
 from fewshot_core.space import Supernet
 
@@ -68,8 +69,8 @@ def ntk(model: nn.Module, batches: list[Batch]) -> float:
         for b in batches:
             g = per_sample_gradients(model, b.inputs).double()
             lam = torch.linalg.eigvalsh(g @ g.T)
-            conds.append((lam[-1] / lam[0]).item())
-        return finite("ntk", float(np.mean(conds)))
+            conds.append(lam[-1] / lam[0])
+        return finite("ntk", float(np.mean(read(torch.stack(conds)))))
 
 
 def linear_regions(model: nn.Module, batches: list[Batch]) -> float:
@@ -90,11 +91,11 @@ def linear_regions(model: nn.Module, batches: list[Batch]) -> float:
             for b in batches:
                 codes.clear()
                 model(b.inputs)
-                patterns.append(torch.cat(codes, dim=1).cpu())
+                patterns.append(torch.cat(codes, dim=1))
     finally:
         for h in handles:
             h.remove()
-    allp = torch.cat(patterns).numpy()
+    allp = torch.cat(patterns).cpu().numpy()  # one copy back, after the last batch
     packed = np.packbits(allp, axis=1)
     return float(len(np.unique(packed, axis=0)))
 

@@ -226,11 +226,14 @@ def begin_run():
     """Before the first job of a real run: download CIFAR-10 if allowed and missing, and start the warm
     server that forks local jobs (fewshot_core/server.py; FEWSHOT_NO_SERVER=1 runs each job on its own).
     """
-    if SETTINGS.data.name == "cifar10" and SETTINGS.download:
-        from fewshot_core.data import download_cifar10
+    if SETTINGS.download:
+        from fewshot_core.data import download
 
-        if download_cifar10(SETTINGS.data.root):
-            print(f"CIFAR-10 downloaded into {SETTINGS.data.root}", file=sys.stderr)
+        if download(SETTINGS.data.name, SETTINGS.data.root):
+            print(
+                f"{SETTINGS.data.name} downloaded into {SETTINGS.data.root}",
+                file=sys.stderr,
+            )
     if not workflow.local_exec or os.environ.get("FEWSHOT_NO_SERVER"):
         return
     from fewshot_core.launch import SERVER_VARIABLE

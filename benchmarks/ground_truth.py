@@ -1,0 +1,122 @@
+"""The ranking study's ground truth alone: how well two standalone trainings of each architecture agree.
+
+    python benchmarks/ground_truth.py --data fashion_mnist --C 8 --N 1 --size 16 --epochs 6 --train-images 10000
+
+Trains the study's architectures (``study_set(--archs, 0)``) exactly as the workflow's ``train_standalone``
+does (the leaves' training settings with ``--epochs``, the study seed's holdout, each architecture's seed
+per ground-truth seed, the test part), with two ground-truth seeds, on ``--workers`` processes of one
+thread each, and prints one line: the budget; Kendall's tau between the seeds' test accuracies (the study's
+ceiling) with its 95% bootstrap interval over architectures, and the same on test loss; the accuracies'
+range and median; tau between the parameter count and the mean accuracy (what a ranking gets for free);
+and the seconds one training takes on one thread. ``--table`` writes every training's result as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fewshot_core.checks import load_settings  # noqa: E402
+from fewshot_core.ranking import kendall_tau, kendall_tau_resampled, study_set  # noqa: E402
+
+_WORK: dict = {}
+
+
+def configuration(args: argparse.Namespace) -> dict:
+    return {"run": "ground_truth", "seeds": [0], "metrics": {"snip": {}},
+            "data": {"name": args.data, "input_size": args.size, "train_images": args.train_images},
+            "supernet": {"C": args.C, "N": args.N}, "training": {"leaves": {"batch_size": args.batch_size}},
+            "study": {"archs": args.archs, "standalone": args.epochs, "gt_seeds": 2}}
+
+
+def _start(config: dict) -> None:
+    """A worker: one torch thread, the data loaded once."""
+    import torch
+
+    from fewshot_core import data
+    from fewshot_core.train import test_images
+
+    torch.set_num_threads(1)
+    s = load_settings(config)
+    d = data.load(s.data.name, root=s.data.root, input_size=s.data.input_size)
+    train_idx, _ = data.split_indices(len(d.train_y), s.data.val_fraction, s.study.seed, s.data.train_images)
+    _WORK.update(settings=s, data=d, train_idx=train_idx, images=test_images(d, torch.device("cpu")))
+
+
+def _train(task: tuple[str, int]) -> dict:
+    import contextlib
+    import io
+
+    import torch
+
+    from fewshot_core.stages import standalone_result
+
+    arch, gt = task
+    w = _WORK
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # the epoch lines
+        accuracy, loss = standalone_result(w["settings"].standalone_spec(gt, 0), arch, w["data"], w["train_idx"],
+                                           w["images"], torch.device("cpu"))
+    return {"arch": arch, "gt": gt, "accuracy": accuracy, "loss": loss, "seconds": time.perf_counter() - t0}
+
+
+def interval(x: np.ndarray, y: np.ndarray, draws: int = 2000) -> tuple[float, float]:
+    """The 95% bootstrap interval of Kendall's tau over architectures."""
+    idx = np.random.default_rng(0).integers(0, len(x), size=(draws, len(x)))
+    return tuple(np.quantile(kendall_tau_resampled(x, y, idx), [0.025, 0.975]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="fashion_mnist", choices=("digits", "fashion_mnist"))
+    ap.add_argument("--C", type=int, default=8)
+    ap.add_argument("--N", type=int, default=1)
+    ap.add_argument("--size", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--train-images", type=int, default=None, help="data.train_images (default: all)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--archs", type=int, default=60)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--table", type=Path, help="write every training's result here (CSV)")
+    args = ap.parse_args()
+    config = configuration(args)
+    settings = load_settings(config)  # the configuration's checks, before any training
+    archs, _ = study_set(args.archs, settings.study.seed)
+    tasks = [(a, gt) for a in archs for gt in (0, 1)]
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.workers, _start, (config,)) as pool:
+        rows = pool.map(_train, tasks, chunksize=1)
+    wall = time.perf_counter() - t0
+    import pandas as pd
+
+    from fewshot_core.space import count_parameters, standalone
+
+    table = pd.DataFrame(rows)
+    if args.table:
+        table.to_csv(args.table, index=False)
+    acc = table.pivot(index="arch", columns="gt", values="accuracy").loc[archs]
+    loss = table.pivot(index="arch", columns="gt", values="loss").loc[archs]
+    a0, a1 = acc[0].to_numpy(), acc[1].to_numpy()
+    tau, (lo, hi) = kendall_tau(a0, a1), interval(a0, a1)
+    tau_loss, (llo, lhi) = kendall_tau(loss[0].to_numpy(), loss[1].to_numpy()), interval(loss[0].to_numpy(),
+                                                                                       loss[1].to_numpy())
+    params = [count_parameters(standalone(a, args.C, args.N, 10, args.size)) for a in archs]
+    mean = acc.mean(axis=1).to_numpy()
+    used = settings.data.train_images or "all"
+    print(f"{args.data} {args.size}x{args.size}, C={args.C} N={args.N}, {args.epochs} epochs, {used} training images "
+          f"(val_fraction {settings.data.val_fraction}), batch {args.batch_size}, {len(archs)} architectures x 2 "
+          f"seeds: tau accuracy {tau:.3f} ({lo:.3f} to {hi:.3f}), tau loss {tau_loss:.3f} ({llo:.3f} to {lhi:.3f}); "
+          f"accuracy {mean.min():.3f}-{mean.max():.3f} (median {np.median(mean):.3f}); #params vs accuracy tau "
+          f"{kendall_tau(params, mean):.3f}; one training {statistics.median(table.seconds):.1f} s (median, 1 "
+          f"thread); {wall / 60:.1f} min wall on {args.workers} workers", flush=True)
+
+
+if __name__ == "__main__":
+    main()
