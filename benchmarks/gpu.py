@@ -193,7 +193,7 @@ def training_figures(C: int, N: int, size: int, images: int, device: torch.devic
                                                                                    "input_size": size}})
     d = data.synthetic(n_train=images, n_test=16, input_size=size)
     for precision in ("float32", "tf32", "bfloat16"):
-        cfg = dataclasses.replace(s.leaves, epochs=1, precision=precision)
+        cfg = dataclasses.replace(s.leaf_training, epochs=1, precision=precision)
         torch.manual_seed(0)
         leaf = Supernet(C=C, N=N, input_size=size)
         train(leaf, d, np.arange(min(images, 2048)), cfg, 0, device=device, label="warm-up")  # kernels chosen
@@ -205,7 +205,7 @@ def training_figures(C: int, N: int, size: int, images: int, device: torch.devic
         note = "" if device.type == "cuda" or precision == "float32" else " (a CPU trains in float32 whatever is asked)"
         print(f"one leaf epoch, {images} images {size}x{size}, single-path, {precision}: {seconds:.1f} s, "
               f"{images / seconds:.0f} images/s on {name}{note}", flush=True)
-    cfg = dataclasses.replace(s.leaves, epochs=1)
+    cfg = dataclasses.replace(s.leaf_training, epochs=1)
     torch.manual_seed(0)
     leaf = Supernet(C=C, N=N, input_size=size, mode="single_path").to(device)
     params = [p for p in leaf.parameters() if p.requires_grad]

@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-warmup", action="store_true", help="skip the warm-up split (large networks)")
     args = ap.parse_args()
-    d = data.load("digits", input_size=args.size)
+    d = data.load("digits", None, input_size=args.size)
     batch = Batch(data.normalize(d.train_x[: args.batch], d), d.train_y[: args.batch])
     ntk_batch = Batch(batch.inputs[: args.ntk_batch], batch.targets[: args.ntk_batch])
     torch.manual_seed(0)

@@ -62,7 +62,10 @@ def worker(package_root: str, inputs: str, warmup: bool, threads: int | None) ->
 
 
 def export(revision: str, into: Path) -> Path:
-    """The package at ``revision`` (``git archive``), unpacked under ``into``."""
+    """The package at ``revision`` (``git archive``), unpacked under ``into``; a folder holding a
+    ``fewshot_core`` package (another checkout, a copy) is taken as it is."""
+    if (Path(revision) / "fewshot_core").is_dir():
+        return Path(revision).resolve()
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "fewshot_core"],
                          check=True, capture_output=True).stdout
     target = into / revision
@@ -82,7 +85,8 @@ def run_side(package_root: Path, inputs: Path, args: argparse.Namespace) -> dict
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--against", help="git revision of the earlier package (a commit, tag or branch)")
+    ap.add_argument("--against", help="git revision of the earlier package (a commit, tag or branch), or a "
+                    "folder holding a fewshot_core package")
     ap.add_argument("--C", type=int, default=8)
     ap.add_argument("--N", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
@@ -108,7 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         sides = {args.against: export(args.against, tmp_path), "this checkout": ROOT}
-        d = data.load("digits", input_size=args.size)
+        d = data.load("digits", None, input_size=args.size)
         torch.manual_seed(0)
         shape = {"C": args.C, "N": args.N, "input_size": args.size}
         net = Supernet(**shape)

@@ -66,9 +66,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mode", default="single_path")
     args = ap.parse_args()
-    d = data.load("digits", input_size=args.size)
+    d = data.load("digits", None, input_size=args.size)
     idx = np.arange(len(d.train_y))
-    defaults = load_settings({"run": "bench", "seeds": [0], "metrics": {"snip": {}}}).leaves  # the schema's
+    defaults = load_settings({"run": "bench", "seeds": [0], "metrics": {"snip": {}}}).leaf_training  # the schema's
     cfg = dataclasses.replace(defaults, epochs=args.epochs, batch_size=64, mode=args.mode)
     rates = {"plain": [], "project": []}
     for r in range(args.rounds):  # alternate, so that machine noise hits both alike

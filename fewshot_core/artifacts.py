@@ -13,7 +13,6 @@ record beside the tensors, which are read with ``weights_only=True``: no file ca
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -22,8 +21,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fewshot_core import digests
 from fewshot_core.errors import ArtifactError
-from fewshot_core.outputs import Output, code_version
+from fewshot_core.outputs import OUTPUTS, Output, code_version
 from fewshot_core.settings import digest
 
 if TYPE_CHECKING:
@@ -79,12 +79,8 @@ def expect(output: Output, run: str, spec: str, **identity: Any) -> dict:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes (first 16 hex digits): how provenance names an input."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    """The digest of a file's bytes: how provenance names an input."""
+    return digests.of_file(path)
 
 
 def inputs_record(paths: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike]]) -> dict:
@@ -182,7 +178,8 @@ def read_json(path: str | os.PathLike, expected: Mapping[str, Any]) -> dict:
 
 
 def write_holdout(path: str | os.PathLike, train: np.ndarray, val: np.ndarray, provenance: dict) -> None:
-    write_json({"provenance": provenance, "train": [int(i) for i in train], "val": [int(i) for i in val]}, path)
+    keys = OUTPUTS["holdout"].columns  # train, val
+    write_json({"provenance": provenance, **{k: [int(i) for i in part] for k, part in zip(keys, (train, val))}}, path)
 
 
 def read_holdout(path: str | os.PathLike, expected: Mapping[str, Any], n_images: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +188,7 @@ def read_holdout(path: str | os.PathLike, expected: Mapping[str, Any], n_images:
 
     obj = read_json(path, expected)
     parts = []
-    for name in ("train", "val"):
+    for name in OUTPUTS["holdout"].columns:
         idx = obj.get(name)
         if not isinstance(idx, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
             raise ArtifactError(f"{path}: {name!r} must be a list of integer image indices; {REMEDY}")

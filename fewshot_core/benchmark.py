@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fewshot_core.errors import ConfigError, DataError
+from fewshot_core.outputs import BENCHMARK_COLUMNS
 
 DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
-HPS = ("12", "200")
 #: The benchmark's evaluation set holding each accuracy (NATS-Bench's ``get_metrics`` set names).
 SETS = {"cifar10-valid": {"valid": "x-valid", "test": "ori-test"}, "cifar10": {"test": "ori-test"},
         "cifar100": {"valid": "x-valid", "test": "x-test"}, "ImageNet16-120": {"valid": "x-valid", "test": "x-test"}}
@@ -128,4 +128,4 @@ def read(path: str | Path, archs: Sequence[str], dataset: str, hp: str, accuracy
             m = record.get_metrics(dataset, SETS[dataset][accuracy], is_random=seed)
             rows.append({"arch": arch, "index": index, "trial": trial, "seed": int(seed),
                          "accuracy": float(m["accuracy"]) / 100, "loss": float(m["loss"])})
-    return pd.DataFrame(rows, columns=["arch", "index", "trial", "seed", "accuracy", "loss"])
+    return pd.DataFrame(rows, columns=list(BENCHMARK_COLUMNS))

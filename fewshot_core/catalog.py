@@ -8,10 +8,11 @@ here and registered there; a test checks that the two agree.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from fewshot_core import digests
 
 Kind = Literal["scalar", "vector", "none"]
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
@@ -97,7 +98,4 @@ def code_hash(name: str) -> str:
     The workflow puts it in the scoring rule's parameters, so editing a metric's module reruns the
     jobs of the metrics it defines and no others.
     """
-    h = hashlib.sha256()
-    for path in info(name).sources():
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    return digests.of_sources(info(name).sources())

@@ -345,7 +345,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         balanced=c["tree"]["balanced"],
         metrics=metrics,
         warmup=_train(t["warmup"], optimizer, crop_pad, t["precision"]),
-        leaves=_train(leaves, optimizer, crop_pad, t["precision"]),
+        leaf_training=_train(leaves, optimizer, crop_pad, t["precision"]),
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
         study=_study(c["study"], d["name"], Path(workdir)),

@@ -23,8 +23,8 @@ DEVICE_VARIABLE = "FEWSHOT_DEVICE"
 #: Errors that a user's file or setting causes: shown as one message, never as a traceback.
 USER_ERRORS = (ArtifactError, ConfigError, DataError, MaskError, MetricError, SplitError)
 
-# name: (spec class or None, the stage, its path options (flag, help; "*" after a flag: several paths))
-STAGES: dict[str, tuple[type | None, Callable, list[tuple[str, str]]]] = {
+# name: (spec class, the stage, its path options (flag, help; "*" after a flag: several paths, "?": optional))
+STAGES: dict[str, tuple[type, Callable, list[tuple[str, str]]]] = {
     "make-holdout": (settings.HoldoutSpec, stages.make_holdout, [("--out", "the holdout JSON")]),
     "train-root": (settings.RootSpec, stages.train_root, [
         ("--holdout", "the seed's holdout JSON"), ("--out", "the root weights"),
@@ -95,8 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, (spec_cls, stage, paths) in STAGES.items():
         doc = (stage.__doc__ or "").splitlines()[0]
         p = sub.add_parser(name, help=doc, description=doc)
-        if spec_cls is not None:
-            p.add_argument("--spec", required=True, help=f"the stage's settings as JSON ({spec_cls.__name__})")
+        p.add_argument("--spec", required=True, help=f"the stage's settings as JSON ({spec_cls.__name__})")
         for flag, help_ in paths:
             many = flag.endswith("*")
             if flag == "--device":
@@ -120,15 +119,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "summary":
-            print(stages.summary(args.run_dir))
+            from fewshot_core.report import summary  # matplotlib: only this command and the figures need it
+
+            print(summary(args.run_dir))
             return
         spec_cls, stage, paths = STAGES[args.command]
-        kwargs = {}
-        if spec_cls is not None:
-            try:
-                kwargs["spec"] = settings.spec_from_json(spec_cls, args.spec)
-            except ValueError as err:
-                raise ConfigError(f"--spec is not a valid {spec_cls.__name__}: {err}") from err
+        try:
+            kwargs = {"spec": settings.spec_from_json(spec_cls, args.spec)}
+        except ValueError as err:
+            raise ConfigError(f"--spec is not a valid {spec_cls.__name__}: {err}") from err
         for flag, _ in paths:
             name = flag.rstrip("*?").lstrip("-").replace("-", "_")
             value = getattr(args, name)

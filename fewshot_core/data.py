@@ -44,22 +44,19 @@ class ImageData:
         return int(self.train_x.shape[-1])
 
 
-def load(name: str, root: str | os.PathLike | None = None, input_size: int | None = None,
-         seed: int = 0) -> ImageData:
-    """Load a dataset by name; ``input_size`` resizes (CIFAR-10 is left at 32 when it is None)."""
+def load(name: str, root: str | os.PathLike | None, input_size: int, seed: int = 0) -> ImageData:
+    """Load a dataset by name (``root``: where it lives on disk), its images resized to ``input_size``."""
     if name == "digits":
-        return load_digits(input_size or 16)
+        return load_digits(input_size)
     if name == "fashion_mnist":
-        return load_fashion_mnist(root, input_size or 16)
+        return load_fashion_mnist(root, input_size)
     if name == "cifar10":
         if root is None:
             raise DataError("dataset 'cifar10' needs data.root: the directory holding CIFAR-10")
         data = load_cifar10(root)
-        if input_size not in (None, 32):
-            data = _resized(data, input_size)
-        return data
+        return data if input_size == 32 else _resized(data, input_size)
     if name == "synthetic":
-        return synthetic(input_size=input_size or 16, seed=seed)
+        return synthetic(input_size=input_size, seed=seed)
     raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
@@ -106,7 +103,7 @@ def read_digits(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
 
-def load_digits(input_size: int = 16, test_fraction: float = 0.2) -> ImageData:
+def load_digits(input_size: int, test_fraction: float = 0.2) -> ImageData:
     """scikit-learn's 8x8 handwritten digits (shipped with it), resized, as three identical channels.
 
     The test part is a fixed stratified-by-order slice (every fifth image), independent of seeds.

@@ -4,24 +4,23 @@ Every file one job hands to another is an :class:`Output`: its path template und
 ``results/<run>/``, its provenance kind (the catalogue's key), its format, its columns (tables) or
 keys (JSON), the wildcards that identify one file (recorded in its provenance and checked by every
 reader), the rule that makes it, the spec of :class:`~fewshot_core.settings.RunSettings` that
-decides its content, the outputs it is made from, and the package modules its content depends on
-(their digest is its code version). The Snakefile's path helpers, the writers and readers in
+decides its content, and the outputs it is made from; the package modules its content depends on
+(their digest is its code version) are computed from the code of the stage that makes it
+(:mod:`fewshot_core.dependencies`). The Snakefile's path helpers, the writers and readers in
 :mod:`fewshot_core.stages`, the start-up check (:mod:`fewshot_core.freshness`) and ``summary`` all
 take it from here. Torch-free: the workflow imports this module while it parses.
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import re
 import sys
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
-PACKAGE = Path(__file__).resolve().parent
+from fewshot_core import dependencies, digests
+
 Format = Literal["parquet", "json", "weights"]
 
 
@@ -37,8 +36,13 @@ class Output:
     identity: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()  # a table's columns, or a JSON file's keys beside "provenance"
     needs: tuple[str, ...] = ()  # the kinds of output it is made from
-    code: tuple[str, ...] = ()  # package modules (without .py) its content depends on
     doc: str = ""
+
+    @property
+    def code(self) -> tuple[str, ...]:
+        """The package modules its content depends on: those the stage that makes it reaches
+        (:mod:`fewshot_core.dependencies`)."""
+        return dependencies.stage_code(self.rule)
 
     def path(self, run_dir: str | Path, **wildcards) -> str:
         """The file's path; wildcards not given stay as ``{name}`` for Snakemake."""
@@ -51,9 +55,6 @@ class _Keep(dict):
         return "{" + key + "}"
 
 
-#: Modules every stage's content depends on (the stage functions themselves, and how files are read).
-COMMON_CODE = ("stages",)
-TRAINING_CODE = ("data", "device", "nb201", "space", "train", "tree")
 SCORE_COLUMNS = ("metric", "seed", "node", "depth", "edge", "op", "value", "parent_value", "similarity", "seconds")
 LEAF_COLUMNS = ("metric", "seed", "leaf", "arch", "val_accuracy", "val_loss")
 SPLIT_COLUMNS = ("node", "depth", "edge", "groups", "cut", "ops", "similarity", "metric", "seed", "edge_name")
@@ -71,66 +72,98 @@ SUMMARY_COLUMNS = ("kind", "name", "rankings", "tau", "tau_lo", "tau_hi", "tau_l
 
 _ENTRIES = [
     Output("holdout", "data/holdout_seed{seed}.json", "json", "make_holdout", "holdout_spec", ("seed",),
-           ("train", "val"), (), ("data",), "the seeded train/validation split of the training images"),
+           ("train", "val"), (), "the seeded train/validation split of the training images"),
     Output("root", "seed{seed}/root.pt", "weights", "train_root", "root_spec", ("seed",), (), ("holdout",),
-           TRAINING_CODE, "the seed's root supernet, shared by every metric (warmed up when warm-up epochs > 0)"),
+           "the seed's root supernet, shared by every metric (warmed up when warm-up epochs > 0)"),
     Output("scores", "{metric}/seed{seed}/scores_L{level}.parquet", "parquet", "score_edges", "score_spec",
            ("metric", "seed", "level"), SCORE_COLUMNS, ("holdout", "root", "nodes", "splits"),
-           ("data", "device", "nb201", "space", "splitting", "tree"),
            "per node, edge and operation of a level: the variant's value, the parent's, the similarity row"),
     Output("splits", "{metric}/seed{seed}/split_L{level}.json", "json", "split_nodes", "split_spec",
-           ("metric", "seed", "level"), ("splits",), ("scores", "splits"), ("nb201", "splitting", "tree"),
+           ("metric", "seed", "level"), ("splits",), ("scores", "splits"),
            "per node of a level: the chosen edge, the operation groups, the cut, every scored edge's best cut"),
     Output("nodes", "{metric}/seed{seed}/nodes_L{level}.pt", "weights", "train_children", "children_spec",
-           ("metric", "seed", "level"), (), ("holdout", "root", "nodes", "splits"), (*TRAINING_CODE, "splitting"),
+           ("metric", "seed", "level"), (), ("holdout", "root", "nodes", "splits"),
            "with warm-up only: the weights of a level's nodes after their warm-up"),
     Output("leaves", "{metric}/seed{seed}/leaves/chunk{chunk}.parquet", "parquet", "train_leaves", "leaves_spec",
-           ("metric", "seed", "chunk"), LEAF_COLUMNS, ("holdout", "splits", "pretrained"), (*TRAINING_CODE, "splitting"),
+           ("metric", "seed", "chunk"), LEAF_COLUMNS, ("holdout", "splits", "pretrained"),
            "the architectures sampled in some leaves, evaluated with the leaf's weights"),
     Output("leaf_weights", "{metric}/seed{seed}/leaves/chunk{chunk}.pt", "weights", "train_leaves", "leaves_spec",
-           ("metric", "seed", "chunk"), (), ("holdout", "splits", "pretrained"), (*TRAINING_CODE, "splitting"),
-           "those leaves' trained weights"),
+           ("metric", "seed", "chunk"), (), ("holdout", "splits", "pretrained"), "those leaves' trained weights"),
     Output("splits_table", "splits.parquet", "parquet", "compute_split_distances", "distances_spec", (),
-           SPLIT_COLUMNS, ("splits",), ("splitting",), "every split of the run"),
+           SPLIT_COLUMNS, ("splits",), "every split of the run"),
     Output("split_distance", "split_distance.parquet", "parquet", "compute_split_distances", "distances_spec", (),
-           PAIR_COLUMNS, ("splits",), ("distance", "splitting"),
-           "every compared pair of splits (internal, external, between metrics) with its distance"),
+           PAIR_COLUMNS, ("splits",), "every compared pair of splits (internal, external, between metrics) with its distance"),
     Output("leaves_table", "leaves.parquet", "parquet", "collect_leaves", "collect_spec", (), LEAF_COLUMNS,
-           ("leaves",), (), "every evaluated architecture of every leaf"),
+           ("leaves",), "every evaluated architecture of every leaf"),
     Output("pretrained", "seed{seed}/pretrained.pt", "weights", "pretrain_oneshot", "pretrain_spec", ("seed",), (),
-           ("holdout",), TRAINING_CODE, "with study.protocol transfer: the seed's pretrained one-shot supernet, "
+           ("holdout",), "with study.protocol transfer: the seed's pretrained one-shot supernet, "
            "where every leaf and both one-shot baselines start"),
     Output("study_set", "study/archs.json", "json", "sample_study_set", "study_set_spec", (), ("archs", "excluded"),
-           (), ("nb201", "ranking"), "the ranking study's architectures"),
+           (), "the ranking study's architectures"),
     Output("standalone", "study/standalone_gt{gt}_chunk{chunk}.parquet", "parquet", "train_standalone",
-           "standalone_spec", ("gt", "chunk"), STANDALONE_COLUMNS, ("study_set", "holdout"), TRAINING_CODE,
+           "standalone_spec", ("gt", "chunk"), STANDALONE_COLUMNS, ("study_set", "holdout"),
            "ground truth: some study architectures trained from scratch with one ground-truth seed"),
     Output("oneshot", "seed{seed}/oneshot_{budget}.pt", "weights", "train_oneshot", "oneshot_spec", ("seed", "budget"),
-           (), ("holdout", "pretrained"), TRAINING_CODE,
+           (), ("holdout", "pretrained"),
            "the seed's one-shot baseline, trained as long as a tree's leaves (tree) or one leaf (leaf)"),
     Output("benchmark", "study/benchmark.parquet", "parquet", "read_benchmark", "benchmark_spec", (),
-           BENCHMARK_COLUMNS, ("study_set",), ("benchmark",),
+           BENCHMARK_COLUMNS, ("study_set",),
            "with study.ground_truth.source nats_bench: the study architectures' accuracies in NAS-Bench-201"),
     Output("oneshot_study", "study/oneshot_{budget}_seed{seed}_chunk{chunk}.parquet", "parquet", "evaluate_oneshot",
            "oneshot_eval_spec", ("seed", "budget", "chunk"), STUDY_COLUMNS, ("study_set", "holdout", "oneshot"),
-           TRAINING_CODE, "some study architectures with a one-shot baseline's weights, on the test part"),
+           "some study architectures with a one-shot baseline's weights, on the test part"),
     Output("study", "{metric}/seed{seed}/study_chunk{chunk}.parquet", "parquet", "evaluate_study", "study_eval_spec",
            ("metric", "seed", "chunk"), STUDY_COLUMNS, ("study_set", "holdout", "splits", "leaf_weights"),
-           (*TRAINING_CODE, "splitting"), "some study architectures with their leaf's weights in one tree, on the test part"),
+           "some study architectures with their leaf's weights in one tree, on the test part"),
     Output("zero_cost", "study/zero_cost/{proxy}_chunk{chunk}.parquet", "parquet", "score_study", "zero_cost_spec",
-           ("proxy", "chunk"), ZERO_COST_COLUMNS, ("study_set", "holdout"), ("data", "device", "nb201", "space"),
+           ("proxy", "chunk"), ZERO_COST_COLUMNS, ("study_set", "holdout"),
            "some study architectures scored by a metric at initialisation: a training-free ranking"),
     Output("ranking", "ranking.parquet", "parquet", "rank_study", "ranking_spec", (), RANKING_COLUMNS,
-           ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"), ("ranking",),
+           ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"),
            "the ranking measures of every tree, one-shot baseline and training-free ranking, and the ceiling"),
     Output("study_summary", "study_summary.parquet", "parquet", "rank_study", "ranking_spec", (), SUMMARY_COLUMNS,
-           ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"), ("ranking",),
+           ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"),
            "per metric and baseline: mean tau with its interval, and paired comparisons with random splits and one-shot"),
 ]
 #: Every output by kind, in the order the DAG makes them.
 OUTPUTS: dict[str, Output] = {o.kind: o for o in _ENTRIES}
 
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a run: ``figures/<name>.png`` and ``.pdf``, and the values it plots as ``.csv`` when
+    ``data``; drawn by ``rule`` from the output ``made_from`` (with its companion) by the function ``draw``
+    of :mod:`fewshot_core.report`, shown in the report under ``category`` with ``caption``."""
+
+    name: str
+    rule: str
+    made_from: str
+    draw: str
+    category: str
+    caption: str  # a file of workflow/report/
+    data: bool = False
+
+    def files(self, run_dir: str | Path) -> list[str]:
+        """The paths of its files, PNG first."""
+        return [f"{run_dir}/{FIGURE.format(name=self.name, ext=ext)}" for ext in ("png", "pdf", "csv")[: 2 + self.data]]
+
+
 FIGURE = "figures/{name}.{ext}"
+#: Every figure of a run, by name.
+FIGURES: dict[str, Figure] = {f.name: f for f in [
+    Figure("fig1_split_distance", "draw_figures", "split_distance", "figure_split_distance", "Split distance",
+           "fig1.rst", data=True),
+    Figure("fig2_split_distance_by_level", "draw_figures", "split_distance", "figure_split_distance_by_level",
+           "Split distance", "fig2.rst", data=True),
+    Figure("between_metrics", "draw_figures", "split_distance", "figure_between_metrics", "Beyond the paper",
+           "between.rst"),
+    Figure("trees", "draw_figures", "split_distance", "figure_trees", "Beyond the paper", "trees.rst"),
+    Figure("ranking", "draw_ranking", "study_summary", "figure_ranking", "Ranking study", "ranking.rst", data=True),
+]}
+
+
+def figures_of(rule: str) -> list[Figure]:
+    """The figures one rule draws, in the catalogue's order."""
+    return [f for f in FIGURES.values() if f.rule == rule]
 LOG = "logs/{rule}/{name}.log"
 BENCHMARK = "benchmarks/{rule}/{name}.tsv"
 #: Training state of a job in progress, under ``results/<run>/checkpoints/`` (deleted when its job ends).
@@ -161,7 +194,10 @@ def upstream(kinds: set[str]) -> set[str]:
 
 
 def match(path: str, run_dir: str) -> str | None:
-    """The kind of output ``path`` is (None when it is none of them)."""
+    """The kind of output ``path`` is, or for a figure the kind it is drawn from (None when it is none)."""
+    for f in FIGURES.values():
+        if path in f.files(run_dir):
+            return f.made_from
     for o in _ENTRIES:
         pattern = re.escape(o.path(run_dir)).replace(r"\{", "{").replace(r"\}", "}")
         pattern = re.sub(r"{(\w+)}", r"[^/]+", pattern)
@@ -173,41 +209,20 @@ def match(path: str, run_dir: str) -> str | None:
 # ----------------------------------------------------------------------------- code versions
 
 
-class _NoDocstrings(ast.NodeTransformer):
-    """Drops docstrings, so that a module's digest changes with its code, not with its prose."""
-
-    def _strip(self, node):
-        self.generic_visit(node)
-        body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-        return node
-
-    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
-
-
-def source_digest(path: Path) -> str:
-    """A digest of a Python file's code: comments, docstrings and layout do not count."""
-    tree = _NoDocstrings().visit(ast.parse(path.read_text(), filename=str(path)))
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
-
-
-@cache
 def module_digest(module: str) -> str:
-    """:func:`source_digest` of ``fewshot_core/<module>.py``."""
-    return source_digest(PACKAGE / f"{module.replace('.', '/')}.py")
+    """The code digest of a package module (:func:`fewshot_core.digests.of_code`), once per process."""
+    return digests.of_code_cached(dependencies.module_file(module))
 
 
 def digest_imported_modules() -> None:
     """Cache the digest of every module an output names that this process has imported. The warm server
     calls it after its imports, so a job forked from it records the code it runs (read when that code was
     loaded) without parsing the package again (0.07-0.09 s off a scoring job, BENCHMARKS.md)."""
-    for module in sorted({m for o in OUTPUTS.values() for m in (*COMMON_CODE, *o.code)}):
+    for module in sorted({m for o in OUTPUTS.values() for m in o.code}):
         if f"fewshot_core.{module}" in sys.modules:
             module_digest(module)
 
 
 def code_version(output: Output) -> dict[str, str]:
     """``{module: digest}`` of the package modules an output's content depends on."""
-    return {m: module_digest(m) for m in sorted({*COMMON_CODE, *output.code})}
+    return {m: module_digest(m) for m in output.code}

@@ -7,6 +7,9 @@ Beyond the paper: the mean distance between metrics (heat map) and each metric's
 
 from __future__ import annotations
 
+import inspect
+import re
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -17,8 +20,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from fewshot_core import artifacts  # noqa: E402
 from fewshot_core.catalog import CATALOG, display_name  # noqa: E402
 from fewshot_core.distance import per_split, summarise  # noqa: E402
+from fewshot_core.errors import ArtifactError  # noqa: E402
+from fewshot_core.outputs import (  # noqa: E402
+    FIGURES,
+    OUTPUTS,
+    PAIR_COLUMNS,
+    RANKING_COLUMNS,
+    SPLIT_COLUMNS,
+    SUMMARY_COLUMNS,
+    figures_of,
+)
 
 SHORT_OPS = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1", "nor_conv_3x3": "conv3x3",
              "avg_pool_3x3": "pool"}
@@ -184,14 +198,21 @@ def _layout(nodes: list[str]) -> dict[str, tuple[float, float]]:
     return pos
 
 
+def draw(name: str, out_dir: Path, **tables) -> list[Path]:
+    """The catalogue's figure ``name`` (:data:`fewshot_core.outputs.FIGURES`) into ``out_dir``, drawn by its
+    function from those of ``tables`` it takes."""
+    figure = FIGURES[name]
+    function = globals()[figure.draw]
+    wanted = inspect.signature(function).parameters
+    return function(**{k: v for k, v in tables.items() if k in wanted}, out=out_dir / figure.name)
+
+
 def draw_all(splits: pd.DataFrame, pairs: pd.DataFrame, out_dir: Path, seed: int | None = None) -> list[Path]:
-    """Every figure of a run into ``out_dir``."""
+    """Every figure the split distances make (``draw_figures``) into ``out_dir``; the trees of ``seed`` (the
+    first by default)."""
     seed = int(splits.seed.min()) if seed is None else seed
-    files = figure_split_distance(pairs, out_dir / "fig1_split_distance")
-    files += figure_split_distance_by_level(pairs, out_dir / "fig2_split_distance_by_level")
-    files += figure_between_metrics(pairs, out_dir / "between_metrics")
-    files += figure_trees(splits, seed, out_dir / "trees")
-    return files
+    return [path for f in figures_of("draw_figures")
+            for path in draw(f.name, out_dir, splits=splits, pairs=pairs, seed=seed)]
 
 
 def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path, protocol: dict) -> list[Path]:
@@ -349,3 +370,75 @@ def summary_text(splits: pd.DataFrame, pairs: pd.DataFrame) -> str:
     by = summarise(pairs, by_level=True).groupby(["kind", "depth", "metric"]).distance.mean().unstack("metric")
     lines += ["", "By depth level (mean of seed means):", by.round(3).to_string()]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the run's summary
+
+
+def read_run_tables(splits: Path, distance: Path, expected: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's split table and split-distance table, checked (``expected``: the run and spec digest their
+    records must name; None: the two must be the halves of one job's output)."""
+    table = artifacts.read_table(splits, {"kind": "splits_table", **(expected or {})}, columns=SPLIT_COLUMNS)
+    pairs = artifacts.read_table(distance, {"kind": "split_distance", "run": table.attrs["provenance"]["run"],
+                                            "spec": table.attrs["provenance"]["spec"]}, columns=PAIR_COLUMNS)
+    return table, pairs
+
+
+def devices_of(run_dir: Path) -> Counter:
+    """How many of a run's files were computed on each device, as their records say."""
+    found: Counter = Counter()
+    for out in OUTPUTS.values():
+        for path in sorted(run_dir.glob(re.sub(r"\{\w+\}", "*", out.template))):
+            try:
+                device = (artifacts.read_record(path, out.format) or {}).get("device")
+            except ArtifactError:
+                continue  # an unreadable file is the start-up check's to report
+            if device:
+                found[device] += 1
+    return found
+
+
+def devices_line(found: Counter) -> str:
+    """One sentence on where a run's files were computed; a run that mixed devices is named as such."""
+    listed = ", ".join(f"{d} ({n} file{'s' * (n != 1)})" for d, n in sorted(found.items()))
+    if len({d.split(":")[0] for d in found}) > 1:
+        return (f"Computed on more than one device: {listed}; results agree across devices to floating-point "
+                "rounding, not bit for bit (docs/design.md §7).")
+    return f"Computed on {listed}." if found else ""
+
+
+def summary(run_dir: Path) -> str:
+    """A finished run's splits and split distances as text, and its ranking study when it has one and it
+    was made from the same trees and leaves; each section says which tables and settings it comes from."""
+    files = {k: run_dir / OUTPUTS[k].template for k in ("splits_table", "split_distance", "leaves_table", "ranking",
+                                                        "study_summary")}
+    for k in ("splits_table", "split_distance"):
+        if not files[k].exists():
+            raise ArtifactError(f"{files[k]} does not exist: run the workflow (snakemake splits) first")
+    splits, pairs = read_run_tables(files["splits_table"], files["split_distance"])
+    made = splits.attrs["provenance"]
+    trees = sorted({(m, int(s)) for m, s in zip(splits.metric, splits.seed)})
+    text = (f"Run {made['run']!r}: {len(trees)} trees ({len({m for m, _ in trees})} metrics x "
+            f"{len({s for _, s in trees})} seeds), from {files['splits_table'].name} and "
+            f"{files['split_distance'].name} (settings {made['spec']}). {devices_line(devices_of(run_dir))}\n\n"
+            + summary_text(splits, pairs))
+    if not files["ranking"].exists():
+        return text
+    ranking = artifacts.read_table(files["ranking"], {"kind": "ranking", "run": made["run"]}, columns=RANKING_COLUMNS)
+    study = ranking.attrs["provenance"]
+    stale = []
+    if sorted(study.get("made_from", {}).get("splits", [])) != sorted(made["settings"]["inputs"]["splits"]):
+        stale.append(f"its trees' splits are not those of {files['splits_table'].name}")
+    if files["leaves_table"].exists():
+        leaves = artifacts.read_record(files["leaves_table"], "parquet") or {}
+        if sorted(study.get("made_from", {}).get("leaves", [])) != sorted(leaves.get("settings", {}).get(
+                "inputs", {}).get("tables", [])):
+            stale.append(f"its leaves are not those of {files['leaves_table'].name}")
+    if stale:
+        return text + (f"\n\nRanking study: {files['ranking']} is stale ({'; '.join(stale)}): it was made from an "
+                       "earlier run's trees and is not shown. `snakemake study` (with this run's configuration) "
+                       "remakes it.")
+    means = artifacts.read_table(files["study_summary"], {"kind": "study_summary", "run": made["run"],
+                                                          "spec": study["spec"]}, columns=SUMMARY_COLUMNS)
+    return text + (f"\n\nFrom {files['ranking'].name} and {files['study_summary'].name} (settings {study['spec']}), "
+                   "made from the trees above.\n" + ranking_text(ranking, means, study["settings"]["protocol"]))

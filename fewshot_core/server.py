@@ -56,6 +56,7 @@ def _child(request: dict, fds: list[int]) -> None:
     """Run the job's command in this forked process, as a fresh ``fewshot`` process would, and exit."""
     code = 1
     try:
+        _end_with_parent()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         os.chdir(request["cwd"])
@@ -85,6 +86,15 @@ def _child(request: dict, fds: list[int]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _end_with_parent() -> None:
+    """Have the kernel stop this child when the server dies, however it dies (``kill -9`` included), so
+    that no job goes on writing after its run ended (Linux's PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _alive(pid: int) -> bool:
@@ -119,53 +129,76 @@ def serve(path: str, owner: int) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     later, served = list(PRELOAD_LATER), 0
-    while _alive(owner):
-        for key, _ in selector.select(timeout=0.1):
-            if key.fileobj is listener:
-                conn, _ = listener.accept()
-                try:
-                    request, fds = _recv_request(conn)
-                except (OSError, ValueError, ConnectionError):
-                    conn.close()
-                    continue
-                if served and later:  # a second job: the run has more than one
-                    for name in later:
+    try:
+        while _alive(owner):
+            later, served = _serve_once(listener, selector, children, later, served)
+    finally:  # whatever ends the loop, no job is left running without its server
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+def _serve_once(listener: socket.socket, selector: selectors.BaseSelector, children: dict[int, socket.socket],
+                later: list[str], served: int) -> tuple[list[str], int]:
+    """Accept what arrived, fork a child per request, and report the children that ended. A request the
+    server cannot fork for (a full process table, no memory) is closed unanswered: its launcher then runs
+    the job in its own process, and the server goes on."""
+    for key, _ in selector.select(timeout=0.1):
+        if key.fileobj is listener:
+            conn, _ = listener.accept()
+            try:
+                request, fds = _recv_request(conn)
+            except (OSError, ValueError, ConnectionError):
+                conn.close()
+                continue
+            if served and later:  # a second job: the run has more than one
+                for name in later:
+                    with contextlib.suppress(ImportError):  # the job imports it itself, as a fresh process would
                         importlib.import_module(name)
-                    digest_imported_modules()
-                    later.clear()
-                served += 1
-                sys.stdout.flush()
-                sys.stderr.flush()
+                digest_imported_modules()
+                later = []
+            served += 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            try:
                 pid = os.fork()
-                if pid == 0:
-                    listener.close()
-                    for other in children.values():
-                        other.close()
-                    conn.close()
-                    _child(request, fds)
+            except OSError as err:
+                print(f"fewshot server: cannot start a job here ({err.strerror}); it runs in its own process",
+                      file=sys.stderr, flush=True)
                 for fd in fds:
                     os.close(fd)
-                with contextlib.suppress(OSError):
-                    conn.sendall(struct.pack("!i", pid))
-                children[pid] = conn
-                selector.register(conn, selectors.EVENT_READ, pid)
-            elif not key.fileobj.recv(1):  # the launcher is gone: Snakemake stopped the job
-                selector.unregister(key.fileobj)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(key.data, signal.SIGKILL)
-        while children:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            conn = children.pop(pid, None)
-            if conn is None:
+                conn.close()
                 continue
-            code = os.waitstatus_to_exitcode(status)
-            with contextlib.suppress(OSError, KeyError, ValueError):
-                conn.sendall(struct.pack("!i", code if code >= 0 else 128 - code))
-                selector.unregister(conn)
-            conn.close()
-    stop()
+            if pid == 0:
+                listener.close()
+                for other in children.values():
+                    other.close()
+                conn.close()
+                _child(request, fds)
+            for fd in fds:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                conn.sendall(struct.pack("!i", pid))
+            children[pid] = conn
+            selector.register(conn, selectors.EVENT_READ, pid)
+        elif not key.fileobj.recv(1):  # the launcher is gone: Snakemake stopped the job
+            selector.unregister(key.fileobj)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(key.data, signal.SIGKILL)
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            break
+        conn = children.pop(pid, None)
+        if conn is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            conn.sendall(struct.pack("!i", code if code >= 0 else 128 - code))
+            selector.unregister(conn)
+        conn.close()
+    return later, served
+
 
 
 class Server:

@@ -10,14 +10,14 @@ Torch-free: the workflow imports this module while it parses.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import types
 import typing
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from fewshot_core.tree import leaves as tree_leaves
+from fewshot_core import digests
+from fewshot_core.tree import leaf_names
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ def canonical_json(obj: Any) -> str:
 
 def digest(obj: Any) -> str:
     """A short hash of ``obj``'s canonical JSON: what provenance records compare."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
+    return digests.short(canonical_json(obj))
 
 
 def _build(tp: Any, value: Any, where: str) -> Any:
@@ -511,7 +511,7 @@ class RunSettings:
     balanced: bool
     metrics: dict[str, TreeMetric]
     warmup: TrainSettings
-    leaves: TrainSettings
+    leaf_training: TrainSettings
     evaluation: EvalSettings
     leaves_per_job: int
     study: StudySettings
@@ -530,7 +530,7 @@ class RunSettings:
         """:func:`digest` of a spec this object built, computed once."""
         key = ("digest", id(spec))
         if key not in self._cache:
-            self._cache[key] = (spec, hashlib.sha256(self.canonical(spec).encode()).hexdigest()[:16])
+            self._cache[key] = (spec, digests.short(self.canonical(spec)))
         return self._cache[key][1]
 
     @property
@@ -548,7 +548,7 @@ class RunSettings:
 
     def leaf_chunks(self) -> list[tuple[str, ...]]:
         """The leaves of a tree, ``leaves_per_job`` to a job."""
-        leaves = tree_leaves(self.tree.factors)
+        leaves = leaf_names(self.tree.factors)
         k = self.leaves_per_job
         return [tuple(leaves[i : i + k]) for i in range(0, len(leaves), k)]
 
@@ -557,7 +557,7 @@ class RunSettings:
         return len(self.leaf_chunks())
 
     @property
-    def studies(self) -> bool:
+    def has_study(self) -> bool:
         return self.study.archs > 0
 
     def study_chunks(self) -> int:
@@ -570,7 +570,7 @@ class RunSettings:
 
     def holdout_seeds(self) -> tuple[int, ...]:
         """The seeds whose holdout some job reads: the run's, and the study's."""
-        return tuple(sorted({*self.seeds, *((self.study.seed,) if self.studies else ())}))
+        return tuple(sorted({*self.seeds, *((self.study.seed,) if self.has_study else ())}))
 
     # ------------------------------------------------------------------------- each job's spec
 
@@ -583,11 +583,18 @@ class RunSettings:
         return RootSpec(self.run, self.data, self.supernet, self.warmup if self.warms_up else None, seed,
                         {"holdout": self.digest_of(self.holdout_spec(seed))})
 
-    def weights_digest(self, metric: str, seed: int, level: int) -> str:
-        """The digest of the weights a level's nodes are scored with: their own, or the root's."""
+    def level_weights(self, metric: str, seed: int, level: int) -> tuple[str, dict]:
+        """The output a level's nodes are scored with (and its children start from): the level's own
+        weights after warm-up, else the root's; as (kind, identity). Decided here only: the workflow's
+        input functions and the specs' input digests both ask."""
         if self.trains_children(level):
-            return self.digest_of(self.children_spec(metric, seed, level))
-        return self.digest_of(self.root_spec(seed))
+            return "nodes", {"metric": metric, "seed": seed, "level": level}
+        return "root", {"seed": seed}
+
+    def weights_digest(self, metric: str, seed: int, level: int) -> str:
+        """The digest of the spec of :meth:`level_weights`' output."""
+        kind, identity = self.level_weights(metric, seed, level)
+        return self.digest_of(self.spec_for(kind, identity))
 
     def _splits_above(self, metric: str, seed: int, level: int) -> list[str]:
         return [self.digest_of(self.split_spec(metric, seed, lv)) for lv in range(level)]
@@ -618,7 +625,7 @@ class RunSettings:
         inputs = {"holdout": self.digest_of(self.holdout_spec(seed)), "splits": self._splits_above(metric, seed, self.levels)}
         if self.study.transfers:
             inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
-        return LeavesSpec(self.run, self.data, self.supernet, self.leaves, self.evaluation, self.tree.factors, metric,
+        return LeavesSpec(self.run, self.data, self.supernet, self.leaf_training, self.evaluation, self.tree.factors, metric,
                           seed, chunk, self.leaf_chunks()[chunk], self.leaf_start, inputs)
 
     @property
@@ -652,7 +659,7 @@ class RunSettings:
 
     @_memo
     def standalone_spec(self, gt: int, chunk: int) -> StandaloneSpec:
-        train = dataclasses.replace(self.leaves, epochs=self.study.standalone)
+        train = dataclasses.replace(self.leaf_training, epochs=self.study.standalone)
         return StandaloneSpec(self.run, self.data, self.supernet, train, self.evaluation.batch_size, self.study.seed,
                               gt, chunk, self.study.archs_per_job,
                               {"study_set": self.digest_of(self.study_set_spec()),
@@ -660,19 +667,19 @@ class RunSettings:
 
     @_memo
     def pretrain_spec(self, seed: int) -> PretrainSpec:
-        train = dataclasses.replace(self.leaves, epochs=self.study.pretrain)
+        train = dataclasses.replace(self.leaf_training, epochs=self.study.pretrain)
         return PretrainSpec(self.run, self.data, self.supernet, train, seed, {"holdout": self.digest_of(self.holdout_spec(seed))})
 
     def budget_epochs(self, budget: str) -> int:
         """The one-shot baseline's epochs: as many steps as all the leaves of a tree, or as one leaf."""
-        return self.leaves.epochs * (self.leaf_count if budget == "tree" else 1)
+        return self.leaf_training.epochs * (self.leaf_count if budget == "tree" else 1)
 
     @_memo
     def oneshot_spec(self, seed: int, budget: str) -> OneShotSpec:
         inputs = {"holdout": self.digest_of(self.holdout_spec(seed))}
         if self.study.transfers:
             inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
-        train = dataclasses.replace(self.leaves, epochs=self.budget_epochs(budget))
+        train = dataclasses.replace(self.leaf_training, epochs=self.budget_epochs(budget))
         return OneShotSpec(self.run, self.data, self.supernet, train, budget, self.leaf_start, seed, inputs)
 
     @_memo
@@ -708,7 +715,7 @@ class RunSettings:
         chunks = range(self.study_chunks())
         gt = self.study.ground_truth
         protocol = {"protocol": self.study.protocol, "pretrain_epochs": self.study.pretrain if self.study.transfers
-                    else 0, "leaf_epochs": self.leaves.epochs, "leaves": self.leaf_count,
+                    else 0, "leaf_epochs": self.leaf_training.epochs, "leaves": self.leaf_count,
                     "oneshot_epochs": {b: self.budget_epochs(b) for b in BUDGETS}, "ground_truth": gt.source,
                     "standalone_epochs": self.study.standalone, "gt_seeds": self.study.gt_seeds,
                     "benchmark": {"dataset": gt.dataset, "hp": gt.hp, "accuracy": gt.accuracy} if gt.benchmark
@@ -746,7 +753,7 @@ class RunSettings:
         out += [("splits_table", {}), ("split_distance", {}), ("leaves_table", {})]
         if self.study.transfers:
             out += [("pretrained", {"seed": s}) for s in self.seeds]
-        if self.studies:
+        if self.has_study:
             chunks = range(self.study_chunks())
             out.append(("study_set", {}))
             if self.study.ground_truth.benchmark:

@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fewshot_core import artifacts
+from fewshot_core import artifacts, digests
 from fewshot_core.artifacts import record
 from fewshot_core.errors import ArtifactError, DataError
 from fewshot_core.outputs import (
     BENCHMARK_COLUMNS,
     LEAF_COLUMNS,
     OUTPUTS,
-    PAIR_COLUMNS,
     RANKING_COLUMNS,
     SCORE_COLUMNS,
+    SPLIT_COLUMNS,
     STANDALONE_COLUMNS,
     STUDY_COLUMNS,
     SUMMARY_COLUMNS,
@@ -387,10 +387,8 @@ def _chunk(archs: list[str], chunk: int, per_job: int) -> list[str]:
 
 def _evaluated_on(d, images) -> dict:
     """What a study table's accuracies were measured on: the test part, named by a digest of its images."""
-    import hashlib
-
     return {"part": "test", "images": len(images[1]),
-            "digest": hashlib.sha256(d.test_x.numpy().tobytes() + d.test_y.numpy().tobytes()).hexdigest()[:16]}
+            "digest": digests.short([d.test_x.numpy().tobytes(), d.test_y.numpy().tobytes()])}
 
 
 def standalone_result(spec: StandaloneSpec, arch: str, d, train_idx: np.ndarray, images, device,
@@ -675,7 +673,7 @@ def compute_split_distances(spec: TreesSpec, splits: list[Path], out_splits: Pat
         raise ArtifactError(f"expected {len(expected)} split files, got {len(splits)}")
     records = [r for i, (p, ident) in enumerate(zip(splits, expected))
                for r in artifacts.read_splits(p, _expect("splits", spec, "splits", i, **ident))]
-    table = pd.DataFrame([{**r.to_dict(), "edge_name": r.edge_name} for r in records]).drop(columns="candidates")
+    table = pd.DataFrame([{**r.to_dict(), "edge_name": r.edge_name} for r in records])[list(SPLIT_COLUMNS)]
     pairs = pair_table(table)
     inputs = artifacts.inputs_record({"splits": splits})
     artifacts.write_table(table, out_splits, record(OUTPUTS["splits_table"], spec, inputs=inputs))
@@ -684,19 +682,9 @@ def compute_split_distances(spec: TreesSpec, splits: list[Path], out_splits: Pat
     log(summary.to_string(index=False))
 
 
-def read_run_tables(splits: Path, distance: Path, expected: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A run's split table and split-distance table, checked (``expected``: the run and spec digest their
-    records must name; None: the two must be the halves of one job's output)."""
-    table = artifacts.read_table(splits, {"kind": "splits_table", **(expected or {})}, columns=("metric", "seed", "node",
-                                                                                                 "groups"))
-    pairs = artifacts.read_table(distance, {"kind": "split_distance", "run": table.attrs["provenance"]["run"],
-                                            "spec": table.attrs["provenance"]["spec"]}, columns=PAIR_COLUMNS)
-    return table, pairs
-
-
 def draw_figures(spec: FiguresSpec, splits: Path, distance: Path, out_dir: Path, log: Log = _log) -> None:
     """The paper's figures and the ones beyond it, as PNG and PDF."""
-    from fewshot_core.report import draw_all
+    from fewshot_core.report import draw_all, read_run_tables
 
     for f in draw_all(*read_run_tables(splits, distance, {"run": spec.run, "spec": spec.inputs["splits"]}), out_dir):
         log(str(f))
@@ -704,73 +692,10 @@ def draw_figures(spec: FiguresSpec, splits: Path, distance: Path, out_dir: Path,
 
 def draw_ranking(spec: FiguresSpec, ranking: Path, summary: Path, out: Path, log: Log = _log) -> None:
     """The ranking study's figure (PNG, PDF and the study's summary table as CSV)."""
-    from fewshot_core.report import figure_ranking
+    from fewshot_core.report import draw
 
     table = artifacts.read_table(ranking, _expect("ranking", spec, "ranking"), columns=RANKING_COLUMNS)
     means = artifacts.read_table(summary, _expect("study_summary", spec, "ranking"), columns=SUMMARY_COLUMNS)
-    for f in figure_ranking(table, means, out.with_suffix(""), table.attrs["provenance"]["settings"]["protocol"]):
+    for f in draw("ranking", out.parent, ranking=table, summary=means,
+                  protocol=table.attrs["provenance"]["settings"]["protocol"]):
         log(str(f))
-
-
-def devices_of(run_dir: Path) -> Counter:
-    """How many of a run's files were computed on each device, as their records say."""
-    import re
-
-    found: Counter = Counter()
-    for out in OUTPUTS.values():
-        for path in sorted(run_dir.glob(re.sub(r"\{\w+\}", "*", out.template))):
-            try:
-                device = (artifacts.read_record(path, out.format) or {}).get("device")
-            except ArtifactError:
-                continue  # an unreadable file is the start-up check's to report
-            if device:
-                found[device] += 1
-    return found
-
-
-def devices_line(found: Counter) -> str:
-    """One sentence on where a run's files were computed; a run that mixed devices is named as such."""
-    listed = ", ".join(f"{d} ({n} file{'s' * (n != 1)})" for d, n in sorted(found.items()))
-    if len({d.split(":")[0] for d in found}) > 1:
-        return (f"Computed on more than one device: {listed}; results agree across devices to floating-point "
-                "rounding, not bit for bit (docs/design.md §7).")
-    return f"Computed on {listed}." if found else ""
-
-
-def summary(run_dir: Path) -> str:
-    """A finished run's splits and split distances as text, and its ranking study when it has one and it
-    was made from the same trees and leaves; each section says which tables and settings it comes from."""
-    from fewshot_core.report import ranking_text, summary_text
-
-    files = {k: run_dir / OUTPUTS[k].template for k in ("splits_table", "split_distance", "leaves_table", "ranking",
-                                                        "study_summary")}
-    for k in ("splits_table", "split_distance"):
-        if not files[k].exists():
-            raise ArtifactError(f"{files[k]} does not exist: run the workflow (snakemake splits) first")
-    splits, pairs = read_run_tables(files["splits_table"], files["split_distance"])
-    made = splits.attrs["provenance"]
-    trees = sorted({(m, int(s)) for m, s in zip(splits.metric, splits.seed)})
-    text = (f"Run {made['run']!r}: {len(trees)} trees ({len({m for m, _ in trees})} metrics x "
-            f"{len({s for _, s in trees})} seeds), from {files['splits_table'].name} and "
-            f"{files['split_distance'].name} (settings {made['spec']}). {devices_line(devices_of(run_dir))}\n\n"
-            + summary_text(splits, pairs))
-    if not files["ranking"].exists():
-        return text
-    ranking = artifacts.read_table(files["ranking"], {"kind": "ranking", "run": made["run"]}, columns=RANKING_COLUMNS)
-    study = ranking.attrs["provenance"]
-    stale = []
-    if sorted(study.get("made_from", {}).get("splits", [])) != sorted(made["settings"]["inputs"]["splits"]):
-        stale.append(f"its trees' splits are not those of {files['splits_table'].name}")
-    if files["leaves_table"].exists():
-        leaves = artifacts.read_record(files["leaves_table"], "parquet") or {}
-        if sorted(study.get("made_from", {}).get("leaves", [])) != sorted(leaves.get("settings", {}).get(
-                "inputs", {}).get("tables", [])):
-            stale.append(f"its leaves are not those of {files['leaves_table'].name}")
-    if stale:
-        return text + (f"\n\nRanking study: {files['ranking']} is stale ({'; '.join(stale)}): it was made from an "
-                       "earlier run's trees and is not shown. `snakemake study` (with this run's configuration) "
-                       "remakes it.")
-    means = artifacts.read_table(files["study_summary"], {"kind": "study_summary", "run": made["run"],
-                                                          "spec": study["spec"]}, columns=SUMMARY_COLUMNS)
-    return text + (f"\n\nFrom {files['ranking'].name} and {files['study_summary'].name} (settings {study['spec']}), "
-                   "made from the trees above.\n" + ranking_text(ranking, means, study["settings"]["protocol"]))

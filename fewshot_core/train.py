@@ -9,7 +9,6 @@ only when the checkpoint was made by the same settings, seed, supernet, mask, da
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import time
@@ -22,7 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from fewshot_core import artifacts, data
+from fewshot_core import artifacts, data, digests
 from fewshot_core import device as devices
 from fewshot_core.settings import EvalSettings, TrainSettings
 from fewshot_core.space import SearchCell, StandaloneNet, Supernet, architectures
@@ -58,11 +57,8 @@ class Progress:
 
 def state_digest(net: torch.nn.Module) -> str:
     """A hash of every parameter and buffer: names the weights a training run started from."""
-    h = hashlib.sha256()
-    for name, t in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return digests.short(part for name, t in sorted(net.state_dict().items())
+                         for part in (name, t.detach().cpu().contiguous().numpy().tobytes()))
 
 
 def describe(net: Network) -> dict:
@@ -79,7 +75,7 @@ def checkpoint_provenance(net: Network, d: data.ImageData, train_idx: np.ndarray
     return artifacts.provenance(
         "checkpoint", train=asdict(cfg), seed=seed, network=describe(net),
         data={"name": d.name, "input_size": d.input_size,
-              "train_indices": hashlib.sha256(np.asarray(train_idx, dtype=np.int64).tobytes()).hexdigest()[:16]},
+              "train_indices": digests.short(np.asarray(train_idx, dtype=np.int64).tobytes())},
         start_weights=state_digest(net), draws=DRAWS)
 
 

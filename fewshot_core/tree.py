@@ -25,7 +25,7 @@ def tree_levels(factors: Sequence[int]) -> list[list[str]]:
     return levels
 
 
-def leaves(factors: Sequence[int]) -> list[str]:
+def leaf_names(factors: Sequence[int]) -> list[str]:
     """The leaves of a tree with these branching factors, in order."""
     return tree_levels(factors)[-1]
 
@@ -35,11 +35,6 @@ def parent_of(node: str) -> str:
     if node == ROOT or not node.startswith(ROOT):
         raise SplitError(f"{node!r} has no parent")
     return node[:-1]
-
-
-def depth_of(node: str) -> int:
-    """How many splits lie between the root and ``node``."""
-    return len(node) - len(ROOT)
 
 
 def node_rng(seed: int, node: str, purpose: str) -> np.random.Generator:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -22,6 +21,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from fewshot_core import digests
 from fewshot_core.errors import ConfigError
 
 
@@ -134,10 +134,7 @@ def code_hash(function: str, workdir: str | os.PathLike = ".") -> str:
     """A hash of the file that defines ``function`` and of the local modules it imports: editing any of
     them reruns the jobs of that metric."""
     path, _ = source_file(function, workdir)
-    h = hashlib.sha256()
-    for p in local_sources(path):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    return digests.of_sources(local_sources(path))
 
 
 @contextlib.contextmanager

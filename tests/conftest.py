@@ -43,11 +43,18 @@ def start_slurm_test_cluster() -> str | None:
     return None if proc.returncode == 0 else f"the SLURM test cluster did not start: {proc.stderr.strip()[-500:]}"
 
 
+SLURM_CONF = Path("/etc/slurm/slurm.conf")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Once a run has left /etc/slurm/slurm.conf behind, a controller that does not answer costs every
-    Snakemake start 9 s (the SLURM executor plugin asks it, ``scontrol show config``, on import): then
-    start the test cluster before any test, in the main process (not in each xdist worker)."""
-    if not hasattr(config, "workerinput") and Path("/etc/slurm/slurm.conf").exists():
+    """Once this suite's test cluster has left its /etc/slurm/slurm.conf behind, a controller that does not
+    answer costs every Snakemake start 9 s (the SLURM executor plugin asks it, ``scontrol show config``, on
+    import): then, for a run of the whole suite (the SLURM test among it), start the test cluster before any
+    test, in the main process (not in each xdist worker). Another machine's SLURM, or a run of chosen files,
+    is left alone."""
+    whole_suite = not config.args or [Path(a).resolve() for a in config.args] == [ROOT / "tests"]
+    ours = SLURM_CONF.exists() and "ClusterName=fewshot-test" in SLURM_CONF.read_text(errors="replace")
+    if not hasattr(config, "workerinput") and whole_suite and ours:
         start_slurm_test_cluster()
 
 

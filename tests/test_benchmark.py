@@ -2,7 +2,6 @@
 benchmark's own layout: the architecture strings map exactly, the accuracies are those written, a bad
 archive stops the run before any job, and the study runs end to end without standalone training."""
 
-import pickle
 import shutil
 
 import pandas as pd
@@ -114,7 +113,6 @@ def test_pickles_are_read_only_through_the_benchmarks_package():
     from tests.conftest import ROOT
 
     assert "pickle.load" not in (ROOT / "fewshot_core" / "benchmark.py").read_text()
-    assert pickle  # the archive in these tests is written with the package's own pickle_save
 
 
 def test_the_study_against_the_benchmark_runs_end_to_end_without_standalone_training(tmp_path, archive):

@@ -306,4 +306,4 @@ def test_train_images_known_before_any_job_match_the_data():
     from fewshot_core.checks import TRAIN_IMAGES
 
     for name in ("digits", "synthetic"):
-        assert TRAIN_IMAGES[name] == len(data.load(name, input_size=8).train_y)
+        assert TRAIN_IMAGES[name] == len(data.load(name, None, input_size=8).train_y)

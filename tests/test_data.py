@@ -26,7 +26,7 @@ def write_cifar_bin(directory, n_per_file=7, seed=0):
 
 
 def test_digits_is_embedded_resized_and_three_channel():
-    d = data.load("digits", input_size=16)
+    d = data.load("digits", None, input_size=16)
     assert d.train_x.shape[1:] == (3, 16, 16) and d.train_x.dtype == torch.uint8
     assert len(d.train_y) + len(d.test_y) == 1797
     assert set(d.train_y.tolist()) == set(range(10))
@@ -58,7 +58,7 @@ def test_a_damaged_digits_file_is_named(tmp_path):
 
 def test_cifar10_binary_layout_is_parsed_without_pickle(tmp_path):
     records = write_cifar_bin(tmp_path / "cifar-10-batches-bin")
-    d = data.load("cifar10", root=tmp_path)
+    d = data.load("cifar10", root=tmp_path, input_size=32)
     assert d.train_x.shape == (35, 3, 32, 32) and d.test_x.shape == (7, 3, 32, 32)
     first = records["data_batch_1.bin"][0]
     assert d.train_y[0].item() == first[0]
@@ -73,7 +73,7 @@ def test_cifar10_truncated_file_names_the_file(tmp_path):
     raw = (folder / "data_batch_3.bin").read_bytes()
     (folder / "data_batch_3.bin").write_bytes(raw[:-100])
     with pytest.raises(DataError, match=r"data_batch_3\.bin is truncated"):
-        data.load("cifar10", root=tmp_path)
+        data.load("cifar10", root=tmp_path, input_size=32)
 
 
 @pytest.mark.faults
@@ -82,13 +82,13 @@ def test_cifar10_missing_batch_file_names_the_file(tmp_path):
     write_cifar_bin(folder)
     (folder / "data_batch_5.bin").unlink()
     with pytest.raises(DataError, match=r"missing: .*data_batch_5\.bin"):
-        data.load("cifar10", root=tmp_path)
+        data.load("cifar10", root=tmp_path, input_size=32)
 
 
 @pytest.mark.faults
 def test_cifar10_missing_directory_says_what_to_do(tmp_path):
     with pytest.raises(DataError, match=r"not found in .*nowhere.*download"):
-        data.load("cifar10", root=tmp_path / "nowhere")
+        data.load("cifar10", root=tmp_path / "nowhere", input_size=32)
 
 
 @pytest.mark.faults
@@ -99,12 +99,12 @@ def test_cifar10_python_layout_keeps_torchvisions_md5_check(tmp_path):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
         (folder / name).write_bytes(pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [0]}))
     with pytest.raises(DataError, match="MD5"):
-        data.load("cifar10", root=tmp_path)
+        data.load("cifar10", root=tmp_path, input_size=32)
 
 
 def test_unknown_dataset_lists_the_allowed_names():
     with pytest.raises(DataError, match="digits, fashion_mnist, cifar10, synthetic"):
-        data.load("mnist")
+        data.load("mnist", None, 16)
 
 
 def test_split_is_deterministic_disjoint_and_seeded():
@@ -195,7 +195,7 @@ def test_a_damaged_or_missing_fashion_mnist_file_is_one_line_naming_it(tmp_path,
 
 @pytest.mark.skipif(not REAL_FASHION.is_dir(), reason=f"Debian's dataset-fashion-mnist is not installed ({REAL_FASHION})")
 def test_the_real_fashion_mnist_files_where_debian_installs_them():
-    d = data.load("fashion_mnist", input_size=16)
+    d = data.load("fashion_mnist", None, input_size=16)
     assert len(d.train_y) == 60000 and len(d.test_y) == 10000
     assert np.bincount(d.test_y.numpy()).tolist() == [1000] * 10
     assert 0.2 < d.mean[0] < 0.4  # Fashion-MNIST's mean pixel is about 0.286

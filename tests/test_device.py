@@ -47,7 +47,7 @@ def tiny_data(name: str = "synthetic") -> data.ImageData:
 
 @pytest.fixture
 def cfg(defaults):
-    return dataclasses.replace(defaults.leaves, epochs=2, batch_size=16)
+    return dataclasses.replace(defaults.leaf_training, epochs=2, batch_size=16)
 
 
 @pytest.fixture
@@ -331,11 +331,11 @@ def test_tf32_and_bfloat16_only_where_training_asks_for_them(gpu_numerics):
 def test_every_computed_file_names_its_device_and_the_summary_names_a_mixed_run(tiny_run):
     from collections import Counter
 
-    from fewshot_core import stages
+    from fewshot_core import report
 
-    found = stages.devices_of(tiny_run / "results" / "tiny")
+    found = report.devices_of(tiny_run / "results" / "tiny")
     assert set(found) == {"cpu"} and found["cpu"] >= 40  # scores, weights, leaves, study tables
-    assert stages.devices_line(found).startswith("Computed on cpu (")
-    mixed = stages.devices_line(Counter({"cpu": 3, "cuda:0": 2}))
+    assert report.devices_line(found).startswith("Computed on cpu (")
+    mixed = report.devices_line(Counter({"cpu": 3, "cuda:0": 2}))
     assert "more than one device: cpu (3 files), cuda:0 (2 files)" in mixed
-    assert "more than one" not in stages.devices_line(Counter({"cuda:0": 2, "cuda:1": 1}))
+    assert "more than one" not in report.devices_line(Counter({"cuda:0": 2, "cuda:1": 1}))

@@ -244,7 +244,7 @@ def test_sigkill_of_a_scoring_job_leaves_no_output_and_the_rerun_is_identical(tm
 
 def test_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch, defaults):
     d = data.synthetic(n_train=64, n_test=8, input_size=8, seed=0)
-    cfg = dataclasses.replace(defaults.leaves, epochs=3, batch_size=16)
+    cfg = dataclasses.replace(defaults.leaf_training, epochs=3, batch_size=16)
 
     def fresh():
         torch.manual_seed(0)

@@ -11,8 +11,9 @@ import yaml
 
 from fewshot_core import artifacts, freshness
 from fewshot_core.checks import load_settings
+from fewshot_core.digests import of_code as source_digest
 from fewshot_core.errors import ArtifactError
-from fewshot_core.outputs import OUTPUTS, source_digest
+from fewshot_core.outputs import OUTPUTS
 from tests.conftest import ENV, ROOT, edited, load_scenario, run_snakemake, run_snakemake_side_by_side
 
 TINY = load_scenario("tiny")
@@ -208,3 +209,55 @@ def test_the_start_up_lines_name_damaged_files(run_copy):
     out, err = dry_run(run_copy)
     assert "run: 1 file unreadable or without a provenance record (results/tiny/leaves.parquet cannot be read" in err
     assert "rule collect_leaves:" in out
+
+
+# ----------------------------------------------------------------------------- computed code dependencies
+
+
+def test_an_outputs_code_is_what_its_stage_reaches():
+    """Computed from the stage's code: the training-free rankings are seeded from the tree module, the
+    rankings ordered by the catalogue's directions; a stage's local variable named like another stage (the
+    summary) does not bring that stage's modules; a metric's own module is in its scoring spec instead."""
+    from fewshot_core.dependencies import metric_modules
+
+    code = {kind: set(o.code) for kind, o in OUTPUTS.items()}
+    assert {"tree", "metrics", "space"} <= code["zero_cost"]
+    assert {"catalog", "ranking"} <= code["ranking"] and {"catalog", "ranking"} <= code["study_summary"]
+    assert "report" not in code["split_distance"] and "distance" in code["split_distance"]
+    assert "train" in code["leaves"] and "train" not in code["splits"] and "metrics" not in code["leaves"]
+    assert all("stages" in c and not c & metric_modules() for c in code.values())
+
+
+def test_every_module_a_stage_loads_when_it_runs_is_in_its_outputs_record(tiny_run, tmp_path):
+    """Each rule's job of the tiny run run again as its own process (no server), with Python's import log:
+    every package module the stage loaded is in the code its output records (the command-line modules
+    aside, and each metric's own module, which its spec carries). Not covered here: train_children (warm-up
+    only) and read_benchmark (NAS-Bench-201's archive)."""
+    import base64
+    import json
+    import re
+
+    from fewshot_core.dependencies import metric_modules
+    from fewshot_core.launch import SERVER_VARIABLE
+
+    work = tmp_path / "run"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    by_rule = {}
+    for meta in sorted((work / ".snakemake" / "metadata").iterdir()):
+        record = json.loads(meta.read_text())
+        path = base64.b64decode(meta.name).decode()
+        kind = next((k for k, o in OUTPUTS.items() if re.fullmatch(
+            re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(o.template)), path.removeprefix("results/tiny/"))), None)
+        if kind is not None:
+            by_rule.setdefault(record["rule"], (kind, record["shellcmd"]))
+    assert len(by_rule) >= 14, sorted(by_rule)
+    env = {**{k: v for k, v in ENV.items() if k != SERVER_VARIABLE}, "FEWSHOT_NO_SERVER": "1",
+           "PYTHONPROFILEIMPORTTIME": "1"}
+    allowed_extra = {"cli", "launch"} | metric_modules()
+    for rule, (kind, command) in sorted(by_rule.items()):
+        subprocess.run(["bash", "-c", command], cwd=work, env=env, check=True)
+        log = work / re.search(r"> (\S+) 2>&1", command).group(1).strip("'")
+        loaded = {m.removeprefix("fewshot_core.") for m in re.findall(r"\|\s+(fewshot_core\.[\w.]+)\s*$",
+                                                                         log.read_text(), flags=re.M)}
+        missing = loaded - set(OUTPUTS[kind].code) - allowed_extra
+        assert not missing, f"{rule} loaded {sorted(missing)}, which {kind}'s record does not name"

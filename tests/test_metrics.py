@@ -19,7 +19,7 @@ SCALARS = ["gradnorm", "snip", "grasp", "synflow", "jacobcov", "naswot", "ntk", 
 
 
 def digits_batch(n=16, size=16, offset=0):
-    d = data.load("digits", input_size=size)
+    d = data.load("digits", None, input_size=size)
     return data.normalize(d.train_x[offset : offset + n], d), d.train_y[offset : offset + n]
 
 

@@ -100,9 +100,63 @@ def test_the_server_digests_the_code_it_imported_once_for_every_job():
     code = ("import sys, fewshot_core.stages\n"
             "from fewshot_core import outputs\n"
             "outputs.digest_imported_modules()\n"
-            "named = {m for o in outputs.OUTPUTS.values() for m in (*outputs.COMMON_CODE, *o.code)}\n"
+            "named = {m for o in outputs.OUTPUTS.values() for m in o.code}\n"
             "loaded = {m for m in named if 'fewshot_core.' + m in sys.modules}\n"
-            "print(outputs.module_digest.cache_info().currsize, len(loaded), len(named))")
+            "from fewshot_core import digests\n"
+            "print(digests.of_code_cached.cache_info().currsize, len(loaded), len(named))")
     cached, loaded, named = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                                     env=ENV, check=True).stdout.split())
     assert cached == loaded and 0 < loaded < named
+
+
+def test_a_failed_fork_runs_that_job_in_its_own_process_and_a_killed_server_takes_its_jobs(tmp_path, defaults):
+    """A full process table makes the server's fork fail: that job runs in its launcher's process and the
+    server serves the next; and a server killed outright (``kill -9``) leaves no job running."""
+    import contextlib
+    import dataclasses
+    import os
+
+    code = ("import os, sys\n"
+            "from fewshot_core import server\n"
+            "real, calls = os.fork, []\n"
+            "def fork():\n"
+            "    calls.append(1)\n"
+            "    if len(calls) == 1:\n"
+            "        raise BlockingIOError(11, 'Resource temporarily unavailable')\n"
+            "    return real()\n"
+            "os.fork = fork\n"
+            "server.serve(sys.argv[1], int(sys.argv[2]))\n")
+    sock = tmp_path / "server.sock"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(sock), str(os.getpid())], stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    deadline = time.time() + 120
+    while not sock.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    env = {**ENV, SERVER_VARIABLE: str(sock)}
+    holdout = canonical_json(defaults.holdout_spec(0))
+    for name in ("a.json", "b.json"):
+        run = subprocess.run([sys.executable, "-m", "fewshot_core.launch", "make-holdout", "--spec", holdout, "--out",
+                              name], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert run.returncode == 0 and (tmp_path / name).exists(), run.stderr
+    long = dataclasses.replace(defaults.root_spec(0), warmup=dataclasses.replace(defaults.warmup, epochs=500))
+    launcher = subprocess.Popen([sys.executable, "-m", "fewshot_core.launch", "train-root", "--spec",
+                                 canonical_json(long), "--holdout", "a.json", "--checkpoints", "ck", "--out",
+                                 "root.pt", "--device", "cpu"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    while not list(tmp_path.glob("ck/**/*.ckpt")) and time.time() < deadline:
+        time.sleep(0.05)
+    jobs = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(jobs) == 1
+    proc.kill()
+    proc.wait()
+    launcher.wait(timeout=30)
+    assert launcher.returncode != 0 and not (tmp_path / "root.pt").exists()
+    def running(pid: str) -> bool:
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/status") as status:
+            return "zombie" not in status.read().lower()
+        return False
+
+    while running(jobs[0]) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not running(jobs[0]), "the job outlived its server"
+    assert "cannot start a job here (Resource temporarily unavailable)" in proc.stderr.read()

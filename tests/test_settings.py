@@ -10,6 +10,7 @@ import yaml
 from fewshot_core import catalog, metrics, settings
 from fewshot_core.checks import SCHEMA, load_settings
 from fewshot_core.errors import ConfigError
+from tests.conftest import ROOT
 
 MINIMAL = {"run": "t", "seeds": [0], "metrics": {"snip": {}}}
 
@@ -98,8 +99,16 @@ def test_specs_survive_their_json(defaults):
 
 
 def test_defaults_live_in_the_schema(defaults):
-    assert defaults.leaves.optimizer.nesterov is True and defaults.evaluation.bn_batches == 4
-    assert defaults.tree.edge_order == (0, 1, 2) and defaults.metrics["snip"].levels[0].parts[0].batch_size == 64
+    """A configuration that sets nothing gets the schema's values (read from it here, not restated), and no
+    settings class has a default of its own."""
+    props = yaml.safe_load(SCHEMA.read_text())["properties"]
+    training = props["training"]["properties"]
+    assert defaults.leaf_training.optimizer.nesterov == training["optimizer"]["properties"]["nesterov"]["default"]
+    assert defaults.evaluation.bn_batches == training["leaves"]["properties"]["bn_batches"]["default"]
+    assert list(defaults.tree.edge_order) == props["tree"]["properties"]["edge_order"]["default"]
+    assert defaults.metrics["snip"].levels[0].parts[0].batch_size == \
+        props["metrics"]["additionalProperties"]["properties"]["batch_size"]["default"]
+    assert defaults.data.input_size == props["data"]["properties"]["input_size"]["default"]
     assert all(f.default is dataclasses.MISSING for cls in (settings.TrainSettings, settings.OptimizerSettings,
                                                            settings.EvalSettings, settings.DataSettings)
                for f in dataclasses.fields(cls))
@@ -130,3 +139,40 @@ def test_bad_values_are_named(key, value, needle):
     cfg = edited({**MINIMAL, "tree": {"edge_order": [0, 1, 2]}}, key, value)
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         load_settings(cfg)
+
+
+def restated_defaults(config: dict, schema: dict, prefix: str = "") -> list[str]:
+    """Keys of ``config`` whose value is the schema's default (or a metric's setting its catalogue default)."""
+    from fewshot_core.catalog import CATALOG
+
+    found = []
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        sub = schema.get("properties", {}).get(key)
+        if sub is None and isinstance(schema.get("additionalProperties"), dict):
+            sub = schema["additionalProperties"]
+        if sub is None:
+            continue
+        if "default" in sub and value == sub["default"]:
+            found.append(path)
+        elif isinstance(value, dict) and sub.get("type") == "object":
+            found += restated_defaults(value, sub, path + ".")
+        if prefix == "metrics." and key == "settings" and isinstance(value, dict):
+            metric = path.split(".")[1]
+            defaults = {k: s.default for k, s in CATALOG[metric].settings.items()} if metric in CATALOG else {}
+            found += [f"{path}.{k}" for k, v in value.items() if k in defaults and v == defaults[k]]
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").rglob("*.yaml")), ids=lambda p: p.name)
+def test_no_shipped_configuration_restates_a_default(path):
+    """Defaults live in the schema (and the catalogue, for a metric's settings): a configuration says what it
+    changes, so that a default changed once reaches every configuration that does not choose otherwise."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    config = yaml.safe_load(path.read_text())
+    metrics = config.get("metrics", {})
+    found = restated_defaults({k: v for k, v in config.items() if k != "metrics"}, schema)
+    for name, entry in (metrics or {}).items():
+        found += restated_defaults({name: entry}, {"properties": {name: schema["properties"]["metrics"][
+            "additionalProperties"]}}, "metrics.")
+    assert not found, f"{path.name} restates defaults: {found}"

@@ -171,7 +171,7 @@ def test_every_accuracy_of_the_study_is_measured_on_the_test_images(tiny_run):
     from fewshot_core import data
 
     run = tiny_run / "results" / "tiny"
-    d = data.load("digits", input_size=8)
+    d = data.load("digits", None, input_size=8)
     want = {"part": "test", "images": len(d.test_y),
             "digest": hashlib.sha256(d.test_x.numpy().tobytes() + d.test_y.numpy().tobytes()).hexdigest()[:16]}
     tables = [*(run / "study").glob("standalone_*.parquet"), *(run / "study").glob("oneshot_*.parquet"),
@@ -215,7 +215,7 @@ def test_training_takes_the_steps_its_budget_says(defaults):
     from fewshot_core.train import train, training_steps
 
     d = data.synthetic(n_train=100, n_test=4, input_size=8)
-    cfg = dataclasses.replace(defaults.leaves, epochs=3, batch_size=32)
+    cfg = dataclasses.replace(defaults.leaf_training, epochs=3, batch_size=32)
     torch.manual_seed(0)
     history = train(Supernet(C=4, N=1, input_size=8), d, np.arange(100), cfg, 0)
     assert sum(h["steps"] for h in history) == training_steps(cfg, 100) == 3 * 4

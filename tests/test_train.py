@@ -23,7 +23,7 @@ SHAPE = dict(C=4, N=1, input_size=8)
 @pytest.fixture
 def cfg(defaults):
     """Leaf training settings from the schema's defaults, three epochs of batch 16."""
-    return dataclasses.replace(defaults.leaves, epochs=3, batch_size=16)
+    return dataclasses.replace(defaults.leaf_training, epochs=3, batch_size=16)
 
 
 def tiny_data():
@@ -167,7 +167,7 @@ def train_leaves_cmd(tmp_path, defaults, out_dir, epochs=6):
                         canonical_json(holdout_spec), "--out", str(holdout)], check=True, capture_output=True)
     spec = dataclasses.replace(
         defaults.leaves_spec("snip", 0, 0), data=data_settings, supernet=dataclasses.replace(defaults.supernet, C=4),
-        train=dataclasses.replace(defaults.leaves, epochs=epochs, batch_size=32), factors=(), leaves=("r",),
+        train=dataclasses.replace(defaults.leaf_training, epochs=epochs, batch_size=32), factors=(), leaves=("r",),
         evaluation=dataclasses.replace(defaults.evaluation, archs=3), start="init",
         inputs={"holdout": digest(holdout_spec), "splits": []})
     return [sys.executable, "-m", "fewshot_core.cli", "train-leaves", "--spec", canonical_json(spec),

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from fewshot_core import artifacts
+from fewshot_core.outputs import BENCHMARK, CHECKPOINTS, FIGURES, LOG, OUTPUTS
 from tests.conftest import ROOT
 
 TABLES = ("splits.parquet", "split_distance.parquet", "leaves.parquet")
@@ -26,11 +27,43 @@ def test_tiny_run_writes_every_output(tiny_run):
     weights = artifacts.load_weights(run / "snip" / "seed0" / "leaves" / "chunk0.pt",
                                      {"kind": "leaf_weights", "metric": "snip", "seed": 0})
     assert sorted(weights["nodes"]) == ["r00", "r01", "r10", "r11"]
-    for name in ("fig1_split_distance", "fig2_split_distance_by_level", "between_metrics", "trees"):
-        assert (run / "figures" / f"{name}.png").stat().st_size > 10_000
-        assert (run / "figures" / f"{name}.pdf").exists()
+    for figure in FIGURES.values():
+        png, *others = map(Path, figure.files(run))
+        assert png.stat().st_size > 10_000 and all(p.exists() for p in others), figure.name
     assert not list(run.rglob("*.tmp"))
     assert not [p for p in (run / "checkpoints").rglob("*") if p.is_file()]  # deleted when their jobs ended
+
+
+def test_every_file_of_the_tiny_run_is_in_the_catalogue_with_its_columns(tiny_run):
+    """fewshot_core/outputs.py describes every file a run writes: each output (a table's columns in their
+    order, a JSON file's keys), each figure's PNG, PDF and CSV, the logs and the job records."""
+    import json
+    import re
+
+    import pyarrow.parquet as pq
+
+    run = tiny_run / "results" / "tiny"
+
+    def pattern(template: str, part: str = "[^/]+") -> str:
+        return re.sub(r"\\\{\w+\\\}", part, re.escape(template))
+
+    kinds = [(o, pattern(o.template)) for o in OUTPUTS.values()]
+    figures = {Path(p).relative_to(run).as_posix() for f in FIGURES.values() for p in f.files(run)}
+    other = [pattern(t, ".+") for t in (LOG, BENCHMARK, *(f"checkpoints/{c}" for c in CHECKPOINTS.values()))]
+    seen = set()
+    for path in sorted(p for p in run.rglob("*") if p.is_file()):
+        rel = path.relative_to(run).as_posix()
+        output = next((o for o, regex in kinds if re.fullmatch(regex, rel)), None)
+        if output is not None:
+            seen.add(output.kind)
+            if output.format == "parquet" and output.columns:
+                assert tuple(pq.read_schema(path).names) == output.columns, rel
+            elif output.format == "json":
+                assert set(json.loads(path.read_text())) == {"provenance", *output.columns}, rel
+            continue
+        assert rel in figures or any(re.fullmatch(regex, rel) for regex in other), f"{rel} is in no catalogue"
+    assert seen == set(OUTPUTS) - {"nodes", "benchmark"}  # warm-up and NAS-Bench-201 only
+    assert figures <= {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
 
 
 def independent_distance(a, b):
@@ -226,10 +259,6 @@ def test_a_change_gives_the_tables_of_a_fresh_run(warm_run, tmp_path, scenario, 
 # ----------------------------------------------------------------------------- the report
 
 
-FIGURES = {"Split distance": ["fig1_split_distance.png", "fig2_split_distance_by_level.png"],
-           "Beyond the paper": ["between_metrics.png", "trees.png"]}
-
-
 def test_report_is_self_contained_and_renders(tiny_run, scenario, snakemake):
     """Open the report in headless Chromium with the network refused; every figure must display."""
     report = tiny_run / "report.html"
@@ -253,10 +282,10 @@ def test_report_is_self_contained_and_renders(tiny_run, scenario, snakemake):
 
         page.route("**/*", refuse)
         page.goto(report.as_uri())
-        for category, files in FIGURES.items():
-            for name in files:
-                page.get_by_role("link", name=category).click()
-                page.locator("tr", has_text=name).locator("a").first.click()
+        for figure in FIGURES.values():
+            if figure.rule == "draw_figures":
+                page.get_by_role("link", name=figure.category).click()
+                page.locator("tr", has_text=f"{figure.name}.png").locator("a").first.click()
                 page.wait_for_function(
                     "() => [...document.images].some(i => i.src.startsWith('data:image/png') && i.naturalWidth > 500)",
                     timeout=20_000)

@@ -5,7 +5,7 @@ import sys
 
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.cli import DEVICE_VARIABLE
-from fewshot_core.outputs import BENCHMARK, FIGURE, LOG, OUTPUTS
+from fewshot_core.outputs import BENCHMARK, LOG, OUTPUTS, figures_of
 from fewshot_core.settings import BUDGETS
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
@@ -48,10 +48,6 @@ def out(kind, **wildcards):
     return OUTPUTS[kind].path(RUN, **wildcards)
 
 
-def figure(name, ext="png"):
-    return f"{RUN}/{FIGURE.format(name=name, ext=ext)}"
-
-
 def log_file(rule, name):
     return f"{RUN}/{LOG.format(rule=rule, name=name)}"
 
@@ -67,10 +63,9 @@ CHECKPOINTS = f"{RUN}/checkpoints"
 
 
 def level_weights(metric, seed, level):
-    """The weights a level's nodes are scored with: their own after warm-up, else the root's."""
-    if SETTINGS.trains_children(int(level)):
-        return out("nodes", metric=metric, seed=seed, level=level)
-    return out("root", seed=seed)
+    """The weights a level's nodes are scored with (fewshot_core/settings.py decides which)."""
+    kind, identity = SETTINGS.level_weights(metric, int(seed), int(level))
+    return out(kind, **identity)
 
 
 def get_scoring_weights(wildcards):
@@ -131,19 +126,26 @@ def all_of(kind):
 
 def study_targets():
     """The ranking study's table and figure, when the configuration asks for a study."""
-    if not SETTINGS.studies:
+    if not SETTINGS.has_study:
         return []
-    return [out("ranking"), out("study_summary"), figure("ranking")]
+    return [
+        out("ranking"),
+        out("study_summary"),
+        *figures_of("draw_ranking")[0].files(RUN)[:1],
+    ]
 
 
-FIGURES = {
-    "fig1_split_distance": ("Split distance", "fig1.rst"),
-    "fig2_split_distance_by_level": ("Split distance", "fig2.rst"),
-    "between_metrics": ("Beyond the paper", "between.rst"),
-    "trees": ("Beyond the paper", "trees.rst"),
-}
-# The figures whose plotted values are written beside them (one row per split).
-PLOTTED_DATA = ["fig1_split_distance", "fig2_split_distance_by_level"]
+def figure_pngs(rule):
+    """(PNG, caption, report category) of each figure the named rule draws, from fewshot_core/outputs.py."""
+    return [
+        (f.files(RUN)[0], f"../report/{f.caption}", f.category)
+        for f in figures_of(rule)
+    ]
+
+
+def figure_extras(rule):
+    """The figures' other files (PDF, and the plotted values' CSV where there is one)."""
+    return [path for f in figures_of(rule) for path in f.files(RUN)[1:]]
 
 
 # ---------------------------------------------------------------- parameters
@@ -181,14 +183,7 @@ def force_stale(findings, settings, target_rules):
     files = []
     for t in settings.targets or ["all"]:
         files += target_rules.get(t, [t])
-    kinds = {
-        (
-            ("study_summary" if "ranking" in f else "split_distance")
-            if f.startswith(f"{RUN}/figures/")
-            else match(f, RUN)
-        )
-        for f in files
-    }
+    kinds = {match(f, RUN) for f in files}
     needed = set(OUTPUTS) if None in kinds else upstream(kinds)
     stale = freshness.rerun(findings, SETTINGS.rerun_on_code_change)
     forced = {f.path for f in stale if f.kind in needed}

@@ -30,11 +30,10 @@ rule draw_figures:
         distance=out("split_distance"),
     output:
         [
-            report(figure(name), caption=f"../report/{caption}", category=category)
-            for name, (category, caption) in FIGURES.items()
+            report(png, caption=caption, category=category)
+            for png, caption, category in figure_pngs("draw_figures")
         ],
-        [figure(name, "pdf") for name in FIGURES],
-        [figure(name, "csv") for name in PLOTTED_DATA],
+        figure_extras("draw_figures"),
     log:
         log_file("draw_figures", "run"),
     benchmark:

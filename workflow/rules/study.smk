@@ -231,13 +231,11 @@ rule draw_ranking:
         ranking=out("ranking"),
         summary=out("study_summary"),
     output:
-        png=report(
-            figure("ranking"),
-            caption="../report/ranking.rst",
-            category="Ranking study",
-        ),
-        pdf=figure("ranking", "pdf"),
-        csv=figure("ranking", "csv"),
+        png=[
+            report(png, caption=caption, category=category)
+            for png, caption, category in figure_pngs("draw_ranking")
+        ],
+        extras=figure_extras("draw_ranking"),
     log:
         log_file("draw_ranking", "run"),
     benchmark:

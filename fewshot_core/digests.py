@@ -1,0 +1,62 @@
+"""The project's digests: one hash, one length, one policy for code.
+
+A digest names what made a file (a spec, an input file, a module's code, the weights a run started from)
+in its provenance record: SHA-256, its first 16 hex digits. Code is digested as parsed, docstrings, comments
+and layout left out, so that a change of prose reruns nothing; the package's modules, the catalogue's metric
+sources and a user's metric files alike. Torch-free: the workflow imports it while it parses.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+LENGTH = 16
+
+
+def short(parts: bytes | str | Iterable[bytes | str]) -> str:
+    """The digest of some bytes or text, or of a sequence of them taken in order."""
+    h = hashlib.sha256()
+    for part in (parts,) if isinstance(parts, (bytes, str)) else parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+    return h.hexdigest()[:LENGTH]
+
+
+def of_file(path: str | Path) -> str:
+    """The digest of a file's bytes, read in blocks."""
+    with open(path, "rb") as fh:
+        return short(iter(lambda: fh.read(1 << 20), b""))
+
+
+class _NoDocstrings(ast.NodeTransformer):
+    """Drops docstrings, so that a module's digest changes with its code, not with its prose."""
+
+    def _strip(self, node):
+        self.generic_visit(node)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+        return node
+
+    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
+
+
+def of_code(path: Path) -> str:
+    """The digest of a Python file's code: comments, docstrings and layout do not count."""
+    tree = _NoDocstrings().visit(ast.parse(path.read_text(), filename=str(path)))
+    return short(ast.dump(tree))
+
+
+@cache
+def of_code_cached(path: Path) -> str:
+    """:func:`of_code`, once per process (the package's own modules, which a run does not edit under a job)."""
+    return of_code(path)
+
+
+def of_sources(paths: Iterable[Path]) -> str:
+    """The digest of several files' code, in the order given."""
+    return short(of_code(p) for p in paths)

@@ -1,0 +1,90 @@
+"""Each stage's interface agrees wherever it is stated, checked in a second without running anything: the
+rule (its named inputs and outputs, its shell command), the command line (``cli.STAGES``), the stage
+function's parameters, the catalogue's rule for each output, and the names of the inputs its spec records."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import pytest
+
+from fewshot_core import cli
+from fewshot_core.checks import load_settings
+from fewshot_core.outputs import FIGURES, OUTPUTS
+from tests.conftest import ROOT, load_scenario
+
+NOT_FILES = {"spec", "log", "device"}  # a stage's parameters that are no file: its settings, its log, its device
+
+
+def rules() -> dict[str, dict]:
+    """Every rule of workflow/rules/*.smk: its named inputs and outputs, and its shell command."""
+    found = {}
+    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
+            name = re.match(r"rule (\w+):", block).group(1)
+            sections = dict(re.findall(r"^    (\w+):\n((?:^(?:        .*|\s*)\n)*)", block, flags=re.M))
+            named = {s: set(re.findall(r"^        (\w+)=", sections.get(s, ""), flags=re.M)) for s in ("input", "output")}
+            shell = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', sections.get("shell", "")))
+            found[name] = {**named, "shell": shell}
+    return found
+
+
+RULES = rules()
+FEWSHOT = {rule: r for rule, r in RULES.items() if re.search(r"\bfewshot [\w-]+", r["shell"])}
+
+
+def command(rule: str) -> str:
+    return re.search(r"\bfewshot ([\w-]+)", RULES[rule]["shell"]).group(1)
+
+
+def flags(rule: str) -> dict[str, str]:
+    """``{--flag: what the rule passes}`` of its shell command."""
+    return dict(re.findall(r"(--[\w-]+) \{([\w.\[\]]+)(?::q)?\}", RULES[rule]["shell"]))
+
+
+def test_the_rules_were_read():
+    assert len(FEWSHOT) >= 17 and {"score_edges", "train_leaves", "rank_study", "draw_figures"} <= set(FEWSHOT)
+
+
+@pytest.mark.parametrize("rule", sorted(FEWSHOT))
+def test_a_rules_command_is_its_stage_with_the_stages_own_flags(rule):
+    spec_class, stage, paths = cli.STAGES[command(rule)]
+    assert stage.__name__ == rule, "a rule runs the stage of its own name"
+    cli_flags = {flag.rstrip("*?") for flag, _ in paths}
+    params = set(inspect.signature(stage).parameters) - {"log"}
+    assert {f.lstrip("-").replace("-", "_") for f in cli_flags} | {"spec"} == params
+    given = flags(rule)
+    optional = {flag.rstrip("*?") for flag, _ in paths if flag.endswith(("?", "*"))} | {"--device"}
+    assert set(given) - {"--spec"} <= cli_flags, "the rule passes a flag the command does not take"
+    assert cli_flags - optional <= set(given), "the rule leaves out a flag the command needs"
+    for flag, what in given.items():
+        part, _, name = what.partition(".")
+        if part in ("input", "output"):
+            assert name in RULES[rule][part] or name == "", f"{flag} takes {what}, which the rule does not name"
+
+
+@pytest.mark.parametrize("rule", sorted(FEWSHOT))
+def test_every_input_a_spec_records_is_a_file_the_stage_reads(rule):
+    """The spec's ``inputs`` name the digests of the files the stage is given (no more, no fewer named ones)."""
+    settings = load_settings({**load_scenario("tiny"), "training": {"warmup": {"epochs": 1}}})
+    made = [o for o in OUTPUTS.values() if o.rule == rule] or [f for f in FIGURES.values() if f.rule == rule]
+    if not made:
+        pytest.skip(f"{rule} makes no catalogued output")
+    kind = made[0]
+    if kind in FIGURES.values():
+        spec = getattr(settings, {"draw_figures": "figures_spec", "draw_ranking": "ranking_figure_spec"}[rule])()
+    else:
+        identity = {"metric": "snip", "seed": 0, "level": 1, "chunk": 0, "gt": 0, "budget": "tree", "proxy": "snip"}
+        spec = settings.spec_for(kind.kind, {k: identity[k] for k in kind.identity})
+    stage = cli.STAGES[command(rule)][1]
+    files = set(inspect.signature(stage).parameters) - NOT_FILES
+    recorded = set(getattr(spec, "inputs", {}))
+    assert recorded <= files, f"{rule}'s spec records inputs the stage is not given: {recorded - files}"
+
+
+def test_every_catalogued_output_is_made_by_a_rule_that_writes_it():
+    for o in OUTPUTS.values():
+        assert o.rule in RULES, o.kind
+    for f in FIGURES.values():
+        assert f.rule in RULES and (ROOT / "workflow" / "report" / f.caption).is_file(), f.name
