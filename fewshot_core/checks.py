@@ -22,13 +22,13 @@ import yaml
 from fewshot_core import user_metrics
 from fewshot_core.catalog import CATALOG
 from fewshot_core.errors import ConfigError, SplitError
+from fewshot_core.plan import RunSettings
 from fewshot_core.settings import (
     DataSettings,
     EvalSettings,
     GroundTruthSettings,
     MetricSettings,
     OptimizerSettings,
-    RunSettings,
     Scorer,
     StudySettings,
     SupernetSettings,

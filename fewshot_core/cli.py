@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fewshot_core import settings, stages
+from fewshot_core import settings, specs, stages
 from fewshot_core.errors import ArtifactError, ConfigError, DataError, MaskError, MetricError, SplitError
 
 #: The device a job runs on, set by the workflow: a result-neutral setting, so no rule's parameter.
@@ -25,66 +25,66 @@ USER_ERRORS = (ArtifactError, ConfigError, DataError, MaskError, MetricError, Sp
 
 # name: (spec class, the stage, its path options (flag, help; "*" after a flag: several paths, "?": optional))
 STAGES: dict[str, tuple[type, Callable, list[tuple[str, str]]]] = {
-    "make-holdout": (settings.HoldoutSpec, stages.make_holdout, [("--out", "the holdout JSON")]),
-    "train-root": (settings.RootSpec, stages.train_root, [
+    "make-holdout": (specs.HoldoutSpec, stages.make_holdout, [("--out", "the holdout JSON")]),
+    "train-root": (specs.RootSpec, stages.train_root, [
         ("--holdout", "the seed's holdout JSON"), ("--out", "the root weights"),
         ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
-    "score-edges": (settings.ScoreSpec, stages.score_edges, [
+    "score-edges": (specs.ScoreSpec, stages.score_edges, [
         ("--holdout", "the seed's holdout JSON"), ("--weights", "the root's or the level's node weights"),
         ("--previous*", "split files of the levels above"), ("--out", "the scores table"),
         ("--device", "auto, cpu or cuda[:i]")]),
-    "split-nodes": (settings.SplitSpec, stages.split_nodes, [
+    "split-nodes": (specs.SplitSpec, stages.split_nodes, [
         ("--scores", "the level's scores table"), ("--previous*", "split files of the levels above"),
         ("--out", "the level's split file")]),
-    "train-children": (settings.ChildrenSpec, stages.train_children, [
+    "train-children": (specs.ChildrenSpec, stages.train_children, [
         ("--holdout", "the seed's holdout JSON"), ("--parent-weights", "the level above's weights"),
         ("--splits*", "split files of the levels above"), ("--out", "the level's node weights"),
         ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
-    "train-leaves": (settings.LeavesSpec, stages.train_leaves, [
+    "train-leaves": (specs.LeavesSpec, stages.train_leaves, [
         ("--holdout", "the seed's holdout JSON"), ("--splits*", "every level's split file"),
         ("--pretrained?", "the seed's pretrained one-shot supernet (protocol transfer)"),
         ("--out-table", "the evaluated architectures"), ("--out-weights", "the trained leaves' weights"),
         ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
-    "pretrain-oneshot": (settings.PretrainSpec, stages.pretrain_oneshot, [
+    "pretrain-oneshot": (specs.PretrainSpec, stages.pretrain_oneshot, [
         ("--holdout", "the seed's holdout JSON"), ("--out", "the pretrained one-shot supernet"),
         ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
-    "sample-study-set": (settings.StudySetSpec, stages.sample_study_set, [("--out", "the study set JSON")]),
-    "train-standalone": (settings.StandaloneSpec, stages.train_standalone, [
+    "sample-study-set": (specs.StudySetSpec, stages.sample_study_set, [("--out", "the study set JSON")]),
+    "train-standalone": (specs.StandaloneSpec, stages.train_standalone, [
         ("--study-set", "the study set JSON"), ("--holdout", "the study seed's holdout JSON"),
         ("--out", "the chunk's ground-truth table"), ("--checkpoints", "folder of in-progress checkpoints"),
         ("--device", "auto, cpu or cuda[:i]")]),
-    "train-oneshot": (settings.OneShotSpec, stages.train_oneshot, [
+    "train-oneshot": (specs.OneShotSpec, stages.train_oneshot, [
         ("--holdout", "the seed's holdout JSON"), ("--pretrained?", "the seed's pretrained one-shot supernet"),
         ("--out", "the one-shot baseline's weights"), ("--checkpoints", "folder of in-progress checkpoints"),
         ("--device", "auto, cpu or cuda[:i]")]),
-    "evaluate-study": (settings.StudyEvalSpec, stages.evaluate_study, [
+    "evaluate-study": (specs.StudyEvalSpec, stages.evaluate_study, [
         ("--study-set", "the study set JSON"), ("--holdout", "the seed's holdout JSON"),
         ("--splits*", "every level's split file of the tree"), ("--leaf-weights*", "the tree's leaf weights, by chunk"),
         ("--out", "the tree's study table"), ("--device", "auto, cpu or cuda[:i]")]),
-    "evaluate-oneshot": (settings.OneShotEvalSpec, stages.evaluate_oneshot, [
+    "evaluate-oneshot": (specs.OneShotEvalSpec, stages.evaluate_oneshot, [
         ("--study-set", "the study set JSON"), ("--holdout", "the seed's holdout JSON"),
         ("--oneshot", "the one-shot baseline's weights"), ("--out", "its study table"),
         ("--device", "auto, cpu or cuda[:i]")]),
-    "score-study": (settings.ZeroCostSpec, stages.score_study, [
+    "score-study": (specs.ZeroCostSpec, stages.score_study, [
         ("--study-set", "the study set JSON"), ("--holdout", "the study seed's holdout JSON"),
         ("--out", "the training-free scores of a chunk"), ("--device", "auto, cpu or cuda[:i]")]),
-    "read-benchmark": (settings.BenchmarkSpec, stages.read_benchmark, [
+    "read-benchmark": (specs.BenchmarkSpec, stages.read_benchmark, [
         ("--study-set", "the study set JSON"), ("--out", "the study architectures' accuracies in the benchmark")]),
-    "rank-study": (settings.RankingSpec, stages.rank_study, [
+    "rank-study": (specs.RankingSpec, stages.rank_study, [
         ("--truth*", "the benchmark's table, or every ground-truth table in (seed, chunk) order"),
         ("--studies*", "every tree's study table, in (metric, seed, chunk) order"),
         ("--oneshots*", "every one-shot baseline's study table, in (seed, budget, chunk) order"),
         ("--zero-cost*", "every training-free table, in (metric, chunk) order"),
         ("--out", "ranking.parquet"), ("--out-summary", "study_summary.parquet")]),
-    "collect-leaves": (settings.TreesSpec, stages.collect_leaves, [
+    "collect-leaves": (specs.TreesSpec, stages.collect_leaves, [
         ("--tables*", "every leaf table, in (metric, seed, chunk) order"), ("--out", "leaves.parquet")]),
-    "compute-split-distances": (settings.TreesSpec, stages.compute_split_distances, [
+    "compute-split-distances": (specs.TreesSpec, stages.compute_split_distances, [
         ("--splits*", "every split file, in (metric, seed, level) order"), ("--out-splits", "splits.parquet"),
         ("--out-distance", "split_distance.parquet")]),
-    "draw-ranking": (settings.FiguresSpec, stages.draw_ranking, [
+    "draw-ranking": (specs.FiguresSpec, stages.draw_ranking, [
         ("--ranking", "ranking.parquet"), ("--summary", "study_summary.parquet"),
         ("--out", "the figure's PNG (PDF and CSV beside it)")]),
-    "draw-figures": (settings.FiguresSpec, stages.draw_figures, [
+    "draw-figures": (specs.FiguresSpec, stages.draw_figures, [
         ("--splits", "splits.parquet"), ("--distance", "split_distance.parquet"), ("--out-dir", "figures folder")]),
 }
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from fewshot_core import artifacts
 from fewshot_core.errors import ArtifactError
 from fewshot_core.outputs import OUTPUTS, code_version
-from fewshot_core.settings import RunSettings
+from fewshot_core.plan import RunSettings
 
 
 @dataclass

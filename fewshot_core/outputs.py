@@ -3,7 +3,7 @@
 Every file one job hands to another is an :class:`Output`: its path template under
 ``results/<run>/``, its provenance kind (the catalogue's key), its format, its columns (tables) or
 keys (JSON), the wildcards that identify one file (recorded in its provenance and checked by every
-reader), the rule that makes it, the spec of :class:`~fewshot_core.settings.RunSettings` that
+reader), the rule that makes it, the spec of :class:`~fewshot_core.plan.RunSettings` that
 decides its content, and the outputs it is made from; the package modules its content depends on
 (their digest is its code version) are computed from the code of the stage that makes it
 (:mod:`fewshot_core.dependencies`). The Snakefile's path helpers, the writers and readers in

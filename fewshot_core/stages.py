@@ -36,14 +36,13 @@ from fewshot_core.outputs import (
     checkpoint,
 )
 from fewshot_core.ranking import ONESHOT
-from fewshot_core.settings import (
+from fewshot_core.settings import DataSettings, MetricSettings, SupernetSettings
+from fewshot_core.specs import (
     BenchmarkSpec,
     ChildrenSpec,
-    DataSettings,
     FiguresSpec,
     HoldoutSpec,
     LeavesSpec,
-    MetricSettings,
     OneShotEvalSpec,
     OneShotSpec,
     PretrainSpec,
@@ -54,7 +53,6 @@ from fewshot_core.settings import (
     StandaloneSpec,
     StudyEvalSpec,
     StudySetSpec,
-    SupernetSettings,
     TreesSpec,
     ZeroCostSpec,
 )

@@ -7,7 +7,7 @@ import inspect
 import pytest
 import yaml
 
-from fewshot_core import catalog, metrics, settings
+from fewshot_core import catalog, metrics, settings, specs
 from fewshot_core.checks import SCHEMA, load_settings
 from fewshot_core.errors import ConfigError
 from tests.conftest import ROOT
@@ -94,7 +94,7 @@ def test_specs_survive_their_json(defaults):
         text = settings.canonical_json(spec)
         assert settings.spec_from_json(type(spec), text) == spec
     with pytest.raises(ValueError, match="expected int"):
-        settings.spec_from_json(settings.HoldoutSpec, settings.canonical_json(s.holdout_spec(1)).replace(
+        settings.spec_from_json(specs.HoldoutSpec, settings.canonical_json(s.holdout_spec(1)).replace(
             '"seed":1', '"seed":"1"'))
 
 

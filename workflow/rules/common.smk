@@ -6,7 +6,7 @@ import sys
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.cli import DEVICE_VARIABLE
 from fewshot_core.outputs import BENCHMARK, LOG, OUTPUTS, figures_of
-from fewshot_core.settings import BUDGETS
+from fewshot_core.specs import BUDGETS
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
 SETTINGS, filled = load_settings_or_exit(
@@ -63,7 +63,7 @@ CHECKPOINTS = f"{RUN}/checkpoints"
 
 
 def level_weights(metric, seed, level):
-    """The weights a level's nodes are scored with (fewshot_core/settings.py decides which)."""
+    """The weights a level's nodes are scored with (fewshot_core/plan.py decides which)."""
     kind, identity = SETTINGS.level_weights(metric, int(seed), int(level))
     return out(kind, **identity)
 
@@ -167,12 +167,16 @@ def start_check(target_rules):
     one line per group made by other settings or code, and force the jobs that remake the stale files
     the requested targets need (fewshot_core/freshness.py)."""
     from fewshot_core import freshness
+    from fewshot_core.snakemake_hook import HookError, when_the_dag_is_built
 
     findings = freshness.check(SETTINGS)
     if findings:
-        when_the_dag_is_built(
-            lambda settings: force_stale(findings, settings, target_rules)
-        )
+        try:
+            when_the_dag_is_built(
+                workflow, lambda settings: force_stale(findings, settings, target_rules)
+            )
+        except HookError as err:
+            sys.exit(f"Start-up check: {err}. Nothing was run.")
 
 
 def force_stale(findings, settings, target_rules):
@@ -190,25 +194,6 @@ def force_stale(findings, settings, target_rules):
     for line in freshness.report(findings, forced, SETTINGS.rerun_on_code_change):
         print(line, file=sys.stderr)
     settings.forcerun = frozenset({*settings.forcerun, *forced})
-
-
-def when_the_dag_is_built(call):
-    """Call ``call(dag_settings)`` once Snakemake hands the workflow its DAG settings (the targets and
-    ``--forcerun``), which it does only after the Snakefile is parsed: the assignment is intercepted.
-    """
-    if workflow.dag_settings is not None:
-        call(workflow.dag_settings)
-        return
-
-    def assign(self, value):
-        if value is not None:
-            call(value)
-        self.__dict__["_dag_settings"] = value
-
-    class CheckedWorkflow(type(workflow)):
-        dag_settings = property(lambda self: self.__dict__.get("_dag_settings"), assign)
-
-    workflow.__class__ = CheckedWorkflow
 
 
 # ---------------------------------------------------------------- the run's start and end

@@ -1,0 +1,341 @@
+"""The run's plan: its settings, built once from the checked configuration, and what follows from them: the
+outputs the run makes, and the spec of the job that makes each (:mod:`fewshot_core.specs`), each spec's
+canonical JSON and digest computed once. Torch-free: the workflow imports this module while it parses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from fewshot_core import digests
+from fewshot_core.settings import (
+    DataSettings,
+    EvalSettings,
+    MetricSettings,
+    StudySettings,
+    SupernetSettings,
+    TrainSettings,
+    TreeMetric,
+    TreeSettings,
+    canonical_json,
+)
+from fewshot_core.specs import (
+    BUDGETS,
+    BenchmarkSpec,
+    ChildrenSpec,
+    FiguresSpec,
+    HoldoutSpec,
+    LeavesSpec,
+    OneShotEvalSpec,
+    OneShotSpec,
+    PretrainSpec,
+    RankingSpec,
+    RootSpec,
+    ScoreSpec,
+    SplitSpec,
+    StandaloneSpec,
+    StudyEvalSpec,
+    StudySetSpec,
+    TreesSpec,
+    ZeroCostSpec,
+)
+from fewshot_core.tree import leaf_names
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _memo(method):
+    """Cache a spec builder per run settings object: the workflow asks for each spec many times."""
+
+    def cached(self, *args):
+        key = (method.__name__, args)
+        if key not in self._cache:
+            self._cache[key] = method(self, *args)
+        return self._cache[key]
+
+    cached.__name__, cached.__doc__ = method.__name__, method.__doc__
+    return cached
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A whole run, built once from the configuration; its methods give each job's spec.
+
+    ``device``, ``download`` and ``rerun_on_code_change`` decide how a run goes, not what it
+    computes: they are in no spec, so changing them reruns nothing (docs/design.md §7).
+    """
+
+    run: str
+    seeds: tuple[int, ...]
+    data: DataSettings
+    supernet: SupernetSettings
+    device: str
+    download: bool
+    rerun_on_code_change: bool
+    tree: TreeSettings
+    balanced: bool
+    metrics: dict[str, TreeMetric]
+    warmup: TrainSettings
+    leaf_training: TrainSettings
+    evaluation: EvalSettings
+    leaves_per_job: int
+    study: StudySettings
+    proxies: dict[str, MetricSettings]
+    _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def canonical(self, spec) -> str:
+        """:func:`canonical_json` of a spec this object built, computed once: the workflow asks for the
+        same specs (and their digests) many thousand times while it builds the paper's DAG."""
+        key = ("json", id(spec))
+        if key not in self._cache:
+            self._cache[key] = (spec, canonical_json(spec))  # the spec is kept: its id stays its own
+        return self._cache[key][1]
+
+    def digest_of(self, spec) -> str:
+        """:func:`digest` of a spec this object built, computed once."""
+        key = ("digest", id(spec))
+        if key not in self._cache:
+            self._cache[key] = (spec, digests.short(self.canonical(spec)))
+        return self._cache[key][1]
+
+    @property
+    def levels(self) -> int:
+        return len(self.tree.factors)
+
+    @property
+    def warms_up(self) -> bool:
+        return self.warmup.epochs > 0
+
+    def trains_children(self, level: int) -> bool:
+        """Whether the nodes of ``level`` get their own weights (warm-up from their parent's) or are
+        scored with the root's: the inheritance rule, written once."""
+        return self.warms_up and level > 0
+
+    def leaf_chunks(self) -> list[tuple[str, ...]]:
+        """The leaves of a tree, ``leaves_per_job`` to a job."""
+        leaves = leaf_names(self.tree.factors)
+        k = self.leaves_per_job
+        return [tuple(leaves[i : i + k]) for i in range(0, len(leaves), k)]
+
+    @property
+    def chunks(self) -> int:
+        return len(self.leaf_chunks())
+
+    @property
+    def has_study(self) -> bool:
+        return self.study.archs > 0
+
+    def study_chunks(self) -> int:
+        """The study set in jobs of ``study.archs_per_job`` architectures."""
+        return -(-self.study.archs // self.study.archs_per_job)
+
+    @property
+    def leaf_count(self) -> int:
+        return sum(len(c) for c in self.leaf_chunks())
+
+    def holdout_seeds(self) -> tuple[int, ...]:
+        """The seeds whose holdout some job reads: the run's, and the study's."""
+        return tuple(sorted({*self.seeds, *((self.study.seed,) if self.has_study else ())}))
+
+    # ------------------------------------------------------------------------- each job's spec
+
+    @_memo
+    def holdout_spec(self, seed: int) -> HoldoutSpec:
+        return HoldoutSpec(self.run, self.data, seed)
+
+    @_memo
+    def root_spec(self, seed: int) -> RootSpec:
+        return RootSpec(self.run, self.data, self.supernet, self.warmup if self.warms_up else None, seed,
+                        {"holdout": self.digest_of(self.holdout_spec(seed))})
+
+    def level_weights(self, metric: str, seed: int, level: int) -> tuple[str, dict]:
+        """The output a level's nodes are scored with (and its children start from): the level's own
+        weights after warm-up, else the root's; as (kind, identity). Decided here only: the workflow's
+        input functions and the specs' input digests both ask."""
+        if self.trains_children(level):
+            return "nodes", {"metric": metric, "seed": seed, "level": level}
+        return "root", {"seed": seed}
+
+    def weights_digest(self, metric: str, seed: int, level: int) -> str:
+        """The digest of the spec of :meth:`level_weights`' output."""
+        kind, identity = self.level_weights(metric, seed, level)
+        return self.digest_of(self.spec_for(kind, identity))
+
+    def _splits_above(self, metric: str, seed: int, level: int) -> list[str]:
+        return [self.digest_of(self.split_spec(metric, seed, lv)) for lv in range(level)]
+
+    @_memo
+    def score_spec(self, metric: str, seed: int, level: int) -> ScoreSpec:
+        scorer = self.metrics[metric].levels[level]
+        return ScoreSpec(self.run, self.data, self.supernet, metric, scorer, scorer.code_hash(), self.tree,
+                         self.trains_children(level), seed, level,
+                         {"holdout": self.digest_of(self.holdout_spec(seed)), "weights": self.weights_digest(metric, seed, level),
+                          "previous": self._splits_above(metric, seed, level)})
+
+    @_memo
+    def split_spec(self, metric: str, seed: int, level: int) -> SplitSpec:
+        return SplitSpec(self.run, metric, self.metrics[metric].levels[level].kind, self.tree, self.balanced, seed,
+                         level, {"scores": self.digest_of(self.score_spec(metric, seed, level)),
+                                 "previous": self._splits_above(metric, seed, level)})
+
+    @_memo
+    def children_spec(self, metric: str, seed: int, level: int) -> ChildrenSpec:
+        return ChildrenSpec(self.run, self.data, self.supernet, self.warmup, self.tree.factors, metric, seed, level,
+                            {"holdout": self.digest_of(self.holdout_spec(seed)),
+                             "parent_weights": self.weights_digest(metric, seed, level - 1),
+                             "splits": self._splits_above(metric, seed, level)})
+
+    @_memo
+    def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
+        inputs = {"holdout": self.digest_of(self.holdout_spec(seed)), "splits": self._splits_above(metric, seed, self.levels)}
+        if self.study.transfers:
+            inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
+        return LeavesSpec(self.run, self.data, self.supernet, self.leaf_training, self.evaluation, self.tree.factors, metric,
+                          seed, chunk, self.leaf_chunks()[chunk], self.leaf_start, inputs)
+
+    @property
+    def leaf_start(self) -> str:
+        """Where every leaf (and one-shot baseline) starts: the pretrained one-shot supernet, or an init."""
+        return "pretrained" if self.study.transfers else "init"
+
+    def trees(self) -> list[tuple[str, int]]:
+        """Every tree of the run, (metric, seed), in the order of the run's tables."""
+        return [(m, s) for m in self.metrics for s in self.seeds]
+
+    @_memo
+    def distances_spec(self) -> TreesSpec:
+        return TreesSpec(self.run, tuple(self.metrics), self.seeds, self.levels, self.chunks,
+                         {"splits": [self.digest_of(self.split_spec(m, s, lv)) for m, s in self.trees()
+                                     for lv in range(self.levels)]})
+
+    @_memo
+    def collect_spec(self) -> TreesSpec:
+        return TreesSpec(self.run, tuple(self.metrics), self.seeds, self.levels, self.chunks,
+                         {"tables": [self.digest_of(self.leaves_spec(m, s, c)) for m, s in self.trees()
+                                     for c in range(self.chunks)]})
+
+    def figures_spec(self) -> FiguresSpec:
+        d = self.digest_of(self.distances_spec())
+        return FiguresSpec(self.run, {"splits": d, "distance": d})
+
+    @_memo
+    def study_set_spec(self) -> StudySetSpec:
+        return StudySetSpec(self.run, self.study.archs, self.study.seed)
+
+    @_memo
+    def standalone_spec(self, gt: int, chunk: int) -> StandaloneSpec:
+        train = dataclasses.replace(self.leaf_training, epochs=self.study.standalone)
+        return StandaloneSpec(self.run, self.data, self.supernet, train, self.evaluation.batch_size, self.study.seed,
+                              gt, chunk, self.study.archs_per_job,
+                              {"study_set": self.digest_of(self.study_set_spec()),
+                               "holdout": self.digest_of(self.holdout_spec(self.study.seed))})
+
+    @_memo
+    def pretrain_spec(self, seed: int) -> PretrainSpec:
+        train = dataclasses.replace(self.leaf_training, epochs=self.study.pretrain)
+        return PretrainSpec(self.run, self.data, self.supernet, train, seed, {"holdout": self.digest_of(self.holdout_spec(seed))})
+
+    def budget_epochs(self, budget: str) -> int:
+        """The one-shot baseline's epochs: as many steps as all the leaves of a tree, or as one leaf."""
+        return self.leaf_training.epochs * (self.leaf_count if budget == "tree" else 1)
+
+    @_memo
+    def oneshot_spec(self, seed: int, budget: str) -> OneShotSpec:
+        inputs = {"holdout": self.digest_of(self.holdout_spec(seed))}
+        if self.study.transfers:
+            inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
+        train = dataclasses.replace(self.leaf_training, epochs=self.budget_epochs(budget))
+        return OneShotSpec(self.run, self.data, self.supernet, train, budget, self.leaf_start, seed, inputs)
+
+    @_memo
+    def study_eval_spec(self, metric: str, seed: int, chunk: int) -> StudyEvalSpec:
+        return StudyEvalSpec(self.run, self.data, self.evaluation, self.tree.factors, metric, seed, chunk,
+                             self.study.archs_per_job,
+                             {"study_set": self.digest_of(self.study_set_spec()), "holdout": self.digest_of(self.holdout_spec(seed)),
+                              "splits": self._splits_above(metric, seed, self.levels),
+                              "leaf_weights": [self.digest_of(self.leaves_spec(metric, seed, c)) for c in range(self.chunks)]})
+
+    @_memo
+    def oneshot_eval_spec(self, seed: int, budget: str, chunk: int) -> OneShotEvalSpec:
+        return OneShotEvalSpec(self.run, self.data, self.evaluation, seed, budget, chunk, self.study.archs_per_job,
+                               {"study_set": self.digest_of(self.study_set_spec()), "holdout": self.digest_of(self.holdout_spec(seed)),
+                                "oneshot": self.digest_of(self.oneshot_spec(seed, budget))})
+
+    @_memo
+    def benchmark_spec(self) -> BenchmarkSpec:
+        return BenchmarkSpec(self.run, self.study.ground_truth, {"study_set": self.digest_of(self.study_set_spec())})
+
+    @_memo
+    def zero_cost_spec(self, proxy: str, chunk: int) -> ZeroCostSpec:
+        from fewshot_core import catalog, user_metrics
+
+        m = self.proxies[proxy]
+        code = user_metrics.code_hash(m.function) if m.function else catalog.code_hash(m.name)
+        return ZeroCostSpec(self.run, self.data, self.supernet, proxy, m, code, self.study.seed, chunk,
+                            self.study.archs_per_job, {"study_set": self.digest_of(self.study_set_spec()),
+                                                       "holdout": self.digest_of(self.holdout_spec(self.study.seed))})
+
+    @_memo
+    def ranking_spec(self) -> RankingSpec:
+        chunks = range(self.study_chunks())
+        gt = self.study.ground_truth
+        protocol = {"protocol": self.study.protocol, "pretrain_epochs": self.study.pretrain if self.study.transfers
+                    else 0, "leaf_epochs": self.leaf_training.epochs, "leaves": self.leaf_count,
+                    "oneshot_epochs": {b: self.budget_epochs(b) for b in BUDGETS}, "ground_truth": gt.source,
+                    "standalone_epochs": self.study.standalone, "gt_seeds": self.study.gt_seeds,
+                    "benchmark": {"dataset": gt.dataset, "hp": gt.hp, "accuracy": gt.accuracy} if gt.benchmark
+                    else None, "evaluated_on": "test",
+                    "data": {"name": self.data.name, "input_size": self.data.input_size,
+                             "train_images": self.data.train_images, "val_fraction": self.data.val_fraction},
+                    "network": {"C": self.supernet.C, "N": self.supernet.N}}
+        truth = ([self.digest_of(self.benchmark_spec())] if gt.benchmark else
+                 [self.digest_of(self.standalone_spec(g, k)) for g in range(self.study.gt_seeds) for k in chunks])
+        return RankingSpec(self.run, tuple(self.metrics), self.seeds, gt.source, self.study.gt_seeds,
+                           self.study_chunks(), tuple(self.proxies), BUDGETS, self.study.top_k, self.study.bootstrap,
+                           protocol,
+                           {"truth": truth,
+                            "studies": [self.digest_of(self.study_eval_spec(m, s, k)) for m, s in self.trees() for k in chunks],
+                            "oneshots": [self.digest_of(self.oneshot_eval_spec(s, b, k)) for s in self.seeds for b in BUDGETS
+                                         for k in chunks],
+                            "zero_cost": [self.digest_of(self.zero_cost_spec(p, k)) for p in self.proxies for k in chunks]})
+
+    def ranking_figure_spec(self) -> FiguresSpec:
+        return FiguresSpec(self.run, {"ranking": self.digest_of(self.ranking_spec())})
+
+    # ------------------------------------------------------------------------- every output of the run
+
+    def outputs(self) -> list[tuple[str, dict]]:
+        """Every output file the run makes: (kind, identity), in the order the DAG makes them."""
+        out = [("holdout", {"seed": s}) for s in self.holdout_seeds()]
+        out += [("root", {"seed": s}) for s in self.seeds]
+        for m, s in self.trees():
+            for lv in range(self.levels):
+                out += [("scores", dict(metric=m, seed=s, level=lv)), ("splits", dict(metric=m, seed=s, level=lv))]
+                if self.trains_children(lv):
+                    out.append(("nodes", dict(metric=m, seed=s, level=lv)))
+            for c in range(self.chunks):
+                out += [("leaves", dict(metric=m, seed=s, chunk=c)), ("leaf_weights", dict(metric=m, seed=s, chunk=c))]
+        out += [("splits_table", {}), ("split_distance", {}), ("leaves_table", {})]
+        if self.study.transfers:
+            out += [("pretrained", {"seed": s}) for s in self.seeds]
+        if self.has_study:
+            chunks = range(self.study_chunks())
+            out.append(("study_set", {}))
+            if self.study.ground_truth.benchmark:
+                out.append(("benchmark", {}))
+            else:
+                out += [("standalone", {"gt": g, "chunk": k}) for g in range(self.study.gt_seeds) for k in chunks]
+            out += [("oneshot", {"seed": s, "budget": b}) for s in self.seeds for b in BUDGETS]
+            out += [("oneshot_study", {"seed": s, "budget": b, "chunk": k}) for s in self.seeds for b in BUDGETS
+                    for k in chunks]
+            out += [("study", {"metric": m, "seed": s, "chunk": k}) for m, s in self.trees() for k in chunks]
+            out += [("zero_cost", {"proxy": p, "chunk": k}) for p in self.proxies for k in chunks]
+            out += [("ranking", {}), ("study_summary", {})]
+        return out
+
+    def spec_for(self, kind: str, identity: dict):
+        """The spec that makes the output ``kind`` identified by ``identity``."""
+        from fewshot_core.outputs import OUTPUTS
+
+        return getattr(self, OUTPUTS[kind].spec)(*(identity[k] for k in OUTPUTS[kind].identity))
