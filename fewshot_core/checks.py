@@ -273,9 +273,10 @@ def _check_data(data: DataSettings, download: bool, workdir: Path) -> None:
                 "extract the archive into it or set data.download: true")
 
 
-def _fashion_train_images(data: DataSettings, workdir: Path) -> int:
+def _fashion_train_images(data: DataSettings, workdir: Path, download: bool) -> int:
     """The number of Fashion-MNIST training images, from the labels file's header; every file found and
-    its header read (the whole of each is checked by the job that loads it), else the key named."""
+    its header read (the whole of each is checked by the job that loads it), else the key named. Files not
+    there yet that ``data.download`` will fetch count as the official 60,000."""
     from fewshot_core.data import FASHION_FILES, FASHION_ROOT, _fashion_file, read_idx_header
     from fewshot_core.errors import DataError
 
@@ -286,6 +287,8 @@ def _fashion_train_images(data: DataSettings, workdir: Path) -> int:
                 _fashion_file(root, name)
         return read_idx_header(_fashion_file(root, FASHION_FILES["train"][1]), "labels")[0]
     except DataError as err:
+        if download:
+            return TRAIN_IMAGES[data.name]
         raise ConfigError(f"data.root: {err}") from None
 
 
@@ -361,7 +364,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
 
 def _check_sizes(s: RunSettings, config: dict, workdir: str | os.PathLike = ".") -> None:
     """Every count that a job would find too large for the data, rejected before any job."""
-    n = (_fashion_train_images(s.data, Path(workdir)) if s.data.name == "fashion_mnist" and not s.download
+    n = (_fashion_train_images(s.data, Path(workdir), s.download) if s.data.name == "fashion_mnist"
          else TRAIN_IMAGES[s.data.name])
     if s.data.train_images is not None:
         if s.data.train_images > n:

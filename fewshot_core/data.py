@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,42 +143,45 @@ def _read_bytes(path: Path, size: int = -1) -> bytes:
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
             return fh.read(size)
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, zlib.error) as e:  # a bad header: gzip.BadGzipFile (an OSError); bad data: zlib.error
         raise DataError(f"{path}: cannot be read ({e}); {FASHION_HELP}") from None
 
 
-def _idx_shape(path: Path, raw: bytes, kind: str) -> tuple[int, ...]:
-    """The dimensions an IDX header declares, its magic number checked against ``kind``."""
-    magic, dims = IDX_MAGIC[kind], 3 if kind == "images" else 1
-    if raw[:4] != magic or len(raw) < 4 + 4 * dims:
-        raise DataError(f"{path} is not an IDX file of {kind} (magic number {raw[:4].hex() or 'missing'}, expected "
+def _idx_shape(path: Path, raw: bytes, content: str) -> tuple[int, ...]:
+    """The dimensions an IDX header declares, its magic number checked against ``content``."""
+    magic, dims = IDX_MAGIC[content], 3 if content == "images" else 1
+    if raw[:4] != magic:
+        raise DataError(f"{path} is not an IDX file of {content} (magic number {raw[:4].hex() or 'missing'}, expected "
                         f"{magic.hex()}); {FASHION_HELP}")
+    if len(raw) < 4 + 4 * dims:
+        raise DataError(f"{path}: its header ends after {len(raw)} bytes, before its {dims} dimension(s): truncated; "
+                        f"{FASHION_HELP}")
     return tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
 
 
-def read_idx_header(path: Path, kind: str) -> tuple[int, ...]:
+def read_idx_header(path: Path, content: str) -> tuple[int, ...]:
     """The dimensions an IDX file declares, read without its body (the start-up check's image count)."""
-    return _idx_shape(path, _read_bytes(path, 16), kind)
+    return _idx_shape(path, _read_bytes(path, 16), content)
 
 
-def read_idx(path: Path, kind: str) -> np.ndarray:
+def read_idx(path: Path, content: str) -> np.ndarray:
     """One IDX file of Fashion-MNIST (compressed or not): (n, 28, 28) images or (n,) labels in 0-9, as uint8;
     a file of another magic number, shape or size, or a label outside 0-9, is an error naming it."""
     raw = _read_bytes(path)
-    shape = _idx_shape(path, raw, kind)
+    shape = _idx_shape(path, raw, content)
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * len(shape))
-    if (kind == "images" and shape[1:] != (28, 28)) or body.size != int(np.prod(shape)):
-        raise DataError(f"{path}: the header says {kind} of shape {shape}, the file holds {body.size} bytes after it "
+    if (content == "images" and shape[1:] != (28, 28)) or body.size != int(np.prod(shape)):
+        raise DataError(f"{path}: the header says {content} of shape {shape}, the file holds {body.size} bytes after it "
                         f"(Fashion-MNIST's images are 28 x 28): truncated or not Fashion-MNIST; {FASHION_HELP}")
     out = body.reshape(shape)
-    if kind == "labels" and out.size and out.max() > 9:
+    if content == "labels" and out.size and out.max() > 9:
         raise DataError(f"{path}: label {out.max()} outside 0-9; {FASHION_HELP}")
     return out
 
 
 def _fashion_part(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = (read_idx(_fashion_file(root, name), kind)
-                      for name, kind in zip(FASHION_FILES[part], ("images", "labels")))
+    images, labels = (read_idx(_fashion_file(root, name), content)
+                      for name, content in zip(FASHION_FILES[part], ("images", "labels")))
     if len(images) != len(labels) or len(images) == 0:
         raise DataError(f"Fashion-MNIST in {root}: the {part} part has {len(images)} images and {len(labels)} labels; "
                         f"{FASHION_HELP}")
@@ -322,7 +326,7 @@ def split_indices(n: int, val_fraction: float, seed: int, use: int | None = None
         raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
     used = n if use is None else use
     if not 0 < used <= n:
-        raise DataError(f"data.train_images: {use} of the dataset's {n} training images")
+        raise DataError(f"data.train_images: {use} must be between 1 and the dataset's {n} training images")
     n_val = int(round(used * val_fraction))
     if n_val == 0 or n_val == used:
         raise DataError(f"a validation fraction of {val_fraction} of {used} images leaves an empty split")

@@ -69,13 +69,15 @@ def imports(module: str) -> frozenset[str]:
 
 @cache
 def closure(modules: frozenset[str]) -> frozenset[str]:
-    """``modules`` and every package module they import, directly or not."""
+    """``modules`` and every package module they import, directly or not (a submodule's package too:
+    Python runs ``metrics/__init__.py`` before ``metrics/base.py``)."""
     found, todo = set(), list(modules)
     while todo:
         module = todo.pop()
         if module not in found:
             found.add(module)
             todo += imports(module)
+            todo += [module.rsplit(".", 1)[0]] if "." in module else []
     return frozenset(found)
 
 
@@ -107,9 +109,9 @@ def used_by_stage(function: str) -> frozenset[str]:
         local = _local_names(functions[name])
         for node in ast.walk(functions[name]):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                found.update(_named(node).values())
+                found.update(m for m in _named(node).values() if m)
             elif isinstance(node, ast.Name) and node.id not in local:
-                if node.id in names:
+                if node.id in names and names[node.id]:
                     found.add(names[node.id])
                 elif node.id in functions:
                     todo.append(node.id)
@@ -140,5 +142,5 @@ def metric_modules() -> frozenset[str]:
 @cache
 def stage_code(function: str) -> tuple[str, ...]:
     """Every package module the content made by ``stages.<function>`` depends on, sorted."""
-    top_level = frozenset(_stage_scope()[0].values())  # loaded by every stage's process
+    top_level = frozenset(m for m in _stage_scope()[0].values() if m)  # loaded by every stage's process
     return tuple(sorted((closure(used_by_stage(function) | top_level) - metric_modules()) | {STAGES}))

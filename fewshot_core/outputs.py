@@ -131,12 +131,12 @@ OUTPUTS: dict[str, Output] = {o.kind: o for o in _ENTRIES}
 @dataclass(frozen=True)
 class Figure:
     """One figure of a run: ``figures/<name>.png`` and ``.pdf``, and the values it plots as ``.csv`` when
-    ``data``; drawn by ``rule`` from the output ``made_from`` (with its companion) by the function ``draw``
+    ``data``; drawn by ``rule`` from the outputs ``made_from`` by the function ``draw``
     of :mod:`fewshot_core.report`, shown in the report under ``category`` with ``caption``."""
 
     name: str
     rule: str
-    made_from: str
+    made_from: tuple[str, ...]
     draw: str
     category: str
     caption: str  # a file of workflow/report/
@@ -148,16 +148,18 @@ class Figure:
 
 
 FIGURE = "figures/{name}.{ext}"
+RUN_TABLES = ("splits_table", "split_distance")  # what the split figures are drawn from
+STUDY_TABLES = ("ranking", "study_summary")  # what the ranking figure is drawn from
 #: Every figure of a run, by name.
 FIGURES: dict[str, Figure] = {f.name: f for f in [
-    Figure("fig1_split_distance", "draw_figures", "split_distance", "figure_split_distance", "Split distance",
+    Figure("fig1_split_distance", "draw_figures", RUN_TABLES, "figure_split_distance", "Split distance",
            "fig1.rst", data=True),
-    Figure("fig2_split_distance_by_level", "draw_figures", "split_distance", "figure_split_distance_by_level",
+    Figure("fig2_split_distance_by_level", "draw_figures", RUN_TABLES, "figure_split_distance_by_level",
            "Split distance", "fig2.rst", data=True),
-    Figure("between_metrics", "draw_figures", "split_distance", "figure_between_metrics", "Beyond the paper",
+    Figure("between_metrics", "draw_figures", RUN_TABLES, "figure_between_metrics", "Beyond the paper",
            "between.rst"),
-    Figure("trees", "draw_figures", "split_distance", "figure_trees", "Beyond the paper", "trees.rst"),
-    Figure("ranking", "draw_ranking", "study_summary", "figure_ranking", "Ranking study", "ranking.rst", data=True),
+    Figure("trees", "draw_figures", RUN_TABLES, "figure_trees", "Beyond the paper", "trees.rst"),
+    Figure("ranking", "draw_ranking", STUDY_TABLES, "figure_ranking", "Ranking study", "ranking.rst", data=True),
 ]}
 
 
@@ -193,11 +195,18 @@ def upstream(kinds: set[str]) -> set[str]:
     return out
 
 
-def match(path: str, run_dir: str) -> str | None:
-    """The kind of output ``path`` is, or for a figure the kind it is drawn from (None when it is none)."""
+def needed_by(path: str, run_dir: str) -> set[str] | None:
+    """The kinds of output a target needs made: the output ``path`` is, or those a figure is drawn from;
+    None when it is neither."""
     for f in FIGURES.values():
         if path in f.files(run_dir):
-            return f.made_from
+            return set(f.made_from)
+    kind = match(path, run_dir)
+    return None if kind is None else {kind}
+
+
+def match(path: str, run_dir: str) -> str | None:
+    """The kind of output ``path`` is (None when it is none of them)."""
     for o in _ENTRIES:
         pattern = re.escape(o.path(run_dir)).replace(r"\{", "{").replace(r"\}", "}")
         pattern = re.sub(r"{(\w+)}", r"[^/]+", pattern)

@@ -325,12 +325,10 @@ def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -
     start = (f"transfer: each seed's one-shot supernet pretrained {p['pretrain_epochs']} epochs, every leaf inherits "
              f"it and trains {p['leaf_epochs']} more" if p["protocol"] == "transfer"
              else f"scratch: every leaf trains {p['leaf_epochs']} epochs from a fresh initialisation")
-    lines = [f"Ranking study ({int(ranking.archs.iloc[0])} architectures) on {data_caption(p)}. Protocol {start}; "
-             "one-shot baselines: the "
-             f"same start, trained {p['oneshot_epochs']['tree']} epochs (tree: the steps of a tree's {p['leaves']} "
-             f"leaves) or {p['oneshot_epochs']['leaf']} (leaf: one leaf's). Ground truth: {p['gt_seeds']} standalone "
-             f"trainings of {p['standalone_epochs']} epochs per architecture, ranked by their mean. Every accuracy on "
-             "the test part."]
+    lines = [f"Ranking study ({int(ranking.archs.iloc[0])} architectures) on {data_caption(p)}, ranked by their "
+             f"mean. Protocol {start}; one-shot baselines: the same start, trained {p['oneshot_epochs']['tree']} "
+             f"epochs (tree: the steps of a tree's {p['leaves']} leaves) or {p['oneshot_epochs']['leaf']} (leaf: one "
+             "leaf's). Every accuracy the tool measures is on the test part."]
     ceiling = summary[summary.kind == "ceiling"]
     if ceiling.empty:
         lines.append("One ground-truth seed: the ground truth's own agreement (the ceiling) is unknown.")

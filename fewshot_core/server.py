@@ -52,13 +52,13 @@ def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(recv_exactly(conn, length)), fds
 
 
-def _child(request: dict, fds: list[int]) -> None:
+def _child(request: dict, fds: list[int], server: int) -> None:
     """Run the job's command in this forked process, as a fresh ``fewshot`` process would, and exit."""
     code = 1
     try:
-        _end_with_parent()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_DFL)  # not the server's handler, which stops the other jobs
+        _end_with_parent(server)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -88,13 +88,24 @@ def _child(request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
-def _end_with_parent() -> None:
+def _end_with_parent(server: int) -> None:
     """Have the kernel stop this child when the server dies, however it dies (``kill -9`` included), so
-    that no job goes on writing after its run ended (Linux's PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    that no job goes on writing after its run ended (Linux's PR_SET_PDEATHSIG; elsewhere a no-op); a
+    server that died before this took effect ends the child at once."""
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    if os.getppid() != server:
+        os._exit(1)
+
+
+def _launcher_gone(conn: socket.socket) -> bool:
+    """True when a job's launcher closed its connection, or died before reading what the server sent it."""
+    try:
+        return not conn.recv(1)
+    except OSError:  # ECONNRESET: it was killed with the pid unread
+        return True
 
 
 def _alive(pid: int) -> bool:
@@ -160,6 +171,7 @@ def _serve_once(listener: socket.socket, selector: selectors.BaseSelector, child
             served += 1
             sys.stdout.flush()
             sys.stderr.flush()
+            server = os.getpid()
             try:
                 pid = os.fork()
             except OSError as err:
@@ -174,14 +186,14 @@ def _serve_once(listener: socket.socket, selector: selectors.BaseSelector, child
                 for other in children.values():
                     other.close()
                 conn.close()
-                _child(request, fds)
+                _child(request, fds, server)
             for fd in fds:
                 os.close(fd)
             with contextlib.suppress(OSError):
                 conn.sendall(struct.pack("!i", pid))
             children[pid] = conn
             selector.register(conn, selectors.EVENT_READ, pid)
-        elif not key.fileobj.recv(1):  # the launcher is gone: Snakemake stopped the job
+        elif _launcher_gone(key.fileobj):  # Snakemake stopped the job
             selector.unregister(key.fileobj)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(key.data, signal.SIGKILL)

@@ -27,9 +27,12 @@ def when_the_dag_is_built(workflow, call: Callable) -> None:
     import snakemake
 
     major = int(snakemake.__version__.split(".")[0])
-    if major not in CHECKED or not hasattr(workflow, "dag_settings"):
+    if major not in CHECKED:
         raise HookError(f"Snakemake {snakemake.__version__} is not one this workflow's start-up check works with "
                         f"(major versions {CHECKED}); install the version pyproject.toml names")
+    if not hasattr(workflow, "dag_settings"):
+        raise HookError(f"this Snakemake {snakemake.__version__} gives its workflow no dag_settings, which the "
+                        "start-up check needs; install the version pyproject.toml names")
     if workflow.dag_settings is not None:
         call(workflow.dag_settings)
         return

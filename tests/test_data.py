@@ -171,6 +171,8 @@ def test_fashion_mnist_in_torchvisions_layout_is_found(tmp_path):
     ("truncated", ["truncated", "t10k-images-idx3-ubyte"]),
     ("label", ["label 12 outside 0-9", "t10k-labels-idx1-ubyte"]),
     ("gzip", ["cannot be read", "train-images-idx3-ubyte.gz"]),
+    ("gzip data", ["cannot be read", "train-images-idx3-ubyte.gz"]),
+    ("short header", ["header ends after 6 bytes", "t10k-labels-idx1-ubyte"]),
 ])
 def test_a_damaged_or_missing_fashion_mnist_file_is_one_line_naming_it(tmp_path, damage, words):
     write_fashion(tmp_path, compressed=False)
@@ -185,9 +187,17 @@ def test_a_damaged_or_missing_fashion_mnist_file_is_one_line_naming_it(tmp_path,
         images.write_bytes(images.read_bytes()[:-100])
     elif damage == "label":
         labels.write_bytes(labels.read_bytes()[:-1] + bytes([12]))
+    elif damage == "short header":
+        labels.write_bytes(labels.read_bytes()[:6])
     else:
         root = tmp_path / "gz"
-        (root / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 damaged")
+        gz = root / "train-images-idx3-ubyte.gz"
+        if damage == "gzip":
+            gz.write_bytes(b"\x1f\x8b\x08 damaged")
+        else:  # a sound gzip header, then compressed data zlib cannot decode (zlib.error, not an OSError)
+            raw = bytearray(gz.read_bytes())
+            raw[12:52] = b"\xff" * 40
+            gz.write_bytes(bytes(raw))
     with pytest.raises(DataError) as err:
         data.load("fashion_mnist", root=root, input_size=8)
     assert all(w in str(err.value) for w in words) and "\n" not in str(err.value)

@@ -259,5 +259,6 @@ def test_every_module_a_stage_loads_when_it_runs_is_in_its_outputs_record(tiny_r
         log = work / re.search(r"> (\S+) 2>&1", command).group(1).strip("'")
         loaded = {m.removeprefix("fewshot_core.") for m in re.findall(r"\|\s+(fewshot_core\.[\w.]+)\s*$",
                                                                          log.read_text(), flags=re.M)}
+        assert "stages" in loaded, f"no import log from {rule}'s job: {log}"
         missing = loaded - set(OUTPUTS[kind].code) - allowed_extra
         assert not missing, f"{rule} loaded {sorted(missing)}, which {kind}'s record does not name"

@@ -26,7 +26,7 @@ def rules() -> dict[str, dict]:
             sections = dict(re.findall(r"^    (\w+):\n((?:^(?:        .*|\s*)\n)*)", block, flags=re.M))
             named = {s: set(re.findall(r"^        (\w+)=", sections.get(s, ""), flags=re.M)) for s in ("input", "output")}
             shell = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', sections.get("shell", "")))
-            found[name] = {**named, "shell": shell}
+            found[name] = {**named, "shell": shell, "outputs": sections.get("output", "")}
     return found
 
 
@@ -64,9 +64,14 @@ def test_a_rules_command_is_its_stage_with_the_stages_own_flags(rule):
             assert name in RULES[rule][part] or name == "", f"{flag} takes {what}, which the rule does not name"
 
 
+#: Inputs made by the same job as another input: the spec records the digest of that job's spec once.
+COMPANIONS = {"draw_ranking": {"summary"}}
+
+
 @pytest.mark.parametrize("rule", sorted(FEWSHOT))
 def test_every_input_a_spec_records_is_a_file_the_stage_reads(rule):
-    """The spec's ``inputs`` name the digests of the files the stage is given (no more, no fewer named ones)."""
+    """The spec's ``inputs`` name the digests of exactly the files the stage reads (its parameters but its
+    outputs, its checkpoints folder and an input made by the same job as another)."""
     settings = load_settings({**load_scenario("tiny"), "training": {"warmup": {"epochs": 1}}})
     made = [o for o in OUTPUTS.values() if o.rule == rule] or [f for f in FIGURES.values() if f.rule == rule]
     if not made:
@@ -78,13 +83,15 @@ def test_every_input_a_spec_records_is_a_file_the_stage_reads(rule):
         identity = {"metric": "snip", "seed": 0, "level": 1, "chunk": 0, "gt": 0, "budget": "tree", "proxy": "snip"}
         spec = settings.spec_for(kind.kind, {k: identity[k] for k in kind.identity})
     stage = cli.STAGES[command(rule)][1]
-    files = set(inspect.signature(stage).parameters) - NOT_FILES
+    reads = {p for p in inspect.signature(stage).parameters if not p.startswith("out")}
+    reads -= NOT_FILES | {"checkpoints"} | COMPANIONS.get(rule, set())
     recorded = set(getattr(spec, "inputs", {}))
-    assert recorded <= files, f"{rule}'s spec records inputs the stage is not given: {recorded - files}"
+    assert recorded == reads, f"{rule}: the spec records {sorted(recorded)}, the stage reads {sorted(reads)}"
 
 
 def test_every_catalogued_output_is_made_by_a_rule_that_writes_it():
     for o in OUTPUTS.values():
-        assert o.rule in RULES, o.kind
+        assert f'out("{o.kind}")' in RULES[o.rule]["outputs"], f"rule {o.rule} does not write {o.kind}"
     for f in FIGURES.values():
-        assert f.rule in RULES and (ROOT / "workflow" / "report" / f.caption).is_file(), f.name
+        assert f'figure_pngs("{f.rule}")' in RULES[f.rule]["outputs"], f"rule {f.rule} does not draw {f.name}"
+        assert (ROOT / "workflow" / "report" / f.caption).is_file(), f.name

@@ -160,3 +160,24 @@ def test_a_failed_fork_runs_that_job_in_its_own_process_and_a_killed_server_take
         time.sleep(0.1)
     assert not running(jobs[0]), "the job outlived its server"
     assert "cannot start a job here (Resource temporarily unavailable)" in proc.stderr.read()
+
+
+def test_a_launcher_that_died_unread_counts_as_gone_not_as_the_servers_end():
+    """A launcher killed before it read its job's pid resets the connection: the server's read of it raises,
+    which must stop that job alone, not end the server (and with it every other job)."""
+    import socket
+
+    from fewshot_core.server import _launcher_gone
+
+    class Reset:
+        def recv(self, _n):
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    a, b = socket.socketpair()
+    b.close()
+    assert _launcher_gone(Reset()) and _launcher_gone(a)
+    c, d = socket.socketpair()
+    d.sendall(b"x")
+    assert not _launcher_gone(c)
+    for s in (a, c, d):
+        s.close()

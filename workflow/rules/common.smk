@@ -182,13 +182,13 @@ def start_check(target_rules):
 def force_stale(findings, settings, target_rules):
     """Print the start-up lines and add the stale files the requested targets need to ``--forcerun``."""
     from fewshot_core import freshness
-    from fewshot_core.outputs import match, upstream
+    from fewshot_core.outputs import needed_by, upstream
 
     files = []
     for t in settings.targets or ["all"]:
         files += target_rules.get(t, [t])
-    kinds = {match(f, RUN) for f in files}
-    needed = set(OUTPUTS) if None in kinds else upstream(kinds)
+    kinds = [needed_by(f, RUN) for f in files]
+    needed = set(OUTPUTS) if None in kinds else upstream(set().union(*kinds))
     stale = freshness.rerun(findings, SETTINGS.rerun_on_code_change)
     forced = {f.path for f in stale if f.kind in needed}
     for line in freshness.report(findings, forced, SETTINGS.rerun_on_code_change):
