@@ -42,14 +42,21 @@ REMEDY = "delete it and rerun the workflow, which remakes it"
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     """Write ``payload`` to a temporary file beside ``path``, fsync it, then rename it into place.
 
-    The temporary file is removed on any exception, SIGTERM and SIGINT included (the command line
-    turns both into exceptions), so a killed job leaves neither a partial file nor a stray one.
+    The temporary file is created anew (``O_EXCL | O_NOFOLLOW``: never through a link planted at its
+    name) and the rename replaces a link at ``path`` rather than writing through it. It is removed on any
+    exception, SIGTERM and SIGINT included (the command line turns both into exceptions), so a killed job
+    leaves neither a partial file nor a stray one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise ArtifactError(f"{tmp} already exists{' as a symbolic link' if tmp.is_symlink() else ''}: this tool "
+                            "writes only files it creates; remove it and rerun the workflow") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
@@ -286,6 +293,10 @@ def load_checkpoint(path: str | os.PathLike, provenance: dict, log=print) -> dic
         return None
     try:
         state, found = _torch_load(path, "checkpoint", CHECKPOINT_FORMAT)
+        code = found.get("code") if isinstance(found, dict) else None
+        if isinstance(code, dict) and code != provenance.get("code"):
+            changed = sorted(m for m in {*code, *provenance.get("code", {})} if code.get(m) != provenance["code"].get(m))
+            raise ArtifactError(f"{path}: made by other code ({', '.join(f'{m}.py' for m in changed)} changed since)")
         check_provenance(path, found, provenance)
     except ArtifactError as err:
         log(f"discarding checkpoint {path}: {str(err).split('; delete')[0]}")

@@ -22,11 +22,26 @@ SHARED_SOURCES = ("base.py", "__init__.py")
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting of a metric: its default and the Python type a configuration value must have."""
+    """One setting of a metric: its default, the Python type a configuration value must have, and the
+    values the metric can run with (checked before any job)."""
 
     default: float | int | bool
     type: type
     help: str
+    low: float | None = None  # the least value allowed
+    above: bool = False  # ``low`` itself excluded
+    even: bool = False
+    within_input: bool = False  # at most data.input_size: a crop of the images
+
+    def problem(self, value: float | int | bool, input_size: int) -> str | None:
+        """Why the metric cannot run with ``value`` (of the right type), or None."""
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return f"must be {'greater than' if self.above else 'at least'} {self.low:g}"
+        if self.even and value % 2:
+            return "must be even"
+        if self.within_input and value > input_size:
+            return f"must be at most the images' side, data.input_size {input_size}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -55,16 +70,19 @@ _ENTRIES = [
     MetricInfo("gradnorm", "gradnorm", "scalar", "saliency", "saliency"),
     MetricInfo("snip", "snip", "scalar", "saliency", "saliency"),
     MetricInfo("grasp", "grasp", "scalar", "saliency", "saliency",
-               {"temperature": Setting(1.0, float, "softmax temperature of the loss")}),
+               {"temperature": Setting(1.0, float, "softmax temperature of the loss", low=0, above=True)}),
     MetricInfo("synflow", "synflow", "scalar", "saliency", "synflow"),
     MetricInfo("jacobcov", "jacobcov", "scalar", "activation", "mellor",
-               {"k": Setting(1e-5, float, "added to each eigenvalue before the log")}),
+               {"k": Setting(1e-5, float, "added to each eigenvalue before the log", low=0, above=True)}),
     MetricInfo("naswot", "naswot", "scalar", "activation", "mellor"),
     MetricInfo("ntk", "ntk", "scalar", "trainability", "tenas", better="lower"),  # a condition number
     MetricInfo("lr", "lr", "scalar", "expressivity", "tenas", {
-        "crops": Setting(1000, int, "number of random crops fed through the network"),
-        "crop_size": Setting(4, int, "side of each crop in pixels (even: the stages halve it)"),
-        "width": Setting(1, int, "channels of the thin twin the regions are counted on"),
+        # batch norm in training mode needs two crops; a crop below 4 pixels vanishes in the reductions
+        "crops": Setting(1000, int, "number of random crops fed through the network", low=2),
+        "crop_size": Setting(4, int, "side of each crop in pixels (even: the stages halve it)", low=4, even=True,
+                             within_input=True),
+        "width": Setting(1, int, "channels of the thin twin the regions are counted on (0: the network itself)",
+                         low=0),
     }),
     MetricInfo("nparams", "#params", "scalar", "baseline", "baselines"),
     MetricInfo("random", "random", "none", "baseline", "baselines"),
@@ -84,12 +102,6 @@ def display_name(name: str) -> str:
     """The name a figure prints for ``name``: the paper's where it has one; a metric of the user's own,
     a combination or a schedule keeps its name from the configuration."""
     return CATALOG[name].display if name in CATALOG else name
-
-
-def direction(name: str) -> int:
-    """+1 when larger values of ``name`` mark a better architecture, -1 when smaller ones do (``ntk``'s
-    condition number); +1 for a metric of the user's own."""
-    return -1 if name in CATALOG and CATALOG[name].better == "lower" else 1
 
 
 def code_hash(name: str) -> str:

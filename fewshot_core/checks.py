@@ -111,7 +111,7 @@ def _has_type(value, want: type) -> bool:
     return isinstance(value, want)
 
 
-def _builtin(name: str, entry: dict) -> MetricSettings:
+def _builtin(name: str, entry: dict, input_size: int) -> MetricSettings:
     declared = CATALOG[name].settings
     settings = dict(entry["settings"])
     for key, value in settings.items():
@@ -122,6 +122,9 @@ def _builtin(name: str, entry: dict) -> MetricSettings:
         if not _has_type(value, want):
             raise ConfigError(f"metrics.{name}.settings.{key}: {value!r} is not a finite {want.__name__} "
                               f"({declared[key].help})")
+        problem = declared[key].problem(value, input_size)
+        if problem:
+            raise ConfigError(f"metrics.{name}.settings.{key}: {value!r} {problem} ({declared[key].help})")
     return MetricSettings(name, CATALOG[name].kind, entry["batch_size"], entry["batches"],
                           {**CATALOG[name].defaults, **settings}, None)
 
@@ -140,7 +143,7 @@ def _user(name: str, entry: dict, workdir: Path) -> MetricSettings:
                           entry["function"])
 
 
-def _metrics(entries: dict, written: dict, levels: int, workdir: Path) -> dict[str, TreeMetric]:
+def _metrics(entries: dict, written: dict, levels: int, input_size: int, workdir: Path) -> dict[str, TreeMetric]:
     """Every configured metric as a tree's scorers: a built-in or the user's function, a combination of
     them, or a schedule of those, one per level; components not configured take the entry defaults.
     ``written``: the entries as the configuration gives them, before the schema's defaults."""
@@ -157,8 +160,12 @@ def _metrics(entries: dict, written: dict, levels: int, workdir: Path) -> dict[s
             if unused:
                 raise ConfigError(f"metrics.{name}.{unused[0]}: a {kinds[0]} takes only {kinds[0]}:; its components' "
                                   f"batches and settings are their own entries' (metrics.<component>)")
-        if "kind" in entry and "function" not in entry:
-            raise ConfigError(f"metrics.{name}.kind is only for a metric of your own (function: ...)")
+        for key in ("kind", "better"):
+            if key in entry and "function" not in entry:
+                raise ConfigError(f"metrics.{name}.{key} is only for a metric of your own (function: ...)")
+        if entry.get("better") and entry.get("kind") == "vector":
+            raise ConfigError(f"metrics.{name}.better: a vector metric ranks no architecture by its values; "
+                              "better is for a scalar metric")
         if not kinds and name not in CATALOG:
             raise ConfigError(f"metrics.{name}: unknown metric; known: {', '.join(CATALOG)} (or give your own "
                               "with function:, combine: or schedule:)")
@@ -168,7 +175,7 @@ def _metrics(entries: dict, written: dict, levels: int, workdir: Path) -> dict[s
         if "function" in entry:
             return _user(name, entry, workdir)
         if name in CATALOG and not ({"combine", "schedule"} & set(entry)):
-            return _builtin(name, entry)
+            return _builtin(name, entry, input_size)
         raise ConfigError(f"{where}: {name!r} is not a metric of the catalogue or one of your own (function:)")
 
     def scorer(name: str, where: str) -> Scorer:
@@ -207,11 +214,14 @@ def _study(study: dict, data_name: str, workdir: Path) -> StudySettings:
     g = study["ground_truth"]
     truth = GroundTruthSettings(g["source"], g["path"], g["dataset"], str(g["hp"]), g["accuracy"])
     archs = study["archs"]
-    if archs == "all":
-        if not truth.benchmark:
-            raise ConfigError("study.archs: all would train every architecture from scratch; it needs a ground truth "
-                              "that costs nothing (study.ground_truth.source: nats_bench), or a number")
+    if archs == "all" or archs > CONNECTED:
+        if archs != "all":
+            raise ConfigError(f"study.archs: {archs} is more than the {CONNECTED} architectures whose cell connects "
+                              "its input to its output; use all for every one of them")
         archs = CONNECTED
+    if archs == CONNECTED and not truth.benchmark:
+        raise ConfigError(f"study.archs: {study['archs']} would train every architecture from scratch; it needs a "
+                          "ground truth that costs nothing (study.ground_truth.source: nats_bench), or fewer")
     settings = StudySettings(**{k: v for k, v in study.items() if k not in ("runtime_min", "ground_truth", "archs")},
                              archs=archs, ground_truth=truth)
     if truth.benchmark and archs > 0:
@@ -220,7 +230,7 @@ def _study(study: dict, data_name: str, workdir: Path) -> StudySettings:
     return settings
 
 
-def _proxies(trees: dict[str, TreeMetric], entries: dict) -> dict[str, MetricSettings]:
+def _proxies(trees: dict[str, TreeMetric], entries: dict, input_size: int) -> dict[str, MetricSettings]:
     """The metrics that also rank the study's architectures directly, at initialisation: every tree's own
     scalar metric (not a combination, a schedule or a grouping without values), and the parameter count."""
     out = {}
@@ -230,8 +240,15 @@ def _proxies(trees: dict[str, TreeMetric], entries: dict) -> dict[str, MetricSet
             out[scorer.parts[0].name] = scorer.parts[0]
     if "nparams" not in out:
         out["nparams"] = _builtin("nparams", entries.get("nparams") or validated(
-            {"run": "x", "seeds": [0], "metrics": {"nparams": {}}})["metrics"]["nparams"])
+            {"run": "x", "seeds": [0], "metrics": {"nparams": {}}})["metrics"]["nparams"], input_size)
     return out
+
+
+def _directions(proxies: dict[str, MetricSettings], entries: dict) -> dict[str, int]:
+    """Per training-free ranking: +1 when higher values mark a better architecture, -1 when lower ones do (a
+    catalogue metric's own direction, ``better:`` for a metric of the user's, higher when not given)."""
+    better = {p: CATALOG[p].better if p in CATALOG else entries[p].get("better", "higher") for p in proxies}
+    return {p: -1 if b == "lower" else 1 for p, b in better.items()}
 
 
 def _train(section: dict, optimizer: OptimizerSettings, crop_pad: int, precision: str) -> TrainSettings:
@@ -335,7 +352,8 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
     tree = _tree(c["tree"], config.get("tree") or {})
     leaves = t["leaves"]
     crop_pad = d["input_size"] // 8 if d["crop_pad"] is None else d["crop_pad"]
-    metrics = _metrics(c["metrics"], config.get("metrics") or {}, len(tree.factors), Path(workdir))
+    metrics = _metrics(c["metrics"], config.get("metrics") or {}, len(tree.factors), d["input_size"], Path(workdir))
+    proxies = _proxies(metrics, c["metrics"], d["input_size"])
     settings = RunSettings(
         run=c["run"],
         seeds=tuple(c["seeds"]),
@@ -352,7 +370,8 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
         study=_study(c["study"], d["name"], Path(workdir)),
-        proxies=_proxies(metrics, c["metrics"]),
+        proxies=proxies,
+        directions=_directions(proxies, c["metrics"]),
     )
     _check_sizes(settings, config, workdir)
     _check_reachable(settings)

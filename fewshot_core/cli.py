@@ -20,6 +20,10 @@ from fewshot_core.errors import ArtifactError, ConfigError, DataError, MaskError
 
 #: The device a job runs on, set by the workflow: a result-neutral setting, so no rule's parameter.
 DEVICE_VARIABLE = "FEWSHOT_DEVICE"
+#: The folder of the package the workflow imported (its checkout's), set by the workflow: a job that
+#: imported another copy would compute with other code than its record names, so it stops.
+PACKAGE_VARIABLE = "FEWSHOT_PACKAGE"
+PACKAGE = Path(__file__).resolve().parent
 #: Errors that a user's file or setting causes: shown as one message, never as a traceback.
 USER_ERRORS = (ArtifactError, ConfigError, DataError, MaskError, MetricError, SplitError)
 
@@ -114,10 +118,21 @@ def _terminate(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def check_package() -> None:
+    """:class:`ConfigError` when this process imported another copy of the package than the workflow's."""
+    wanted = os.environ.get(PACKAGE_VARIABLE)
+    if wanted and Path(wanted).resolve() != PACKAGE:
+        raise ConfigError(f"this job imported fewshot_core from {PACKAGE}, but the workflow runs the one in {wanted}: "
+                          "its results would come from other code than its record names. Install the workflow's "
+                          f"checkout where its jobs run (`pip install -e {Path(wanted).parent}`), or start Snakemake "
+                          "with the Python whose `fewshot` command imports it")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        check_package()
         if args.command == "summary":
             from fewshot_core.report import summary  # matplotlib: only this command and the figures need it
 

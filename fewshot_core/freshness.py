@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,34 @@ def check(settings: RunSettings, root: str | Path = ".") -> list[Finding]:
             if changed:
                 findings.append(Finding(path, kind, group, "code", [f"{m}.py" for m in changed]))
     return findings
+
+
+def links(run_dir: str | Path) -> list[str]:
+    """Every symbolic link under a run's folder that is not a folder: an output, log or benchmark file a
+    job writes there would be written through it (Snakemake writes logs and benchmarks by following links),
+    overwriting its target outside ``results/``. Folders may be links (results on another disk)."""
+    found, todo = [], [Path(run_dir)]
+    while todo:
+        try:
+            entries = list(os.scandir(todo.pop()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_symlink() and not entry.is_dir():
+                found.append(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                todo.append(Path(entry.path))
+    return sorted(found)
+
+
+def links_line(run_dir: str | Path) -> str | None:
+    """What stops a run with symbolic links planted under its folder, or None when there is none."""
+    planted = links(run_dir)
+    if not planted:
+        return None
+    more = f" (and {len(planted) - 1} more)" if len(planted) > 1 else ""
+    return (f"{planted[0]} is a symbolic link{more}: the workflow writes only real files under results/, and a job "
+            f"would write through it to {os.path.realpath(planted[0])}; remove it")
 
 
 def rerun(findings: list[Finding], rerun_on_code_change: bool) -> list[Finding]:

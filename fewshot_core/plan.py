@@ -82,6 +82,7 @@ class RunSettings:
     leaves_per_job: int
     study: StudySettings
     proxies: dict[str, MetricSettings]
+    directions: dict[str, int]  # per proxy: +1 when higher values mark a better architecture, -1 when lower
     _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def canonical(self, spec) -> str:
@@ -292,7 +293,7 @@ class RunSettings:
         truth = ([self.digest_of(self.benchmark_spec())] if gt.benchmark else
                  [self.digest_of(self.standalone_spec(g, k)) for g in range(self.study.gt_seeds) for k in chunks])
         return RankingSpec(self.run, tuple(self.metrics), self.seeds, gt.source, self.study.gt_seeds,
-                           self.study_chunks(), tuple(self.proxies), BUDGETS, self.study.top_k, self.study.bootstrap,
+                           self.study_chunks(), tuple(self.proxies), self.directions, BUDGETS, self.study.top_k, self.study.bootstrap,
                            protocol,
                            {"truth": truth,
                             "studies": [self.digest_of(self.study_eval_spec(m, s, k)) for m, s in self.trees() for k in chunks],

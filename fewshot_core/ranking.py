@@ -19,7 +19,6 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from fewshot_core.catalog import direction
 from fewshot_core.nb201 import NUM_EDGES, NUM_OPS, OPS, format_arch, reaches_output
 from fewshot_core.outputs import RANKING_COLUMNS, SUMMARY_COLUMNS
 
@@ -136,8 +135,8 @@ def _measures(name: str, kind: str, seed, x: np.ndarray, x_loss: np.ndarray | No
             "topk_overlap": len(top_x & top_y) / k, "k": k}
 
 
-def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFrame, k: int, draws: int,
-                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFrame, directions: dict[str, int],
+                 k: int, draws: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ranking table (one row per ranking) and the summary (one row per metric or baseline).
 
     ``truth``: arch, gt (its seed or trial), accuracy, loss. ``inherited``: metric (a tree's metric, or
@@ -167,7 +166,7 @@ def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFr
         rows.append(_measures(name, kind, int(s), x, part.test_loss.to_numpy(),
                               part.leaf.to_numpy() if kind == "tree" else None, gt, k, taus))
     for name, part in scores.groupby("proxy", sort=False):
-        x = direction(name) * part.set_index("arch").reindex(archs).score.to_numpy()
+        x = directions[name] * part.set_index("arch").reindex(archs).score.to_numpy()
         if np.isnan(x).any():
             raise ValueError(f"the training-free ranking by {name} lacks some study architectures")
         taus = kendall_tau_resampled(x, y, idx)

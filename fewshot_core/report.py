@@ -8,6 +8,7 @@ Beyond the paper: the mean distance between metrics (heat map) and each metric's
 from __future__ import annotations
 
 import inspect
+import io
 import re
 from collections import Counter
 from pathlib import Path
@@ -49,15 +50,23 @@ def _order(metrics: pd.Series) -> list[str]:
     return [display_name(m) for m in _ordered(metrics)]
 
 
+#: Metadata left out of the figures' files (the drawing library's version, the time of drawing), so that
+#: the same values give the same bytes.
+NO_METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None}}
+
+
 def _save(fig: plt.Figure, stem: Path, data: pd.DataFrame | None = None) -> list[Path]:
-    """The figure as PNG and PDF, and the values it plots as CSV beside them (when given)."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    """The figure as PNG and PDF, and the values it plots as CSV beside them (when given), each written
+    atomically (never through a link)."""
     out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     if data is not None:
         out.append(stem.with_suffix(".csv"))
-        data.to_csv(out[2], index=False)
-    fig.savefig(out[0], dpi=150, bbox_inches="tight")
-    fig.savefig(out[1], bbox_inches="tight")
+        artifacts.atomic_write_bytes(out[2], data.to_csv(index=False).encode())
+    for path in out[:2]:
+        buffer = io.BytesIO()
+        fmt = path.suffix[1:]
+        fig.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight", metadata=NO_METADATA[fmt])
+        artifacts.atomic_write_bytes(path, buffer.getvalue())
     plt.close(fig)
     return out
 
@@ -82,8 +91,13 @@ def _splits_and_seed_means(ax: plt.Axes, df: pd.DataFrame, order: list[str], hue
     common = dict(x="metric_name", y="distance", hue=hue, order=order, hue_order=hue_order, ax=ax)
     sns.boxplot(data=df, **common, palette=palette, color="#cfe0f3" if hue is None else None, showfliers=False,
                 linewidth=1)
-    sns.stripplot(data=df, **common, palette=palette, dodge=hue is not None, color="#1f4e79" if hue is None else None,
-                  size=3, alpha=0.6, legend=False)
+    state = np.random.get_state()  # seaborn jitters with numpy's global generator: fixed, so that a figure
+    np.random.seed(0)  # is the same file every time it is drawn from the same values
+    try:
+        sns.stripplot(data=df, **common, palette=palette, dodge=hue is not None,
+                      color="#1f4e79" if hue is None else None, size=3, alpha=0.6, legend=False)
+    finally:
+        np.random.set_state(state)
     seeds = df.groupby(["metric_name", "seed"] + ([hue] if hue else [])).distance.mean().reset_index()
     sns.stripplot(data=seeds, **common, dodge=hue is not None, palette={h: "black" for h in hue_order or []} or None,
                   color="black" if hue is None else None, marker="D", size=4, jitter=False, legend=False)

@@ -245,6 +245,7 @@ class RankingSpec:
     gt_seeds: int
     chunks: int
     proxies: tuple[str, ...]
+    directions: dict[str, int]  # per proxy: +1 when higher values mark a better architecture, -1 when lower
     budgets: tuple[str, ...]
     top_k: int
     bootstrap: int

@@ -4,7 +4,7 @@ docs/design.md §4: SGD (momentum 0.9, Nesterov), lr 0.025 cosine to 0.001, weig
 clipping 5 (GM-NAS); every figure comes from :class:`~fewshot_core.settings.TrainSettings`. The job
 checkpoints every epoch (model, optimizer, scheduler, every random generator, epoch); a restarted
 job resumes from its last checkpoint, and ends bit-identical to an uninterrupted run on the CPU,
-only when the checkpoint was made by the same settings, seed, supernet, mask, data and start weights.
+only when the checkpoint was made by the same settings, seed, supernet, mask, data, start weights and code.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from fewshot_core import artifacts, data, digests
+from fewshot_core import artifacts, data, dependencies, digests
 from fewshot_core import device as devices
+from fewshot_core.outputs import module_digest
 from fewshot_core.settings import EvalSettings, TrainSettings
 from fewshot_core.space import SearchCell, StandaloneNet, Supernet, architectures
 
@@ -76,7 +77,13 @@ def checkpoint_provenance(net: Network, d: data.ImageData, train_idx: np.ndarray
         "checkpoint", train=asdict(cfg), seed=seed, network=describe(net),
         data={"name": d.name, "input_size": d.input_size,
               "train_indices": digests.short(np.asarray(train_idx, dtype=np.int64).tobytes())},
-        start_weights=state_digest(net), draws=DRAWS)
+        start_weights=state_digest(net), draws=DRAWS, code=training_code())
+
+
+def training_code() -> dict[str, str]:
+    """``{module: digest}`` of the code a training run's epochs depend on (this module and every package
+    module it imports): a checkpoint made by other code is not resumed."""
+    return {m: module_digest(m) for m in sorted(dependencies.closure(frozenset({"train"})))}
 
 
 #: Where a training run draws its random numbers (a checkpoint of another layout is not resumed): every
@@ -97,8 +104,8 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
     epochs; returns one record per epoch run here, with the optimisation steps taken in it.
 
     ``checkpoint``: where to save after every epoch, and to resume from when it holds a run of the
-    same settings, seed, supernet, mask, data and start weights (any other is discarded with a log
-    line saying why), made on any device. ``on_epoch`` is called after each checkpoint (tests use it
+    same settings, seed, supernet, mask, data, start weights and training code (any other is discarded
+    with a log line saying why), made on any device. ``on_epoch`` is called after each checkpoint (tests use it
     to kill a job at a known point). The host waits for the device once per epoch, to read its loss.
     """
     if cfg.mode not in MODES:

@@ -7,7 +7,10 @@ other parameters have defaults or are given in the configuration, and every modu
 be found. The check and the scoring job resolve names the same way: files and modules are looked up
 in the folder the workflow runs in first (then among installed packages), and the metric file's own
 folder is on the import path when it runs, so that it can import its siblings. Its code hash covers
-the file and the project-local modules it imports, so editing either reruns the metric's jobs.
+the file and every module of the user's it imports, directly or not and whatever the import's form
+(relative, a sibling, a module of the workflow's folder, or of the metric's own package), so editing
+any of them reruns the metric's jobs. Each metric's modules are loaded apart from another's: two metrics
+whose folders each hold a ``helper.py`` get their own.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fewshot_core import digests
-from fewshot_core.errors import ConfigError
+from fewshot_core.errors import ConfigError, MetricError
 
 
 def _local_module(name: str, folder: Path) -> Path | None:
@@ -67,19 +70,40 @@ def _imports(tree: ast.Module) -> list[tuple[str, int]]:
     return out
 
 
-def local_sources(path: Path) -> list[Path]:
-    """``path`` and every module beside it (in its folder or below) that it imports, directly or not."""
-    found, todo = [], [path.resolve()]
+def _package_root(path: Path) -> tuple[Path, str] | None:
+    """The folder holding the package ``path`` belongs to, and the package's name (None for a lone file)."""
+    folder = path.parent
+    if not (folder / "__init__.py").is_file():
+        return None
+    while (folder.parent / "__init__.py").is_file():
+        folder = folder.parent
+    return folder.parent, folder.name
+
+
+def local_sources(path: Path, workdir: str | os.PathLike = ".") -> list[Path]:
+    """``path`` and every module of the user's that it imports, directly or not: relative imports, and
+    absolute ones found where the metric's import path finds them first (its own folder, the workflow's
+    folder, the folder of its package, for that package's modules only); installed packages are not the
+    user's."""
+    found, todo, package = [], [path.resolve()], _package_root(path.resolve())
     while todo:
         p = todo.pop()
         if p in found:
             continue
         found.append(p)
         for name, level in _imports(ast.parse(p.read_text(), filename=str(p))):
-            folder = p.parent
-            for _ in range(max(level - 1, 0)):
-                folder = folder.parent
-            local = _local_module(name, folder) if name else None
+            if not name:
+                continue
+            if level:
+                folder = p.parent
+                for _ in range(level - 1):
+                    folder = folder.parent
+                folders = [folder]
+            else:
+                folders = [path.parent, Path(workdir)]
+                if package and name.split(".")[0] == package[1]:
+                    folders.append(package[0])
+            local = next((m for m in (_local_module(name, f) for f in folders) if m is not None), None)
             if local is not None:
                 todo.append(local.resolve())
     return sorted(found)
@@ -110,6 +134,11 @@ def check(name: str, function: str, settings: dict, workdir: str | os.PathLike =
             found = None
         if found is None:
             raise ConfigError(f"{key}: {path} imports {top!r}, which is neither beside it nor installed")
+    try:
+        local_sources(path, workdir)
+    except (SyntaxError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{key}: {getattr(err, 'filename', None) or path}, which it imports, cannot be parsed as "
+                          f"Python ({err})") from err
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == attr]
     if not defs:
         raise ConfigError(f"{key}: {path} defines no top-level function {attr!r}")
@@ -134,7 +163,7 @@ def code_hash(function: str, workdir: str | os.PathLike = ".") -> str:
     """A hash of the file that defines ``function`` and of the local modules it imports: editing any of
     them reruns the jobs of that metric."""
     path, _ = source_file(function, workdir)
-    return digests.of_sources(local_sources(path))
+    return digests.of_sources(local_sources(path, workdir))
 
 
 @contextlib.contextmanager
@@ -151,13 +180,34 @@ def _importable(*folders: Path) -> Iterator[None]:
 
 def load(function: str, workdir: str | os.PathLike = "."):
     """The user's function itself (runs the file's top-level code: only a scoring job calls this),
-    resolved as :func:`check` resolved it."""
+    resolved as :func:`check` resolved it. The modules it brings in are taken out of ``sys.modules`` once
+    it is loaded (the function keeps them), so that another metric's same-named modules load from its own
+    folder."""
     path, attr = source_file(function, workdir)
     target = function.rpartition(":")[0]
-    with _importable(path.parent, Path(workdir)):
-        if not target.endswith(".py") and _local_module(target, Path(workdir)) is None:
-            return getattr(importlib.import_module(target), attr)
-        module_spec = importlib.util.spec_from_file_location(f"fewshot_user_metric_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    return getattr(module, attr)
+    before = set(sys.modules)
+    try:
+        with _importable(path.parent, Path(workdir)):
+            if not target.endswith(".py") and _local_module(target, Path(workdir)) is None:
+                return getattr(importlib.import_module(target), attr)
+            module_spec = importlib.util.spec_from_file_location(f"fewshot_user_metric_{path.stem}", path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        return getattr(module, attr)
+    except Exception as err:  # the user's code, whatever it raises while it loads
+        raise MetricError(f"{function}: loading it failed ({type(err).__name__}: {err}); run `python -c "
+                          f"'import {path.stem}'` in {path.parent} to see where") from err
+    finally:
+        for name in set(sys.modules) - before:
+            if name.split(".")[0] != "fewshot_core" and _is_users(sys.modules[name], (path.parent, Path(workdir))):
+                del sys.modules[name]
+
+
+def _is_users(module, folders: tuple[Path, ...]) -> bool:
+    """True when ``module`` was loaded from one of ``folders`` (or below), not from an installed package."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    file = Path(file).resolve()
+    installed = {"site-packages", "dist-packages"} & set(file.parts)
+    return not installed and any(file.is_relative_to(f.resolve()) for f in folders)

@@ -307,3 +307,67 @@ def test_train_images_known_before_any_job_match_the_data():
 
     for name in ("digits", "synthetic"):
         assert TRAIN_IMAGES[name] == len(data.load(name, None, input_size=8).train_y)
+
+
+def test_every_module_of_the_users_a_metric_imports_is_in_its_code_hash_whatever_the_form(tmp_path):
+    """A metric in a sub-folder importing the workflow folder's module, and one in a package of the user's
+    importing its sibling absolutely: editing the imported module changes the hash; an installed package's
+    module (numpy) is not the user's."""
+    from fewshot_core import user_metrics
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "m.py").write_text("import numpy\nimport helper\n\ndef score(model, batches):\n    return 1.0\n")
+    (tmp_path / "helper.py").write_text("K = 1\n")
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "metric.py").write_text("from mypkg import util\n\ndef score(model, batches):\n    return 1.0\n")
+    (tmp_path / "mypkg" / "util.py").write_text("K = 1\n")
+    for function, imported in (("sub/m.py:score", "helper.py"), ("mypkg.metric:score", "mypkg/util.py")):
+        sources = user_metrics.local_sources(user_metrics.source_file(function, tmp_path)[0], tmp_path)
+        assert tmp_path / imported in sources and not any("numpy" in str(p) for p in sources)
+        before = user_metrics.code_hash(function, tmp_path)
+        (tmp_path / imported).write_text("K = 2\n")
+        assert user_metrics.code_hash(function, tmp_path) != before
+        (tmp_path / imported).write_text("K = 1\n")
+
+
+def test_two_user_metrics_with_same_named_helpers_each_get_their_own(tmp_path, monkeypatch):
+    from fewshot_core import user_metrics
+
+    for name, value in (("a", 1.0), ("b", 2.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "m.py").write_text("from helper import K\n\ndef score(model, batches):\n    return K\n")
+        (tmp_path / name / "helper.py").write_text(f"K = {value}\n")
+    monkeypatch.chdir(tmp_path)
+    assert user_metrics.load("a/m.py:score")(None, []) == 1.0
+    assert user_metrics.load("b/m.py:score")(None, []) == 2.0
+
+
+def test_a_user_metric_that_fails_to_load_is_one_error_naming_it(tmp_path, monkeypatch):
+    from fewshot_core import user_metrics
+    from fewshot_core.errors import MetricError
+
+    (tmp_path / "m.py").write_text("import helper\n\ndef score(model, batches):\n    return 1.0\n")
+    (tmp_path / "helper.py").write_text("raise ImportError('no GPU library here')\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MetricError, match=r"m.py:score: loading it failed \(ImportError: no GPU library here\)"):
+        user_metrics.load("m.py:score")
+
+
+def test_a_sibling_module_that_is_not_python_is_named_before_any_job(tmp_path):
+    (tmp_path / "m.py").write_text("import helper\n\ndef score(model, batches):\n    return 1.0\n")
+    (tmp_path / "helper.py").write_text("def broken(:\n")
+    with pytest.raises(ConfigError, match=r"metrics.m.function: .*helper.py, which it imports, cannot be parsed"):
+        load_settings({**BASE, "metrics": {"m": {"function": "m.py:score", "kind": "scalar"}}}, workdir=tmp_path)
+
+
+def test_better_orients_a_user_metrics_training_free_ranking_and_only_a_user_scalar_takes_it(tmp_path):
+    (tmp_path / "m.py").write_text("def score(model, batches):\n    return 1.0\n")
+    mine = {"function": "m.py:score", "kind": "scalar"}
+    directions = [load_settings({**BASE, "metrics": {"m": {**mine, **better}}}, workdir=tmp_path).directions["m"]
+                  for better in ({}, {"better": "higher"}, {"better": "lower"})]
+    assert directions == [1, 1, -1]
+    with pytest.raises(ConfigError, match="metrics.snip.better is only for a metric of your own"):
+        load_settings({**BASE, "metrics": {"snip": {"better": "lower"}}}, workdir=tmp_path)
+    with pytest.raises(ConfigError, match="metrics.m.better: a vector metric"):
+        load_settings({**BASE, "metrics": {"m": {**mine, "kind": "vector", "better": "lower"}}}, workdir=tmp_path)

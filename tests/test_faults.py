@@ -49,6 +49,15 @@ BAD_CONFIGURATIONS = [
     (edited(TINY, "training.leaves.epochs", 1.0), ["training.leaves.epochs", "not an integer"]),
     (edited(TINY, "metrics.snip.settings", {"temperature": 2.0}), ["metrics.snip.settings.temperature", "no such"]),
     (edited(TINY, "metrics", {"lr": {"settings": {"crops": "many"}}}), ["metrics.lr.settings.crops", "int"]),
+    (edited(TINY, "metrics", {"lr": {"settings": {"crops": 0}}}), ["metrics.lr.settings.crops: 0 must be at least 2"]),
+    (edited(TINY, "metrics", {"lr": {"settings": {"crop_size": 32}}}),
+     ["metrics.lr.settings.crop_size: 32 must be at most the images' side, data.input_size 8"]),
+    (edited(TINY, "metrics", {"lr": {"settings": {"crop_size": 5}}}), ["metrics.lr.settings.crop_size: 5 must be even"]),
+    (edited(TINY, "metrics", {"grasp": {"settings": {"temperature": 0}}}),
+     ["metrics.grasp.settings.temperature: 0 must be greater than 0"]),
+    (edited(TINY, "metrics", {"jacobcov": {"settings": {"k": -1}}}), ["metrics.jacobcov.settings.k: -1 must be greater"]),
+    (edited(TINY, "study.archs", 15284), ["study.archs: 15284 would train every architecture from scratch"]),
+    (edited(TINY, "study.archs", 20000), ["study.archs: 20000 is more than the 15284 architectures"]),
     (edited(TINY, "data.input_size", 9), ["data.input_size", "multiple of 4"]),
     (edited(TINY, "data.input_size", 100000), ["data.input_size", "maximum"]),
     (edited(TINY, "tree.policy", {"levels": [6]}), ["tree.policy"]),
@@ -322,3 +331,21 @@ def test_synflow_overflow_is_caught_with_node_and_edge():
     with pytest.raises(MetricError, match=r"synflow.*node r01 edge 2"):
         metrics.evaluate_split("synflow", net, 2, [Batch(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long))],
                                where="node r01 edge 2")
+
+
+def test_a_job_that_imports_another_copy_of_the_package_stops_naming_both(tmp_path, monkeypatch, capsys, defaults):
+    """The workflow names its package in the jobs' environment; a job whose `fewshot` imports another copy (a
+    second clone installed in the environment) would record this checkout's code beside the other's results."""
+    from fewshot_core import cli
+
+    other = tmp_path / "clone" / "fewshot_core"
+    other.mkdir(parents=True)
+    monkeypatch.setenv(cli.PACKAGE_VARIABLE, str(other))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["make-holdout", "--spec", canonical_json(defaults.holdout_spec(0)), "--out", str(tmp_path / "h.json")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and str(cli.PACKAGE) in err and str(other) in err and "pip install -e" in err
+    assert "Traceback" not in err and not (tmp_path / "h.json").exists()
+    monkeypatch.setenv(cli.PACKAGE_VARIABLE, str(ROOT / "fewshot_core"))
+    cli.main(["make-holdout", "--spec", canonical_json(defaults.holdout_spec(0)), "--out", str(tmp_path / "h.json")])
+    assert (tmp_path / "h.json").exists()

@@ -1,6 +1,7 @@
 """Fault suite, files: outputs damaged, hand-edited or made by other settings are named and remade or
 refused. Run alone with the rest of the fault suite: pytest -m faults."""
 
+import os
 import shutil
 
 import pandas as pd
@@ -159,3 +160,32 @@ def test_a_study_set_that_repeats_an_architecture_is_refused(copy_of):
     obj["archs"][1] = obj["archs"][0]
     path.write_text(json.dumps(obj))
     failed_job_says(work, "archs.json", f"the architecture {obj['archs'][0]} is listed 2 times", target="study")
+
+
+def test_a_link_planted_under_the_run_stops_it_before_any_job_and_its_target_is_untouched(copy_of, tmp_path):
+    """Snakemake writes benchmark and log files through links; the start-up check refuses them, naming the
+    link and its target."""
+    work, run = copy_of
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    bench = next((run / "benchmarks").rglob("*.tsv"))
+    bench.unlink()
+    bench.symlink_to(target)
+    proc = run_snakemake(work, TINY, "splits", check=False)
+    assert proc.returncode != 0 and f"{bench.relative_to(work)} is a symbolic link" in proc.stderr
+    assert str(target) in proc.stderr and "Traceback" not in proc.stderr and target.read_text() == "keep me"
+
+
+def test_an_atomic_write_never_follows_a_link(tmp_path):
+    """A link at the output's path is replaced, not written through; one at the temporary name is refused."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    out = tmp_path / "out.json"
+    out.symlink_to(target)
+    artifacts.atomic_write_bytes(out, b"{}")
+    assert not out.is_symlink() and out.read_bytes() == b"{}" and target.read_text() == "keep me"
+    other = tmp_path / "other.json"
+    (tmp_path / f".other.json.{os.getpid()}.tmp").symlink_to(target)
+    with pytest.raises(ArtifactError, match="as a symbolic link"):
+        artifacts.atomic_write_bytes(other, b"{}")
+    assert target.read_text() == "keep me" and not other.exists()

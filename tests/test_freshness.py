@@ -216,7 +216,7 @@ def test_the_start_up_lines_name_damaged_files(run_copy):
 
 def test_an_outputs_code_is_what_its_stage_reaches():
     """Computed from the stage's code: the training-free rankings are seeded from the tree module, the
-    rankings ordered by the catalogue's directions; a stage's local variable named like another stage (the
+    rankings read the catalogue; a stage's local variable named like another stage (the
     summary) does not bring that stage's modules; a metric's own module is in its scoring spec instead."""
     from fewshot_core.dependencies import metric_modules
 

@@ -8,10 +8,11 @@ import pytest
 from scipy import stats
 
 from fewshot_core import artifacts, ranking
+from fewshot_core.checks import load_settings
 from fewshot_core.nb201 import arch_to_mask, architectures, full_mask
 from fewshot_core.splitting import SplitRecord, leaf_of, node_masks
 from fewshot_core.tree import tree_levels
-from tests.conftest import load_scenario
+from tests.conftest import edited, load_scenario
 
 TREES = [(m, s) for m in ("snip", "synflow") for s in (0, 1)]
 
@@ -67,7 +68,8 @@ def test_a_training_free_ranking_is_the_metrics_own_value_oriented_by_its_catalo
         scores = pd.concat([pd.read_parquet(p) for p in sorted((run / "study" / "zero_cost").glob(f"{proxy}_*"))])
         x = scores.set_index("arch").score.reindex(gt.index)
         assert table.loc[proxy].tau == pytest.approx(stats.kendalltau(x, gt).statistic)
-    assert ranking.direction("ntk") == -1 and ranking.direction("snip") == 1
+    directions = load_settings(edited(load_scenario("tiny"), "metrics.ntk", {})).directions
+    assert directions["ntk"] == -1 and directions["snip"] == directions["nparams"] == 1
 
 
 def test_paired_differences_use_the_same_resamples_on_both_sides():
@@ -86,7 +88,7 @@ def test_paired_differences_use_the_same_resamples_on_both_sides():
         rows += [{"metric": "one-shot (tree)", "seed": s, "arch": a, "leaf": "r", "test_accuracy": x,
                   "test_loss": 1 - x} for a, x in zip(archs, rng.random(len(archs)))]
     scores = pd.DataFrame({"proxy": "nparams", "arch": archs, "score": rng.random(len(archs))})
-    table, summary = ranking.study_tables(truth, pd.DataFrame(rows), scores, k=3, draws=200)
+    table, summary = ranking.study_tables(truth, pd.DataFrame(rows), scores, {"nparams": 1}, k=3, draws=200)
     same = summary.set_index("name").loc["same"]
     assert same.vs_random == 0 and same.vs_random_lo == 0 and same.vs_random_hi == 0 and same.vs_random_wins == 0
     assert same.vs_oneshot_lo < same.vs_oneshot_hi  # against another ranking, the resamples spread

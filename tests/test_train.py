@@ -129,6 +129,22 @@ def test_a_checkpoint_made_by_other_settings_is_never_resumed(tmp_path, cfg, cap
 
 
 @pytest.mark.faults
+def test_a_checkpoint_made_by_other_training_code_is_discarded_with_the_module_named(tmp_path, cfg, capsys,
+                                                                                     monkeypatch):
+    """A job interrupted, train.py edited, the job restarted: it starts over (the record then names the code
+    that made every epoch), saying which module changed."""
+    import fewshot_core.train as training
+
+    ck = tmp_path / "ck.pt"
+    interrupted(cfg, ck)
+    digest = training.module_digest
+    monkeypatch.setattr(training, "module_digest", lambda m: "edited" if m == "train" else digest(m))
+    capsys.readouterr()
+    assert train(fresh(0), tiny_data(), np.arange(64), cfg, 0, checkpoint=ck)[0]["epoch"] == 1
+    assert "made by other code (train.py changed since)" in capsys.readouterr().out
+
+
+@pytest.mark.faults
 def test_a_damaged_checkpoint_is_discarded_and_training_starts_over(tmp_path, cfg, capsys):
     ck = tmp_path / "ck.pt"
     interrupted(cfg, ck)

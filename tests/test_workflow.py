@@ -114,6 +114,18 @@ def test_figures_plot_each_splits_mean_distance_to_the_splits_it_is_compared_wit
     assert set(by_level.depth) == {0, 1} and not ((by_level.kind == "internal") & (by_level.depth == 0)).any()
 
 
+def test_figures_drawn_twice_from_the_same_tables_are_the_same_files(tiny_run, tmp_path):
+    """No time of drawing in the files, and the dots' jitter fixed: a figure is a function of its values."""
+    from fewshot_core import report
+
+    run = tiny_run / "results" / "tiny"
+    splits, pairs = pd.read_parquet(run / "splits.parquet"), pd.read_parquet(run / "split_distance.parquet")
+    first = report.draw_all(splits, pairs, tmp_path / "a")
+    second = report.draw_all(splits, pairs, tmp_path / "b")
+    assert [p.name for p in first] == [p.name for p in second]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second))
+
+
 def test_changing_one_metrics_settings_reruns_that_metric_alone(tiny_run, scenario, snakemake, edit):
     proc = snakemake(tiny_run, edit(scenario("tiny"), "metrics.synflow.batch_size", 8), "--dry-run")
     text = proc.stdout + proc.stderr

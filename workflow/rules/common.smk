@@ -4,7 +4,7 @@ import shlex
 import sys
 
 from fewshot_core.checks import load_settings_or_exit
-from fewshot_core.cli import DEVICE_VARIABLE
+from fewshot_core.cli import DEVICE_VARIABLE, PACKAGE, PACKAGE_VARIABLE
 from fewshot_core.outputs import BENCHMARK, LOG, OUTPUTS, figures_of
 from fewshot_core.specs import BUDGETS
 
@@ -23,6 +23,9 @@ CHUNKS = list(range(SETTINGS.chunks))
 # The device changes how a job runs, not what it computes: it reaches the jobs through their
 # environment, not as a parameter, so changing it reruns nothing.
 os.environ[DEVICE_VARIABLE] = SETTINGS.device
+# Every job checks that it imports the package this workflow imported (the checkout's), so that the code
+# its record names is the code that ran (fewshot_core/cli.py).
+os.environ[PACKAGE_VARIABLE] = str(PACKAGE)
 # Jobs call the `fewshot` command installed beside the Python that runs Snakemake (.venv/bin), so a
 # workflow started as `.venv/bin/snakemake` needs no activated environment.
 shell.prefix(
@@ -169,6 +172,9 @@ def start_check(target_rules):
     from fewshot_core import freshness
     from fewshot_core.snakemake_hook import HookError, when_the_dag_is_built
 
+    planted = freshness.links_line(RUN)
+    if planted:
+        sys.exit(f"Start-up check: {planted}. Nothing was run.")
     findings = freshness.check(SETTINGS)
     if findings:
         try:
