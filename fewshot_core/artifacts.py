@@ -2,9 +2,11 @@
 
 Each artifact carries a provenance record (:func:`record`): its kind, run and identity (metric,
 seed, level or chunk), the digest of the spec that made it and the spec itself, the digests of the
-package modules its content depends on, and the digests of its input files. Every reader states
-what it expects (:func:`expect`: kind, run, identity and spec digest) and :func:`check_provenance`
-compares, so a file copied to the wrong place, or left by other settings, is an error naming the
+package modules its content depends on, the digest of its own content (``content``, added by the
+writer) and, under ``read``, the content digest of every input file it was made from. Every reader
+states what it expects (:func:`expect`: kind, run, identity and spec digest) and
+:func:`check_provenance` compares, and checks that no input has changed since, so a file copied to
+the wrong place, left by other settings or made from inputs since remade is an error naming the
 file, the field, both values and the remedy. :func:`read_record` reads a record alone, without the
 data and without torch, for the workflow's start-up check. Weight files are a zip holding the
 record beside the tensors, which are read with ``weights_only=True``: no file can run code when loaded.
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PROVENANCE_KEY = b"fewshot.provenance"
+CONTENT = "content"  # the record's field holding the digest of the file's content (the record aside)
 WEIGHTS_FORMAT = "fewshot-weights/2"
 CHECKPOINT_FORMAT = "fewshot-checkpoint/2"
 REMEDY = "delete it and rerun the workflow, which remakes it"
@@ -85,17 +88,43 @@ def expect(output: Output, run: str, spec: str, **identity: Any) -> dict:
     return {"kind": output.kind, "run": run, **identity, "spec": spec}
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """The digest of a file's bytes: how provenance names an input."""
-    return digests.of_file(path)
+def file_format(path: str | os.PathLike) -> str:
+    """How an artifact at ``path`` keeps its record: ``parquet``, ``json`` or ``weights`` (a zip)."""
+    suffix = Path(path).suffix
+    return {".parquet": "parquet", ".json": "json"}.get(suffix, "weights")
 
 
-def inputs_record(paths: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike]]) -> dict:
-    """``{name: digest}`` (or a list of digests) of a job's input files, for its outputs' provenance."""
-    out: dict[str, Any] = {}
-    for name, p in paths.items():
-        out[name] = ([file_digest(x) for x in p] if isinstance(p, (list, tuple)) else file_digest(p))
-    return out
+def content_digest(path: str | os.PathLike, records: dict[str, dict | None] | None = None) -> str:
+    """The digest of an artifact's content, as its record states it (``records``: records already read, by
+    absolute path); the digest of its bytes for a file without one (written before records held it)."""
+    key = os.path.abspath(path)
+    found = records[key] if records and key in records else read_record(path, file_format(path))
+    content = found.get(CONTENT) if isinstance(found, dict) else None
+    return content if isinstance(content, str) else digests.of_file(path)
+
+
+def inputs_record(paths: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike]], out: str | os.PathLike) -> dict:
+    """``{input file: content digest}`` of a job's input files, for the record of its output ``out``: each
+    path relative to ``out``'s folder, so that the record reads the same from any working folder."""
+    folder = os.path.dirname(os.path.abspath(out))
+    files = [p for v in paths.values() for p in (v if isinstance(v, (list, tuple)) else [v])]
+    return {os.path.relpath(os.path.abspath(p), folder): content_digest(p) for p in files}
+
+
+def changed_inputs(path: str | os.PathLike, found: dict, records: dict[str, dict | None] | None = None) -> list[str]:
+    """The inputs recorded in ``found`` (the record of the file at ``path``) whose content is not the one it
+    was made from, as absolute paths; an input that no longer exists is not counted (the workflow makes it
+    first)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    changed = []
+    for rel, made_from in (found.get("read") or {}).items():
+        p = os.path.normpath(os.path.join(folder, rel))
+        try:
+            if (p in (records or ()) or os.path.exists(p)) and content_digest(p, records) != made_from:
+                changed.append(p)
+        except ArtifactError:
+            changed.append(p)  # damaged since: not what it was made from
+    return changed
 
 
 def check_provenance(path: str | os.PathLike, found: Any, expected: Mapping[str, Any]) -> dict:
@@ -110,6 +139,12 @@ def check_provenance(path: str | os.PathLike, found: Any, expected: Mapping[str,
                     else "belongs to another job or another run")
             raise ArtifactError(f"{path}: provenance field {field!r} is {got!r}, expected {want!r}: the file "
                                 f"{what}; {REMEDY}")
+    changed = changed_inputs(path, found)
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise ArtifactError(f"{path} is out of date: it was made from {os.path.relpath(changed[0])}{more} as it was "
+                            "before it changed; "
+                            "rerun the workflow, which remakes it")
     return found
 
 
@@ -140,6 +175,10 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, provenance: dict) -> 
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(df, preserve_index=False)
+    content = io.BytesIO()
+    with pa.ipc.new_stream(content, table.schema) as stream:
+        stream.write_table(table)
+    provenance = {**provenance, CONTENT: digests.short(content.getvalue())}
     meta = {**(table.schema.metadata or {}), PROVENANCE_KEY: json.dumps(provenance, sort_keys=True).encode()}
     buf = io.BytesIO()
     pq.write_table(table.replace_schema_metadata(meta), buf)
@@ -166,6 +205,9 @@ def read_table(path: str | os.PathLike, expected: Mapping[str, Any], columns: It
 
 
 def write_json(obj: dict, path: str | os.PathLike) -> None:
+    """A JSON artifact ``{"provenance": ..., ...}``, the digest of the rest in its record."""
+    body = {k: v for k, v in obj.items() if k != "provenance"}
+    obj = {**obj, "provenance": {**obj["provenance"], CONTENT: digests.short(json.dumps(body, sort_keys=True))}}
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
@@ -224,6 +266,7 @@ def _torch_save(obj: dict, path: str | os.PathLike, fmt: str, provenance: dict) 
 
     tensors = io.BytesIO()
     torch.save(obj, tensors)
+    provenance = {**provenance, CONTENT: digests.short(tensors.getvalue())}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         z.writestr("format", fmt)
@@ -248,6 +291,8 @@ def _torch_load(path: str | os.PathLike, what: str, fmt: str) -> tuple[dict, Any
                             f"{REMEDY}") from err
     if found != fmt:
         raise ArtifactError(f"{path} is a {found!r} file, not a {what} of this version ({fmt}); {REMEDY}")
+    if isinstance(provenance, dict) and provenance.get(CONTENT) not in (None, digests.short(tensors)):
+        raise ArtifactError(f"{path}: its tensors are not those its record names: the file is damaged; {REMEDY}")
     try:
         obj = torch.load(io.BytesIO(tensors), map_location="cpu", weights_only=True)
     except Exception as err:  # refused pickles, truncated archives: neither may be loaded

@@ -38,6 +38,11 @@ def arch_file(path: str | Path, index: int) -> Path:
     return long if long.exists() else Path(path) / f"{index:d}.{EXT}"
 
 
+def files(path: str | Path, indices: Sequence[int]) -> list[Path]:
+    """The archive's files a table of the architectures ``indices`` is read from: the meta file and theirs."""
+    return [meta_file(path), *(arch_file(path, i) for i in sorted(set(indices)))]
+
+
 def _api(path: str | Path):
     """The package's API over the archive at ``path`` (fast mode: each architecture read when asked for)."""
     try:
@@ -123,7 +128,11 @@ def read(path: str | Path, archs: Sequence[str], dataset: str, hp: str, accuracy
     api = _api(path)
     rows = []
     for arch in archs:
-        index, record, seeds = _trials(api, Path(path), arch, dataset, hp)
+        try:
+            index, record, seeds = _trials(api, Path(path), arch, dataset, hp)
+        except ValueError as err:  # the start-up check reads the first architecture's file, not every one
+            raise DataError(f"{KEY}.hp: {arch}: {err}; this archive lacks that budget for some architectures: "
+                            "use a complete archive or another hp") from err
         for trial, seed in enumerate(seeds):
             m = record.get_metrics(dataset, SETS[dataset][accuracy], is_random=seed)
             rows.append({"arch": arch, "index": index, "trial": trial, "seed": int(seed),

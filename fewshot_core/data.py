@@ -61,6 +61,20 @@ def load(name: str, root: str | os.PathLike | None, input_size: int, seed: int =
     raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
+def data_files(name: str, root: str | os.PathLike | None) -> list[Path]:
+    """The files a dataset is read from (none for the synthetic data), for the records of what it feeds."""
+    if name == "digits":
+        return [digits_file()]
+    if name == "fashion_mnist":
+        return [_fashion_file(Path(root or FASHION_ROOT), f) for part in FASHION_FILES.values() for f in part]
+    if name == "cifar10":
+        found = _find_cifar(Path(root)) if root is not None and Path(root).is_dir() else None
+        if found is None:
+            return []  # loading it fails first, with the message that says where it should be
+        return sorted(p for p in found[1].iterdir() if p.is_file() and not p.name.startswith("."))
+    return []
+
+
 def _to_uint8_resized(x: torch.Tensor, size: int) -> torch.Tensor:
     """Resize float images in [0, 1] bilinearly and return uint8."""
     if x.shape[-1] != size:

@@ -4,8 +4,11 @@ Snakemake reruns a job whose parameters changed only while it remembers them (``
 outputs' own provenance records say which settings and which code made them, and are read here at
 every start, before any job (records only: parquet footers, JSON, one entry of a weights zip). An
 output made by other settings, for another job or run, or whose record cannot be read, is scheduled
-again; one made by other code is listed with the modules that changed, and rerun only when the
-configuration says ``rerun_on_code_change: true``. Torch-free.
+again, and so is one made from an input whose content has changed since (its record's ``read``
+against the input's own record) or from data files that changed (``data_files``: the dataset's files
+under the holdout's record, the benchmark archive's under its table's); one made by other code is
+listed with the modules that changed, and rerun only when the configuration says
+``rerun_on_code_change: true``. Torch-free.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fewshot_core import artifacts
+from fewshot_core import artifacts, digests
 from fewshot_core.errors import ArtifactError
 from fewshot_core.outputs import OUTPUTS, code_version
 from fewshot_core.plan import RunSettings
@@ -30,7 +33,7 @@ class Finding:
     path: str
     kind: str
     group: str  # "snip/seed0", "seed0" or "run": what the start-up lines are grouped by
-    problem: str  # "settings", "damaged" (both rerun) or "code" (listed; rerun on request)
+    problem: str  # "settings", "damaged", "inputs" (all rerun) or "code" (listed; rerun on request)
     changes: list[str] = field(default_factory=list)  # "batch_size 32 -> 16", or the modules that changed
 
 
@@ -66,18 +69,20 @@ def setting_changes(found: dict | None, wanted: dict) -> list[str]:
 
 def check(settings: RunSettings, root: str | Path = ".") -> list[Finding]:
     """Every output of the run that exists under ``root`` and that this configuration would not make so."""
-    run_dir = f"results/{settings.run}"
-    findings = []
+    run_dir, base = f"results/{settings.run}", os.path.abspath(root)
+    findings, current = [], []
+    records: dict[str, dict | None] = {}  # every record read, by absolute path: the inputs' comparisons reuse them
     for kind, identity in settings.outputs():
         out = OUTPUTS[kind]
         path = out.path(run_dir, **identity)
-        if not Path(root, path).exists():
+        full = os.path.join(base, path)
+        if not os.path.exists(full):
             continue
         group = _group(identity)
         try:
-            found = artifacts.read_record(Path(root, path), out.format)
-        except ArtifactError as err:
-            findings.append(Finding(path, kind, group, "damaged", [str(err).split(" (")[0]]))
+            found = records[full] = artifacts.read_record(full, out.format)
+        except ArtifactError:
+            findings.append(Finding(path, kind, group, "damaged", [f"{path} cannot be read"]))
             continue
         if not isinstance(found, dict):
             findings.append(Finding(path, kind, group, "damaged", [f"{path} has no provenance record"]))
@@ -92,11 +97,39 @@ def check(settings: RunSettings, root: str | Path = ".") -> list[Finding]:
             findings.append(Finding(path, kind, group, "settings",
                                     [f"made as {field_} {found.get(field_)!r}, not {wanted[field_]!r}"]))
         else:
+            current.append((path, kind, group, found))
             code = found.get("code") or {}
             changed = sorted(m for m, d in code_version(out).items() if code.get(m) != d)
             if changed:
                 findings.append(Finding(path, kind, group, "code", [f"{m}.py" for m in changed]))
+    for path, kind, group, found in current:
+        changed = [os.path.relpath(c, base) for c in artifacts.changed_inputs(os.path.join(base, path), found, records)]
+        changed += digests.changed_files(found.get("data_files") or {})  # the dataset's, the benchmark's
+        if changed:
+            findings.append(Finding(path, kind, group, "inputs", changed))
     return findings
+
+
+def report_refusal(settings: RunSettings, findings: list[Finding], kinds: set[str], figures: list[str],
+                   root: str | Path = ".") -> str | None:
+    """Why a report of this configuration would show results it never made (None when it would not): a
+    figure, or an output of ``kinds`` (those the figures are drawn from), missing, or made by other settings
+    or from inputs that have changed since."""
+    run_dir = f"results/{settings.run}"
+    missing = [f for f in figures if not Path(root, f).exists()]
+    missing += [p for k, i in settings.outputs() if k in kinds
+                and not Path(root, p := OUTPUTS[k].path(run_dir, **i)).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        return f"{missing[0]}{more} does not exist"
+    stale = [f for f in findings if f.kind in kinds and f.problem != "code"]
+    if stale:
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        why = {"settings": "made with other settings", "inputs": "made from inputs that have changed since"}.get(
+            stale[0].problem, "unreadable")
+        changes = f" ({', '.join(stale[0].changes[:3])})" if stale[0].changes else ""
+        return f"{stale[0].path}{more} was {why}{changes}"
+    return None
 
 
 def links(run_dir: str | Path) -> list[str]:
@@ -146,7 +179,8 @@ def report(findings: list[Finding], forced: set[str], rerun_on_code_change: bool
         now = sum(f.path in forced for f in items)
         fate = "rerunning" if now == len(items) else (
             f"rerunning {now}, the others are not needed for this target" if now else "not needed for this target")
-        state = "made with other settings" if problem == "settings" else "unreadable or without a provenance record"
+        state = {"settings": "made with other settings", "inputs": "made from inputs that have changed since"}.get(
+            problem, "unreadable or without a provenance record")
         lines.append(f"{group}: {len(items)} file{'s' * (len(items) != 1)} {state} ({what}): {fate}")
     by_code: dict[tuple[str, ...], list[Finding]] = defaultdict(list)
     for f in findings:

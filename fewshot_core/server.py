@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -123,6 +124,7 @@ def serve(path: str, owner: int) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     digest_imported_modules()
+    importlib.import_module("fewshot_core.train").training_code()  # what every checkpoint records, once
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
     os.replace(path + ".tmp", path)  # the socket appears only once it is bound and ready
@@ -143,10 +145,13 @@ def serve(path: str, owner: int) -> None:
     try:
         while _alive(owner):
             later, served = _serve_once(listener, selector, children, later, served)
-    finally:  # whatever ends the loop, no job is left running without its server
+    finally:  # whatever ends the loop, no job is left running without its server, and no socket behind
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(OSError):  # Snakemake killed outright (kill -9) removes nothing itself
+            os.unlink(path)
+            os.rmdir(os.path.dirname(path))
 
 
 def _serve_once(listener: socket.socket, selector: selectors.BaseSelector, children: dict[int, socket.socket],
@@ -237,9 +242,7 @@ class Server:
             self.process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
-        for f in self.folder.iterdir():
-            f.unlink(missing_ok=True)
-        self.folder.rmdir()
+        shutil.rmtree(self.folder, ignore_errors=True)  # the server removes it itself when it ends in time
 
 
 if __name__ == "__main__":

@@ -46,3 +46,12 @@ def when_the_dag_is_built(workflow, call: Callable) -> None:
         dag_settings = property(lambda self: self.__dict__.get("_dag_settings"), assign)
 
     workflow.__class__ = CheckedWorkflow
+
+
+def making_a_report() -> bool:
+    """True when this Snakemake was started to write a report (``--report``) without running the workflow
+    first: Snakemake tells a workflow nothing of it, so its command line is read."""
+    import sys
+
+    args = sys.argv[1:]
+    return any(a == "--report" or a.startswith("--report=") for a in args) and "--report-after-run" not in args

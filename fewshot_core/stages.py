@@ -85,6 +85,10 @@ def _load_data(spec: DataSettings, holdout: Path, expected: dict):
 
     d = data.load(spec.name, root=spec.root, input_size=spec.input_size)
     train_idx, val_idx = artifacts.read_holdout(holdout, expected, len(d.train_y))
+    changed = digests.changed_files((artifacts.read_record(holdout, "json") or {}).get("data_files") or {})
+    if changed:
+        raise DataError(f"{changed[0]} has changed since {holdout} was made from it: rerun the workflow, which "
+                        "remakes everything the data feeds")
     return d, train_idx, val_idx
 
 
@@ -124,7 +128,9 @@ def make_holdout(spec: HoldoutSpec, out: Path, log: Log = _log) -> None:
 
     d = data.load(spec.data.name, root=spec.data.root, input_size=spec.data.input_size)
     train_idx, val_idx = data.split_indices(len(d.train_y), spec.data.val_fraction, spec.seed, spec.data.train_images)
-    artifacts.write_holdout(out, train_idx, val_idx, record(OUTPUTS["holdout"], spec, n_images=len(d.train_y)))
+    artifacts.write_holdout(out, train_idx, val_idx, record(
+        OUTPUTS["holdout"], spec, n_images=len(d.train_y),
+        data_files=digests.of_data_files(data.data_files(spec.data.name, spec.data.root))))
     log(f"{d.name}: {len(train_idx)} training and {len(val_idx)} validation images of {len(d.train_y)} -> {out}")
 
 
@@ -146,7 +152,7 @@ def train_root(spec: RootSpec, holdout: Path, out: Path, checkpoints: Path, devi
               label=f"root warm-up, seed {spec.seed}")
         net.cpu()
     artifacts.save_weights(out, shape, {ROOT: net.state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["root"], spec, device=str(dev), inputs=artifacts.inputs_record({"holdout": holdout})))
+        OUTPUTS["root"], spec, device=str(dev), read=artifacts.inputs_record({"holdout": holdout}, out)))
     ckpt.unlink(missing_ok=True)
     epochs = 0 if spec.warmup is None else spec.warmup.epochs
     log(f"root supernet, seed {spec.seed}: {sum(p.numel() for p in net.parameters())} parameters, "
@@ -235,7 +241,7 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
                      for i, op in enumerate(ops)]
     artifacts.write_table(pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), out, record(
         OUTPUTS["scores"], spec, device=str(dev),
-        inputs=artifacts.inputs_record({"holdout": holdout, "weights": weights, "previous": previous})))
+        read=artifacts.inputs_record({"holdout": holdout, "weights": weights, "previous": previous}, out)))
 
 
 def split_nodes(spec: SplitSpec, scores: Path, previous: list[Path], out: Path, log: Log = _log) -> None:
@@ -245,7 +251,7 @@ def split_nodes(spec: SplitSpec, scores: Path, previous: list[Path], out: Path, 
     records = split_level(table, spec.metric, spec.kind, spec.seed, spec.level, spec.tree, spec.balanced,
                           _tree_splits(spec, "previous", previous, spec.metric, spec.seed))
     artifacts.write_splits(records, out, record(
-        OUTPUTS["splits"], spec, inputs=artifacts.inputs_record({"scores": scores, "previous": previous})))
+        OUTPUTS["splits"], spec, read=artifacts.inputs_record({"scores": scores, "previous": previous}, out)))
     for r in records:
         log(f"{r.metric} seed {r.seed} node {r.node}: edge {r.edge_name} -> {r.groups} (cut {r.cut:.4g})")
 
@@ -276,7 +282,7 @@ def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, spli
         used.append(ckpt)
     artifacts.save_weights(out, parents["supernet"], states, masks, record(
         OUTPUTS["nodes"], spec, device=str(dev),
-        inputs=artifacts.inputs_record({"holdout": holdout, "parent_weights": parent_weights, "splits": splits})))
+        read=artifacts.inputs_record({"holdout": holdout, "parent_weights": parent_weights, "splits": splits}, out)))
     for ckpt in used:
         ckpt.unlink(missing_ok=True)
     log(f"{spec.metric} seed {spec.seed}: {len(states)} nodes of level {spec.level} warmed up -> {out}")
@@ -333,7 +339,7 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
     out = pd.concat(tables, ignore_index=True)[list(LEAF_COLUMNS)]
     files = {"holdout": holdout, "splits": splits, **({"pretrained": pretrained} if pretrained else {})}
     extra = dict(steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)), start=spec.start, device=str(dev),
-                 start_weights=starts, inputs=artifacts.inputs_record(files))
+                 start_weights=starts, read=artifacts.inputs_record(files, out_table))
     artifacts.save_weights(out_weights, shape, states, {leaf: masks[leaf][0] for leaf in spec.leaves},
                            record(OUTPUTS["leaf_weights"], spec, **extra))
     artifacts.write_table(out, out_table, record(OUTPUTS["leaves"], spec, **extra))
@@ -429,7 +435,7 @@ def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: 
         log(f"{arch}: test accuracy {accuracy:.4f}")
     artifacts.write_table(pd.DataFrame(rows, columns=list(STANDALONE_COLUMNS)), out, record(
         OUTPUTS["standalone"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images),
-        inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
+        read=artifacts.inputs_record({"study_set": study_set, "holdout": holdout}, out)))
     for ckpt in used:
         ckpt.unlink(missing_ok=True)
 
@@ -453,7 +459,7 @@ def pretrain_oneshot(spec: PretrainSpec, holdout: Path, out: Path, checkpoints: 
           device=dev, label=f"pretrained one-shot supernet, seed {spec.seed}")
     steps = training_steps(spec.train, len(train_idx))
     artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["pretrained"], spec, steps=steps, device=str(dev), inputs=artifacts.inputs_record({"holdout": holdout})))
+        OUTPUTS["pretrained"], spec, steps=steps, device=str(dev), read=artifacts.inputs_record({"holdout": holdout}, out)))
     ckpt.unlink(missing_ok=True)
     log(f"pretrained one-shot supernet, seed {spec.seed}: {steps} steps ({spec.train.epochs} epochs) -> {out}")
 
@@ -481,7 +487,7 @@ def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path
     files = {"holdout": holdout, **({"pretrained": pretrained} if pretrained else {})}
     artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
         OUTPUTS["oneshot"], spec, steps=steps, start=spec.start, start_weights=start, device=str(dev),
-        inputs=artifacts.inputs_record(files)))
+        read=artifacts.inputs_record(files, out)))
     ckpt.unlink(missing_ok=True)
     log(f"one-shot supernet ({spec.budget} budget), seed {spec.seed}: {steps} more steps from {spec.start} -> {out}")
 
@@ -494,8 +500,9 @@ def read_benchmark(spec: BenchmarkSpec, study_set: Path, out: Path, log: Log = _
     g = spec.ground_truth
     archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
     table = benchmark.read(g.path, archs, g.dataset, g.hp, g.accuracy)
-    artifacts.write_table(table, out, record(OUTPUTS["benchmark"], spec, inputs=artifacts.inputs_record(
-        {"study_set": study_set})))
+    artifacts.write_table(table, out, record(
+        OUTPUTS["benchmark"], spec, read=artifacts.inputs_record({"study_set": study_set}, out),
+        data_files=digests.of_data_files(benchmark.files(g.path, table["index"].tolist()))))
     log(f"{len(archs)} architectures, {len(table)} trials: {g.dataset}, {g.hp} epochs, {g.accuracy} accuracy")
 
 
@@ -532,8 +539,8 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
                                        node_seed(spec.seed, leaf, "study"), device=dev, prefix="test")
         tables.append(table.assign(metric=spec.metric, seed=spec.seed, leaf=leaf))
     artifacts.write_table(pd.concat(tables, ignore_index=True)[list(STUDY_COLUMNS)], out, record(
-        OUTPUTS["study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), inputs=artifacts.inputs_record(
-            {"study_set": study_set, "holdout": holdout, "splits": splits, "leaf_weights": leaf_weights})))
+        OUTPUTS["study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), read=artifacts.inputs_record(
+            {"study_set": study_set, "holdout": holdout, "splits": splits, "leaf_weights": leaf_weights}, out)))
     log(f"{spec.metric} seed {spec.seed}: {len(archs)} study architectures in {len(by_leaf)} leaves")
 
 
@@ -553,8 +560,8 @@ def evaluate_oneshot(spec: OneShotEvalSpec, study_set: Path, holdout: Path, ones
                                    node_seed(spec.seed, ROOT, "study"), device=dev, prefix="test")
     name = f"{ONESHOT} ({spec.budget})"
     artifacts.write_table(table.assign(metric=name, seed=spec.seed, leaf=ROOT)[list(STUDY_COLUMNS)], out, record(
-        OUTPUTS["oneshot_study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), inputs=artifacts.inputs_record(
-            {"study_set": study_set, "holdout": holdout, "oneshot": oneshot})))
+        OUTPUTS["oneshot_study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), read=artifacts.inputs_record(
+            {"study_set": study_set, "holdout": holdout, "oneshot": oneshot}, out)))
     log(f"{name}, seed {spec.seed}: {len(archs)} study architectures")
 
 
@@ -585,7 +592,7 @@ def score_study(spec: ZeroCostSpec, study_set: Path, holdout: Path, out: Path, d
         value = metrics.value(m.name, net, batches, m.settings, seed=draws)
         rows.append({"proxy": m.name, "arch": arch, "score": float(value)})
     artifacts.write_table(pd.DataFrame(rows, columns=list(ZERO_COST_COLUMNS)), out, record(
-        OUTPUTS["zero_cost"], spec, device=str(dev), inputs=artifacts.inputs_record({"study_set": study_set, "holdout": holdout})))
+        OUTPUTS["zero_cost"], spec, device=str(dev), read=artifacts.inputs_record({"study_set": study_set, "holdout": holdout}, out)))
     log(f"{m.name}: {len(rows)} study architectures scored at initialisation")
 
 
@@ -627,8 +634,8 @@ def rank_study(spec: RankingSpec, truth: list[Path], studies: list[Path], onesho
     table, summary = study_tables(gt, inherited, scores, spec.directions, spec.top_k, spec.bootstrap)
     made_from = {"splits": sorted({d for p in studies for d in inherited_from(p, "splits")}),
                  "leaves": sorted({d for p in studies for d in inherited_from(p, "leaf_weights")})}
-    extra = dict(made_from=made_from, evaluated_on=json.loads(evaluated.pop()), inputs=artifacts.inputs_record(
-        {"truth": truth, "studies": studies, "oneshots": oneshots, "zero_cost": zero_cost}))
+    extra = dict(made_from=made_from, evaluated_on=json.loads(evaluated.pop()), read=artifacts.inputs_record(
+        {"truth": truth, "studies": studies, "oneshots": oneshots, "zero_cost": zero_cost}, out))
     artifacts.write_table(table, out, record(OUTPUTS["ranking"], spec, **extra))
     artifacts.write_table(summary, out_summary, record(OUTPUTS["study_summary"], spec, **extra))
     log(summary.round(3).to_string(index=False))
@@ -655,7 +662,7 @@ def collect_leaves(spec: TreesSpec, tables: list[Path], out: Path, log: Log = _l
              for i, (p, ident) in enumerate(zip(tables, expected))]
     table = pd.concat(parts, ignore_index=True)
     artifacts.write_table(table, out, record(OUTPUTS["leaves_table"], spec,
-                                             inputs=artifacts.inputs_record({"tables": tables})))
+                                             read=artifacts.inputs_record({"tables": tables}, out)))
     best = table.loc[table.groupby(["metric", "seed"]).val_accuracy.idxmax()]
     log("best architecture per tree (across its leaves):")
     log(best.to_string(index=False))
@@ -673,9 +680,9 @@ def compute_split_distances(spec: TreesSpec, splits: list[Path], out_splits: Pat
                for r in artifacts.read_splits(p, _expect("splits", spec, "splits", i, **ident))]
     table = pd.DataFrame([{**r.to_dict(), "edge_name": r.edge_name} for r in records])[list(SPLIT_COLUMNS)]
     pairs = pair_table(table)
-    inputs = artifacts.inputs_record({"splits": splits})
-    artifacts.write_table(table, out_splits, record(OUTPUTS["splits_table"], spec, inputs=inputs))
-    artifacts.write_table(pairs, out_distance, record(OUTPUTS["split_distance"], spec, inputs=inputs))
+    read = artifacts.inputs_record({"splits": splits}, out_splits)  # the two tables share a folder
+    artifacts.write_table(table, out_splits, record(OUTPUTS["splits_table"], spec, read=read))
+    artifacts.write_table(pairs, out_distance, record(OUTPUTS["split_distance"], spec, read=read))
     summary = summarise(pairs).groupby(["kind", "metric"]).distance.agg(["mean", "std", "count"]).reset_index()
     log(summary.to_string(index=False))
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,13 @@ def checkpoint_provenance(net: Network, d: data.ImageData, train_idx: np.ndarray
 def training_code() -> dict[str, str]:
     """``{module: digest}`` of the code a training run's epochs depend on (this module and every package
     module it imports): a checkpoint made by other code is not resumed."""
-    return {m: module_digest(m) for m in sorted(dependencies.closure(frozenset({"train"})))}
+    return dict(_training_code())
+
+
+@cache
+def _training_code() -> tuple[tuple[str, str], ...]:
+    """Once per process (the warm server computes it before it forks any job)."""
+    return tuple((m, module_digest(m)) for m in sorted(dependencies.closure(frozenset({"train"}))))
 
 
 #: Where a training run draws its random numbers (a checkpoint of another layout is not resumed): every

@@ -189,3 +189,23 @@ def test_an_atomic_write_never_follows_a_link(tmp_path):
     with pytest.raises(ArtifactError, match="as a symbolic link"):
         artifacts.atomic_write_bytes(other, b"{}")
     assert target.read_text() == "keep me" and not other.exists()
+
+
+def test_a_weight_file_whose_tensors_were_altered_is_refused_naming_it(tmp_path):
+    """The zip intact (its checksums recomputed), the tensors not those the record names: refused, not loaded."""
+    import io
+    import zipfile
+
+    import torch
+
+    path = tmp_path / "w.pt"
+    artifacts.save_weights(path, {"C": 4}, {"r": {"w": torch.zeros(3)}}, {}, {"kind": "root", "run": "x"})
+    with zipfile.ZipFile(path) as z:
+        entries = {name: z.read(name) for name in z.namelist()}
+    other = io.BytesIO()
+    torch.save({"supernet": {"C": 4}, "nodes": {"r": {"w": torch.ones(3)}}, "masks": {}}, other)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, payload in {**entries, "tensors.pt": other.getvalue()}.items():
+            z.writestr(name, payload)
+    with pytest.raises(ArtifactError, match="its tensors are not those its record names: the file is damaged"):
+        artifacts.load_weights(path, {"kind": "root"})

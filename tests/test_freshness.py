@@ -203,6 +203,36 @@ def test_every_record_names_its_run_identity_spec_and_code(tiny_run):
     assert not freshness.check(settings, tiny_run)
 
 
+def remade_with_other_content(path):
+    """The file's record as if its job had run again and made something else (the content digest is what
+    every file made from it recorded)."""
+    import json
+
+    obj = json.loads(path.read_text())
+    obj["provenance"]["content"] = "0" * 16
+    path.write_text(json.dumps(obj))
+
+
+def test_files_made_from_an_input_that_changed_since_are_remade_and_the_summary_names_them(run_copy):
+    """A split remade with other content (after an edit to the splitting code, say): every file made from it
+    is scheduled again at start, and until then `fewshot summary` refuses the tables made from the old one."""
+    split = run_copy / "results" / "tiny" / "snip" / "seed0" / "split_L0.json"
+    remade_with_other_content(split)
+    out, err = dry_run(run_copy)
+    assert "snip/seed0: 6 files made from inputs that have changed since (results/tiny/snip/seed0/split_L0.json)" \
+        in err, err
+    assert "run: 2 files made from inputs that have changed since" in err
+    for rule in ("compute_split_distances", "score_edges", "split_nodes", "train_leaves", "evaluate_study",
+                 "rank_study"):
+        assert f"rule {rule}:" in out
+    assert "rule make_holdout:" not in out and "rule train_root:" not in out
+    proc = subprocess.run([sys.executable, "-m", "fewshot_core.cli", "summary", "results/tiny"], cwd=run_copy,
+                          capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "results/tiny/splits.parquet is out of date: it was made from results/tiny/snip/seed0/split_L0.json" \
+        in proc.stderr
+
+
 def test_the_start_up_lines_name_damaged_files(run_copy):
     path = run_copy / "results" / "tiny" / "leaves.parquet"
     path.write_bytes(b"PAR1 not a table")

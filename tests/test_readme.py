@@ -57,7 +57,7 @@ def as_run(command: str) -> list[str] | None:
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory, tiny_run):
     """A copy of the checkout, with .venv linked, CIFAR-10's folder, NAS-Bench-201's archive, and the tiny run's
-    results where the README's summaries look (results/default, results/study)."""
+    results where the README's summaries look (results/default, results/study, results/study_fashion)."""
     from tests.benchmark_archive import write_complete_archive
 
     work = tmp_path_factory.mktemp("readme")
@@ -70,7 +70,7 @@ def checkout(tmp_path_factory, tiny_run):
     (work / "data" / "cifar10" / "cifar-10-batches-bin").mkdir(parents=True)
     pytest.importorskip("nats_bench", reason="nats_bench (a dependency) is not installed")
     write_complete_archive(work / "data" / "NATS-tss-v1_0-3ffb9-simple")
-    for run in ("default", "study", "paper_cpu"):
+    for run in ("default", "study", "study_fashion", "paper_cpu"):
         shutil.copytree(tiny_run / "results" / "tiny", work / "results" / run)
     return work
 

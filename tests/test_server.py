@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,30 @@ def test_a_launcher_that_died_unread_counts_as_gone_not_as_the_servers_end():
     assert not _launcher_gone(c)
     for s in (a, c, d):
         s.close()
+
+
+def test_a_server_whose_run_was_killed_outright_ends_and_leaves_no_socket_folder(tmp_path):
+    """Snakemake killed with SIGKILL cannot stop its server: the server sees its owner gone, ends, and removes
+    its socket and the folder it was made in."""
+    code = ("import sys, time\n"
+            "from fewshot_core.server import Server\n"
+            "s = Server()\n"
+            "assert s.wait_ready()\n"
+            "print(s.folder, s.process.pid, flush=True)\n"
+            "time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=ENV)
+    folder, pid = owner.stdout.readline().split()
+    owner.kill()
+    owner.wait()
+    deadline = time.time() + 60
+    while Path(folder).exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not Path(folder).exists()
+
+    def running() -> bool:
+        status = Path(f"/proc/{pid}/status")
+        return status.exists() and "zombie" not in status.read_text().lower()
+
+    while running() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not running(), "the server outlived its run"

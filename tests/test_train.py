@@ -137,8 +137,8 @@ def test_a_checkpoint_made_by_other_training_code_is_discarded_with_the_module_n
 
     ck = tmp_path / "ck.pt"
     interrupted(cfg, ck)
-    digest = training.module_digest
-    monkeypatch.setattr(training, "module_digest", lambda m: "edited" if m == "train" else digest(m))
+    code = training.training_code()
+    monkeypatch.setattr(training, "training_code", lambda: {**code, "train": "edited"})
     capsys.readouterr()
     assert train(fresh(0), tiny_data(), np.arange(64), cfg, 0, checkpoint=ck)[0]["epoch"] == 1
     assert "made by other code (train.py changed since)" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """The workflow end to end on tiny configurations: outputs, caching, staleness, configuration files, report."""
 
+import dataclasses
 import itertools
 import re
 import shutil
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from fewshot_core import artifacts
+from fewshot_core.errors import DataError
 from fewshot_core.outputs import BENCHMARK, CHECKPOINTS, FIGURES, LOG, OUTPUTS
 from tests.conftest import ROOT
 
@@ -188,6 +190,22 @@ def test_fashion_mnist_from_its_files_runs_end_to_end_on_a_subset(tmp_path, tiny
                          text=True, check=True).stdout
     assert "on fashion_mnist 8x8 (80 training images), C=4 N=1; ground truth: 2 standalone trainings" in out
     assert "ceiling" in out
+    # The same bytes written again (a new modification time) change nothing; other images under the same
+    # names rerun everything the data feeds, and a job reading the old holdout refuses to go on.
+    labels = tmp_path / "fm" / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes())
+    assert "Nothing to be done" in snakemake(tmp_path, cfg, "--dry-run").stdout
+    write_fashion(tmp_path / "fm", n_train=120, n_test=30, seed=1)
+    proc = snakemake(tmp_path, cfg, "--dry-run")
+    assert "seed0: 1 file made from inputs that have changed since" in proc.stderr
+    assert "train-images-idx3-ubyte.gz" in proc.stderr and "rule make_holdout:" in proc.stdout
+    from fewshot_core import stages
+    from fewshot_core.checks import load_settings
+
+    spec = load_settings(cfg, workdir=tmp_path).root_spec(0)
+    with pytest.raises(DataError, match="images-idx3-ubyte.gz has changed since .*holdout_seed0.json was made"):
+        stages._holdout(dataclasses.replace(spec, data=dataclasses.replace(spec.data, root=str(tmp_path / "fm"))),
+                        run / "data" / "holdout_seed0.json")
 
 
 # ----------------------------------------------------------------------------- configuration files
@@ -269,6 +287,19 @@ def test_a_change_gives_the_tables_of_a_fresh_run(warm_run, tmp_path, scenario, 
 
 
 # ----------------------------------------------------------------------------- the report
+
+
+def test_a_report_of_a_configuration_that_never_ran_is_refused_in_one_line(tiny_run, scenario, snakemake, edit):
+    """Three seeds where two ran: the figures exist but were drawn from two, so the report would caption
+    them wrongly; a study never run: its tables do not exist. Neither writes a report."""
+    report = tiny_run / "refused.html"
+    for config, needle in ((edit(scenario("tiny"), "seeds", [0, 1, 2]), "holdout_seed2.json (and 22 more) does not exist"),
+                           (edit(scenario("tiny"), "study.top_k", 3), "was made with other settings (top_k 2 -> 3)")):
+        proc = snakemake(tiny_run, config, "--report", str(report), check=False)
+        assert proc.returncode != 0 and "Report: results/tiny/" in proc.stderr and needle in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and not report.exists()
+    proc = snakemake(tiny_run, edit(scenario("tiny"), "run", "never"), "--report", str(report), check=False)
+    assert "Report: results/never/figures/fig1_split_distance.png (and" in proc.stderr and "does not exist" in proc.stderr
 
 
 def test_report_is_self_contained_and_renders(tiny_run, scenario, snakemake):

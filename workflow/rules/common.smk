@@ -170,12 +170,26 @@ def start_check(target_rules):
     one line per group made by other settings or code, and force the jobs that remake the stale files
     the requested targets need (fewshot_core/freshness.py)."""
     from fewshot_core import freshness
-    from fewshot_core.snakemake_hook import HookError, when_the_dag_is_built
+    from fewshot_core.outputs import needed_by, upstream
+    from fewshot_core.snakemake_hook import (
+        HookError,
+        making_a_report,
+        when_the_dag_is_built,
+    )
 
     planted = freshness.links_line(RUN)
     if planted:
         sys.exit(f"Start-up check: {planted}. Nothing was run.")
     findings = freshness.check(SETTINGS)
+    if making_a_report():
+        figures = target_rules["report"]
+        kinds = upstream(set().union(*(needed_by(f, RUN) or set() for f in figures)))
+        refusal = freshness.report_refusal(SETTINGS, findings, kinds, figures)
+        if refusal:
+            sys.exit(
+                f"Report: {refusal}: the report would describe results this configuration has not made. Run "
+                "the workflow with it first (snakemake --cores N), or write the report with --report-after-run."
+            )
     if findings:
         try:
             when_the_dag_is_built(
