@@ -53,6 +53,8 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if tmp.is_file() and not tmp.is_symlink():
+        tmp.unlink()  # left by a job killed outright that had this process id (a container's pids repeat)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except FileExistsError:
@@ -205,9 +207,13 @@ def read_table(path: str | os.PathLike, expected: Mapping[str, Any], columns: It
 
 
 def write_json(obj: dict, path: str | os.PathLike) -> None:
-    """A JSON artifact ``{"provenance": ..., ...}``, the digest of the rest in its record."""
+    """A JSON artifact ``{"provenance": ..., ...}``, the digest of the rest in its record, and of the data files
+    it was drawn from when its record names them (a holdout of the same indices drawn from other images is
+    other content: what is made from it must be made again)."""
     body = {k: v for k, v in obj.items() if k != "provenance"}
-    obj = {**obj, "provenance": {**obj["provenance"], CONTENT: digests.short(json.dumps(body, sort_keys=True))}}
+    drawn_from = sorted(d for _, _, d in (obj["provenance"].get("data_files") or {}).values())
+    content = digests.short([json.dumps(body, sort_keys=True), *drawn_from])
+    obj = {**obj, "provenance": {**obj["provenance"], CONTENT: content}}
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 

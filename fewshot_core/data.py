@@ -71,7 +71,10 @@ def data_files(name: str, root: str | os.PathLike | None) -> list[Path]:
         found = _find_cifar(Path(root)) if root is not None and Path(root).is_dir() else None
         if found is None:
             return []  # loading it fails first, with the message that says where it should be
-        return sorted(p for p in found[1].iterdir() if p.is_file() and not p.name.startswith("."))
+        layout, folder = found
+        names = ((*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE) if layout == "bin"
+                 else (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"))
+        return [folder / n for n in names if (folder / n).is_file()]
     return []
 
 

@@ -71,26 +71,39 @@ def of_sources(paths: Iterable[Path]) -> str:
 
 
 def of_data_files(paths: Iterable[str | Path]) -> dict[str, list]:
-    """``{absolute path: [size, mtime_ns, digest]}`` of the data files a result is made from: what its record
-    keeps so that replaced data reruns what it feeds (:func:`changed_files`)."""
+    """``{path: [size, mtime_ns, digest]}`` of the data files a result is made from: what its record keeps so
+    that replaced data reruns what it feeds (:func:`changed_files`). A path inside the working folder (the
+    workflow's: the project's data, its environment's copy of the digits) is kept relative to it, so that a
+    project moved as a whole still finds its files."""
     out = {}
     for p in paths:
         st = os.stat(p)
-        out[os.path.abspath(p)] = [st.st_size, st.st_mtime_ns, of_file(p)]
+        rel = os.path.relpath(os.path.abspath(p))
+        out[os.path.abspath(p) if rel.startswith("..") else rel] = [st.st_size, st.st_mtime_ns,
+                                                                    _file_digest(str(p), st.st_size, st.st_mtime_ns)]
     return out
 
 
-def changed_files(recorded: dict[str, list]) -> list[str]:
-    """The recorded data files (:func:`of_data_files`) whose content is no longer the recorded one. A file of
-    the recorded size and modification time counts as unchanged without being read (the check runs at every
-    start); one whose size or time differs is read, and a copy of the same bytes is unchanged."""
+def changed_files(recorded: dict[str, list], root: str | Path = ".") -> list[str]:
+    """The recorded data files (:func:`of_data_files`; relative paths under ``root``) whose content is no
+    longer the recorded one. A file of the recorded size and modification time counts as unchanged without
+    being read (the check runs at every start); one whose size or time differs is read (once per process),
+    and a copy of the same bytes is unchanged."""
     changed = []
     for path, (size, mtime_ns, digest) in recorded.items():
+        full = os.path.join(root, path)
         try:
-            st = os.stat(path)
+            st = os.stat(full)
         except OSError:
-            changed.append(path)
+            changed.append(full)
             continue
-        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns) and (st.st_size != size or of_file(path) != digest):
-            changed.append(path)
+        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns) and (
+                st.st_size != size or _file_digest(full, st.st_size, st.st_mtime_ns) != digest):
+            changed.append(full)
     return changed
+
+
+@cache
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """:func:`of_file`, once per process for a file of that size and time (CIFAR-10's batches are 180 MB)."""
+    return of_file(path)

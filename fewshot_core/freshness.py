@@ -104,7 +104,7 @@ def check(settings: RunSettings, root: str | Path = ".") -> list[Finding]:
                 findings.append(Finding(path, kind, group, "code", [f"{m}.py" for m in changed]))
     for path, kind, group, found in current:
         changed = [os.path.relpath(c, base) for c in artifacts.changed_inputs(os.path.join(base, path), found, records)]
-        changed += digests.changed_files(found.get("data_files") or {})  # the dataset's, the benchmark's
+        changed += digests.changed_files(found.get("data_files") or {}, base)  # the dataset's, the benchmark's
         if changed:
             findings.append(Finding(path, kind, group, "inputs", changed))
     return findings

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -180,27 +181,51 @@ def _importable(*folders: Path) -> Iterator[None]:
 
 def load(function: str, workdir: str | os.PathLike = "."):
     """The user's function itself (runs the file's top-level code: only a scoring job calls this),
-    resolved as :func:`check` resolved it. The modules it brings in are taken out of ``sys.modules`` once
-    it is loaded (the function keeps them), so that another metric's same-named modules load from its own
-    folder."""
+    resolved as :func:`check` resolved it. The modules of the user's it brings in are taken out of
+    ``sys.modules`` once it is loaded, so that another metric's same-named modules load from its own folder;
+    each call of the function runs with its own modules and folders back in place (an import inside it finds
+    what its file's imports found)."""
     path, attr = source_file(function, workdir)
     target = function.rpartition(":")[0]
+    folders = (path.parent, Path(workdir))
+    with _own_modules(folders, {}) as own:
+        try:
+            with _importable(*folders):
+                if not target.endswith(".py") and _local_module(target, Path(workdir)) is None:
+                    return getattr(importlib.import_module(target), attr)
+                module_spec = importlib.util.spec_from_file_location(f"fewshot_user_metric_{path.stem}", path)
+                module = importlib.util.module_from_spec(module_spec)
+                module_spec.loader.exec_module(module)
+            fn = getattr(module, attr)
+        except Exception as err:  # the user's code, whatever it raises while it loads
+            raise MetricError(f"{function}: loading it failed ({type(err).__name__}: {err}); run `python -c "
+                              f"'import {path.stem}'` in {path.parent} to see where") from err
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with _own_modules(folders, own), _importable(*folders):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+@contextlib.contextmanager
+def _own_modules(folders: tuple[Path, ...], own: dict) -> Iterator[dict]:
+    """Put ``own`` (a metric's modules, by name) in ``sys.modules`` for the while, and on the way out take
+    back out every module of the user's folders loaded meanwhile, keeping them in ``own``."""
+    saved = {name: sys.modules.get(name) for name in own}
     before = set(sys.modules)
+    sys.modules.update(own)
     try:
-        with _importable(path.parent, Path(workdir)):
-            if not target.endswith(".py") and _local_module(target, Path(workdir)) is None:
-                return getattr(importlib.import_module(target), attr)
-            module_spec = importlib.util.spec_from_file_location(f"fewshot_user_metric_{path.stem}", path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        return getattr(module, attr)
-    except Exception as err:  # the user's code, whatever it raises while it loads
-        raise MetricError(f"{function}: loading it failed ({type(err).__name__}: {err}); run `python -c "
-                          f"'import {path.stem}'` in {path.parent} to see where") from err
+        yield own
     finally:
-        for name in set(sys.modules) - before:
-            if name.split(".")[0] != "fewshot_core" and _is_users(sys.modules[name], (path.parent, Path(workdir))):
-                del sys.modules[name]
+        for name in (set(sys.modules) - before) | set(own):
+            module = sys.modules.get(name)
+            if module is not None and name.split(".")[0] != "fewshot_core" and _is_users(module, folders):
+                own[name] = sys.modules.pop(name)
+        for name, module in saved.items():
+            if module is not None:
+                sys.modules[name] = module
 
 
 def _is_users(module, folders: tuple[Path, ...]) -> bool:

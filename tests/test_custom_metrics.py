@@ -336,11 +336,13 @@ def test_two_user_metrics_with_same_named_helpers_each_get_their_own(tmp_path, m
 
     for name, value in (("a", 1.0), ("b", 2.0)):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "m.py").write_text("from helper import K\n\ndef score(model, batches):\n    return K\n")
+        (tmp_path / name / "m.py").write_text("from helper import K\n\ndef score(model, batches):\n"
+                                              "    import helper  # an import inside the function finds its own\n"
+                                              "    return helper.K\n")
         (tmp_path / name / "helper.py").write_text(f"K = {value}\n")
     monkeypatch.chdir(tmp_path)
-    assert user_metrics.load("a/m.py:score")(None, []) == 1.0
-    assert user_metrics.load("b/m.py:score")(None, []) == 2.0
+    first, second = user_metrics.load("a/m.py:score"), user_metrics.load("b/m.py:score")
+    assert (first(None, []), second(None, []), first(None, [])) == (1.0, 2.0, 1.0)
 
 
 def test_a_user_metric_that_fails_to_load_is_one_error_naming_it(tmp_path, monkeypatch):

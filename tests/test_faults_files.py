@@ -189,6 +189,10 @@ def test_an_atomic_write_never_follows_a_link(tmp_path):
     with pytest.raises(ArtifactError, match="as a symbolic link"):
         artifacts.atomic_write_bytes(other, b"{}")
     assert target.read_text() == "keep me" and not other.exists()
+    (tmp_path / f".other.json.{os.getpid()}.tmp").unlink()
+    (tmp_path / f".other.json.{os.getpid()}.tmp").write_bytes(b"half")  # a killed job's, with this pid
+    artifacts.atomic_write_bytes(other, b"{}")
+    assert other.read_bytes() == b"{}"
 
 
 def test_a_weight_file_whose_tensors_were_altered_is_refused_naming_it(tmp_path):
@@ -209,3 +213,17 @@ def test_a_weight_file_whose_tensors_were_altered_is_refused_naming_it(tmp_path)
             z.writestr(name, payload)
     with pytest.raises(ArtifactError, match="its tensors are not those its record names: the file is damaged"):
         artifacts.load_weights(path, {"kind": "root"})
+
+
+def test_a_holdout_drawn_from_other_images_is_other_content_though_its_indices_are_the_same(tmp_path):
+    """Replaced data reruns the holdouts, which draw the same indices: what was made from the old images must
+    still be made again, so the holdout's content covers the data files it was drawn from."""
+    import numpy as np
+
+    contents = []
+    for digest in ("a" * 16, "b" * 16):
+        path = tmp_path / f"{digest[0]}.json"
+        artifacts.write_holdout(path, np.arange(4), np.arange(4, 6), {"kind": "holdout",
+                                                                       "data_files": {"x.gz": [10, 1, digest]}})
+        contents.append(artifacts.read_record(path, "json")["content"])
+    assert contents[0] != contents[1]

@@ -233,6 +233,24 @@ def test_files_made_from_an_input_that_changed_since_are_remade_and_the_summary_
         in proc.stderr
 
 
+def test_the_summary_shows_the_trees_and_names_a_ranking_made_from_a_table_since_remade(run_copy):
+    import json
+
+    import pyarrow.parquet as pq
+
+    table = sorted((run_copy / "results" / "tiny" / "study" / "zero_cost").glob("*.parquet"))[0]
+    data = pq.read_table(table)
+    meta = dict(data.schema.metadata)
+    record = json.loads(meta[artifacts.PROVENANCE_KEY])
+    meta[artifacts.PROVENANCE_KEY] = json.dumps({**record, "content": "0" * 16}).encode()
+    pq.write_table(data.replace_schema_metadata(meta), table)
+    proc = subprocess.run([sys.executable, "-m", "fewshot_core.cli", "summary", "results/tiny"], cwd=run_copy,
+                          capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0 and "Splits (metric, seed, node" in proc.stdout, proc.stderr
+    assert "Ranking study: not shown: results/tiny/ranking.parquet is out of date: it was made from " \
+        f"results/tiny/study/zero_cost/{table.name}" in proc.stdout
+
+
 def test_the_start_up_lines_name_damaged_files(run_copy):
     path = run_copy / "results" / "tiny" / "leaves.parquet"
     path.write_bytes(b"PAR1 not a table")
