@@ -25,6 +25,10 @@ from fewshot_core.errors import ArtifactError
 from fewshot_core.outputs import OUTPUTS, code_version
 from fewshot_core.plan import RunSettings
 
+#: How the start-up lines and the report's refusal name each problem that reruns a file.
+STATES = {"settings": "made with other settings", "inputs": "made from inputs that have changed since",
+          "damaged": "unreadable or without a provenance record"}
+
 
 @dataclass
 class Finding:
@@ -125,8 +129,7 @@ def report_refusal(settings: RunSettings, findings: list[Finding], kinds: set[st
     stale = [f for f in findings if f.kind in kinds and f.problem != "code"]
     if stale:
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
-        why = {"settings": "made with other settings", "inputs": "made from inputs that have changed since"}.get(
-            stale[0].problem, "unreadable")
+        why = STATES[stale[0].problem]
         changes = f" ({', '.join(stale[0].changes[:3])})" if stale[0].changes else ""
         return f"{stale[0].path}{more} was {why}{changes}"
     return None
@@ -179,9 +182,7 @@ def report(findings: list[Finding], forced: set[str], rerun_on_code_change: bool
         now = sum(f.path in forced for f in items)
         fate = "rerunning" if now == len(items) else (
             f"rerunning {now}, the others are not needed for this target" if now else "not needed for this target")
-        state = {"settings": "made with other settings", "inputs": "made from inputs that have changed since"}.get(
-            problem, "unreadable or without a provenance record")
-        lines.append(f"{group}: {len(items)} file{'s' * (len(items) != 1)} {state} ({what}): {fate}")
+        lines.append(f"{group}: {len(items)} file{'s' * (len(items) != 1)} {STATES[problem]} ({what}): {fate}")
     by_code: dict[tuple[str, ...], list[Finding]] = defaultdict(list)
     for f in findings:
         if f.problem == "code":
