@@ -85,10 +85,35 @@ _ENTRIES = [
                          low=0),
     }),
     MetricInfo("nparams", "#params", "scalar", "baseline", "baselines"),
+    MetricInfo("convs", "#convs", "scalar", "baseline", "baselines"),
     MetricInfo("random", "random", "none", "baseline", "baselines"),
 ]
 #: Every metric by name, in the order the figures and tables show them.
 CATALOG: dict[str, MetricInfo] = {m.name: m for m in _ENTRIES}
+
+
+@dataclass(frozen=True)
+class Control:
+    """A split that a ranking study holds beside the metrics' trees to show what a split can do in its
+    setting: scored by ``metric``, on a tree whose settings ``tree`` gives over the run's ``tree`` section."""
+
+    name: str
+    display: str
+    metric: str
+    tree: dict
+    doc: str
+
+
+#: The study's controls, by the name ``controls:`` gives them (docs/design.md §8).
+CONTROLS: dict[str, Control] = {c.name: c for c in [
+    Control("fewshot_nas", "Few-shot NAS", "random",
+            {"policy": {"levels": [5]}, "edge_selection": "order", "edge_order": [0]},
+            "Few-shot NAS's split (Zhao et al. 2021): edge 1<-0 into its five operations, one sub-supernet each"),
+    Control("gmnas", "GM-NAS", "gm_nas", {"edge_selection": "mincut", "balanced": True},
+            "GM-NAS's split (Hu et al. 2022): gm_nas scores, the edge of the lowest cut, balanced 2|3 cuts"),
+    Control("structure", "by structure", "convs", {},
+            "a split by structure: the convolutions of the split edge apart from the operations without weights"),
+]}
 
 
 def info(name: str) -> MetricInfo:
@@ -99,8 +124,10 @@ def info(name: str) -> MetricInfo:
 
 
 def display_name(name: str) -> str:
-    """The name a figure prints for ``name``: the paper's where it has one; a metric of the user's own,
-    a combination or a schedule keeps its name from the configuration."""
+    """The name a figure prints for ``name``: the paper's where it has one, a control's; a metric of the
+    user's own, a combination or a schedule keeps its name from the configuration."""
+    if name in CONTROLS:
+        return CONTROLS[name].display
     return CATALOG[name].display if name in CATALOG else name
 
 

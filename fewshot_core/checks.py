@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from fewshot_core import user_metrics
-from fewshot_core.catalog import CATALOG
+from fewshot_core.catalog import CATALOG, CONTROLS
 from fewshot_core.errors import ConfigError, SplitError
 from fewshot_core.plan import RunSettings
 from fewshot_core.settings import (
@@ -111,20 +111,22 @@ def _has_type(value, want: type) -> bool:
     return isinstance(value, want)
 
 
-def _builtin(name: str, entry: dict, input_size: int) -> MetricSettings:
+def _builtin(name: str, entry: dict, input_size: int, where: str | None = None) -> MetricSettings:
+    """A catalogue metric with an entry's batches and settings; ``where``: the entry's key (``metrics.<name>``)."""
+    where = where or f"metrics.{name}"
     declared = CATALOG[name].settings
     settings = dict(entry["settings"])
     for key, value in settings.items():
         if key not in declared:
-            raise ConfigError(f"metrics.{name}.settings.{key}: {name} has no such setting; "
+            raise ConfigError(f"{where}.settings.{key}: {name} has no such setting; "
                               f"its settings: {', '.join(declared) or 'none'}")
         want = declared[key].type
         if not _has_type(value, want):
-            raise ConfigError(f"metrics.{name}.settings.{key}: {value!r} is not a finite {want.__name__} "
+            raise ConfigError(f"{where}.settings.{key}: {value!r} is not a finite {want.__name__} "
                               f"({declared[key].help})")
         problem = declared[key].problem(value, input_size)
         if problem:
-            raise ConfigError(f"metrics.{name}.settings.{key}: {value!r} {problem} ({declared[key].help})")
+            raise ConfigError(f"{where}.settings.{key}: {value!r} {problem} ({declared[key].help})")
     return MetricSettings(name, CATALOG[name].kind, entry["batch_size"], entry["batches"],
                           {**CATALOG[name].defaults, **settings}, None)
 
@@ -143,23 +145,30 @@ def _user(name: str, entry: dict, workdir: Path) -> MetricSettings:
                           entry["function"])
 
 
-def _metrics(entries: dict, written: dict, levels: int, input_size: int, workdir: Path) -> dict[str, TreeMetric]:
-    """Every configured metric as a tree's scorers: a built-in or the user's function, a combination of
-    them, or a schedule of those, one per level; components not configured take the entry defaults.
-    ``written``: the entries as the configuration gives them, before the schema's defaults."""
+def _metrics(entries: dict, written: dict, tree: dict, given_tree: dict, input_size: int,
+             workdir: Path) -> dict[str, TreeMetric]:
+    """Every configured metric as a tree's scorers: a built-in or the user's function (or a built-in under
+    another name, ``metric:``), a combination of them, or a schedule of those, one per level; components
+    not configured take the entry defaults. Each tree takes the run's ``tree`` section, or its own
+    (``metrics.<name>.tree``, over the run's). ``written``: the entries as the configuration gives them,
+    before the schema's defaults; ``tree``, ``given_tree``: the run's tree section with and without them."""
     defaults = validated({"run": "x", "seeds": [0], "metrics": {"x": {}}})["metrics"]["x"]
     for name, entry in entries.items():
-        kinds = [k for k in ("function", "combine", "schedule") if k in entry]
+        kinds = [k for k in ("function", "combine", "schedule", "metric") if k in entry]
         if len(kinds) > 1:
             raise ConfigError(f"metrics.{name}: {' and '.join(kinds)} exclude each other")
-        if kinds and kinds[0] in ("combine", "schedule"):
+        if kinds and kinds[0] in ("combine", "schedule", "metric"):
             if name in CATALOG:
                 raise ConfigError(f"metrics.{name}: a {kinds[0]} needs a name of its own; {name} is a built-in "
                                   "metric, and its trees would carry another metric's splits")
-            unused = sorted(set(written.get(name) or {}) - {kinds[0]})
+        if kinds and kinds[0] in ("combine", "schedule"):
+            unused = sorted(set(written.get(name) or {}) - {kinds[0], "tree"})
             if unused:
-                raise ConfigError(f"metrics.{name}.{unused[0]}: a {kinds[0]} takes only {kinds[0]}:; its components' "
-                                  f"batches and settings are their own entries' (metrics.<component>)")
+                raise ConfigError(f"metrics.{name}.{unused[0]}: a {kinds[0]} takes only {kinds[0]}: (and tree:); its "
+                                  "components' batches and settings are their own entries' (metrics.<component>)")
+        if kinds and kinds[0] == "metric" and entry["metric"] not in CATALOG:
+            raise ConfigError(f"metrics.{name}.metric: {entry['metric']!r} is not a metric of the catalogue; known: "
+                              f"{', '.join(CATALOG)}")
         for key in ("kind", "better"):
             if key in entry and "function" not in entry:
                 raise ConfigError(f"metrics.{name}.{key} is only for a metric of your own (function: ...)")
@@ -168,12 +177,14 @@ def _metrics(entries: dict, written: dict, levels: int, input_size: int, workdir
                               "better is for a scalar metric")
         if not kinds and name not in CATALOG:
             raise ConfigError(f"metrics.{name}: unknown metric; known: {', '.join(CATALOG)} (or give your own "
-                              "with function:, combine: or schedule:)")
+                              "with function:, combine:, schedule: or metric:)")
 
     def part(name: str, where: str) -> MetricSettings:
         entry = entries.get(name, defaults)
         if "function" in entry:
             return _user(name, entry, workdir)
+        if "metric" in entry:
+            return _builtin(entry["metric"], entry, input_size, f"metrics.{name}")
         if name in CATALOG and not ({"combine", "schedule"} & set(entry)):
             return _builtin(name, entry, input_size)
         raise ConfigError(f"{where}: {name!r} is not a metric of the catalogue or one of your own (function:)")
@@ -193,16 +204,47 @@ def _metrics(entries: dict, written: dict, levels: int, input_size: int, workdir
 
     trees = {}
     for name, entry in entries.items():
+        own = (written.get(name) or {}).get("tree")
+        shape, balanced = _tree(*_tree_of(tree, given_tree, own), f"metrics.{name}.tree" if own else "tree")
+        levels = len(shape.factors)
         if "schedule" in entry:
             schedule = entry["schedule"]
             if len(schedule) != levels:
                 raise ConfigError(f"metrics.{name}.schedule: {len(schedule)} entries for a tree of {levels} levels; "
                                   "give one metric per level")
-            trees[name] = TreeMetric(name, tuple(scorer(m, f"metrics.{name}.schedule[{i}]")
-                                                 for i, m in enumerate(schedule)))
+            scorers = tuple(scorer(m, f"metrics.{name}.schedule[{i}]") for i, m in enumerate(schedule))
         else:
-            trees[name] = TreeMetric(name, (scorer(name, f"metrics.{name}"),) * levels)
+            scorers = (scorer(name, f"metrics.{name}"),) * levels
+        trees[name] = TreeMetric(name, scorers, shape, balanced)
     return trees
+
+
+def _tree_of(tree: dict, given: dict, own: dict | None) -> tuple[dict, dict]:
+    """A tree's section and the keys given for it: the run's, with ``own`` (an entry's or a control's) over it.
+    A tree that names its own edge selection does not inherit the run's edge order."""
+    if not own:
+        return tree, given
+    base = {k: v for k, v in tree.items() if not ("edge_selection" in own and k == "edge_order")}
+    if "edge_selection" in own and "edge_order" not in own:
+        base["edge_order"] = validated({"run": "x", "seeds": [0], "metrics": {"x": {}}})["tree"]["edge_order"]
+    kept = {k: v for k, v in given.items() if not ("edge_selection" in own and k == "edge_order")}
+    return {**base, **own}, {**kept, **own}
+
+
+def _controls(names: list[str], entries: dict, tree: dict, given_tree: dict, input_size: int,
+              trees: dict[str, TreeMetric]) -> dict[str, TreeMetric]:
+    """The study's controls (:data:`fewshot_core.catalog.CONTROLS`) as trees of their own shapes; a control's
+    metric takes its entry's settings when the configuration has one, the defaults otherwise."""
+    defaults = validated({"run": "x", "seeds": [0], "metrics": {"x": {}}})["metrics"]["x"]
+    out = {}
+    for name in names:
+        if name in trees:
+            raise ConfigError(f"controls: {name!r} is also a metric's name under metrics:; rename the metric")
+        control = CONTROLS[name]
+        shape, balanced = _tree(*_tree_of(tree, given_tree, control.tree), f"controls: {name}'s tree")
+        scorer = Scorer((_builtin(control.metric, entries.get(control.metric, defaults), input_size),), (1.0,), False)
+        out[name] = TreeMetric(name, (scorer,) * len(shape.factors), shape, balanced, control=True)
+    return out
 
 
 def _study(study: dict, data_name: str, workdir: Path) -> StudySettings:
@@ -256,23 +298,27 @@ def _train(section: dict, optimizer: OptimizerSettings, crop_pad: int, precision
                          precision, optimizer)
 
 
-def _tree(tree: dict, given: dict) -> TreeSettings:
-    """The tree's settings; ``given`` is the tree section as written, before the defaults."""
+def _tree(tree: dict, given: dict, where: str = "tree") -> tuple[TreeSettings, bool]:
+    """A tree's settings and whether its cuts are balanced; ``given`` is its section as written, before the
+    defaults, and ``where`` its key in the configuration."""
     try:
         factors = tuple(branching_factors(tree["policy"]))
     except SplitError as err:
-        raise ConfigError(f"tree.policy: {err}") from err
+        raise ConfigError(f"{where}.policy: {err}") from err
     order = tuple(tree["edge_order"])
     if tree["edge_selection"] == "order":
         if len(order) < len(factors) or len(set(order[: len(factors)])) < len(factors):
-            raise ConfigError(f"tree.edge_order: {list(order)} must name {len(factors)} distinct edges (0-5), one per "
-                              f"level, for edge_selection 'order' (an edge splits once along a path)")
+            raise ConfigError(f"{where}.edge_order: {list(order)} must name {len(factors)} distinct edges (0-5), one "
+                              f"per level, for edge_selection 'order' (an edge splits once along a path)")
         order = order[: len(factors)]
     elif "edge_order" in given:
-        raise ConfigError(f"tree.edge_order is only used with edge_selection 'order', not {tree['edge_selection']!r}")
+        raise ConfigError(f"{where}.edge_order is only used with edge_selection 'order', not "
+                          f"{tree['edge_selection']!r}")
     else:
         order = ()
-    return TreeSettings(factors, tree["edge_selection"], order)
+    shape = TreeSettings(factors, tree["edge_selection"], order)
+    _check_reachable(shape, where)
+    return shape, tree["balanced"]
 
 
 def _check_data(data: DataSettings, download: bool, workdir: Path) -> None:
@@ -349,10 +395,12 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
     data = DataSettings(d["name"], d["root"], d["input_size"], d["val_fraction"], d["train_images"])
     _check_data(data, d["download"], Path(workdir))
     optimizer = OptimizerSettings(**t["optimizer"])
-    tree = _tree(c["tree"], config.get("tree") or {})
     leaves = t["leaves"]
     crop_pad = d["input_size"] // 8 if d["crop_pad"] is None else d["crop_pad"]
-    metrics = _metrics(c["metrics"], config.get("metrics") or {}, len(tree.factors), d["input_size"], Path(workdir))
+    given_tree = config.get("tree") or {}
+    metrics = _metrics(c["metrics"], config.get("metrics") or {}, c["tree"], given_tree, d["input_size"],
+                       Path(workdir))
+    metrics.update(_controls(c["controls"], c["metrics"], c["tree"], given_tree, d["input_size"], metrics))
     proxies = _proxies(metrics, c["metrics"], d["input_size"])
     settings = RunSettings(
         run=c["run"],
@@ -362,8 +410,6 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         device=c["device"],
         download=d["download"],
         rerun_on_code_change=c["rerun_on_code_change"],
-        tree=tree,
-        balanced=c["tree"]["balanced"],
         metrics=metrics,
         warmup=_train(t["warmup"], optimizer, crop_pad, t["precision"]),
         leaf_training=_train(leaves, optimizer, crop_pad, t["precision"]),
@@ -374,7 +420,6 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         directions=_directions(proxies, c["metrics"]),
     )
     _check_sizes(settings, config, workdir)
-    _check_reachable(settings)
     results = Path(workdir, "results", settings.run)
     if not _writable(results):
         raise ConfigError(f"run: the output directory {results} cannot be written")
@@ -409,18 +454,18 @@ def _check_sizes(s: RunSettings, config: dict, workdir: str | os.PathLike = ".")
                           f"rho need at least {MIN_STUDY_ARCHS}); use 0 for no study")
 
 
-def _check_reachable(s: RunSettings) -> None:
+def _check_reachable(tree: TreeSettings, where: str) -> None:
     """With a fixed edge per level, a level that splits an edge into five groups puts ``none`` alone in one
     of them; when those edges cut every path of the cell, some leaf holds no connected architecture,
     whatever the metric says. (Splits that isolate ``none`` by the metric's choice fail in the split job.)"""
     from fewshot_core.nb201 import EDGES, NUM_EDGES, NUM_OPS, reaches_output
 
-    if s.tree.edge_selection != "order":
+    if tree.edge_selection != "order":
         return
-    alone = [e for e, b in zip(s.tree.edge_order, s.tree.factors) if b == NUM_OPS]
+    alone = [e for e, b in zip(tree.edge_order, tree.factors) if b == NUM_OPS]
     if alone and not reaches_output([e not in alone for e in range(NUM_EDGES)]):
-        raise ConfigError(f"tree.policy: {NUM_OPS} groups on edges {', '.join(EDGES[e] for e in alone)} "
-                          f"(tree.edge_order) leave a leaf whose only operation on each of them is 'none', so no "
+        raise ConfigError(f"{where}.policy: {NUM_OPS} groups on edges {', '.join(EDGES[e] for e in alone)} "
+                          f"({where}.edge_order) leave a leaf whose only operation on each of them is 'none', so no "
                           "architecture of that leaf connects the cell's input to its output; use fewer groups on "
                           "one of these edges, or split another edge")
 

@@ -66,10 +66,12 @@ STANDALONE_COLUMNS = ("arch", "gt", "test_accuracy", "test_loss", "epochs")
 ZERO_COST_COLUMNS = ("proxy", "arch", "score")
 BENCHMARK_COLUMNS = ("arch", "index", "trial", "seed", "accuracy", "loss")
 RANKING_COLUMNS = ("kind", "name", "seed", "archs", "tau", "tau_lo", "tau_hi", "tau_loss", "rho", "tau_within",
-                   "tau_across", "pairs_within", "top1_arch", "top1_truth", "regret", "topk_overlap", "k")
+                   "tau_across", "pairs_within", "tau_same_params", "tau_same_params_lo", "tau_same_params_hi",
+                   "pairs_same_params", "top1_arch", "top1_truth", "regret", "topk_overlap", "k")
 SUMMARY_COLUMNS = ("kind", "name", "rankings", "tau", "tau_lo", "tau_hi", "tau_loss", "rho", "tau_within", "tau_across",
-                   "regret", "topk_overlap", "vs_random", "vs_random_lo", "vs_random_hi", "vs_random_wins",
-                   "vs_oneshot", "vs_oneshot_lo", "vs_oneshot_hi", "vs_oneshot_wins")
+                   "tau_same_params", "tau_same_params_lo", "tau_same_params_hi", "regret", "topk_overlap",
+                   "vs_random", "vs_random_lo", "vs_random_hi", "vs_random_wins", "vs_random_detectable",
+                   "vs_oneshot", "vs_oneshot_lo", "vs_oneshot_hi", "vs_oneshot_wins", "vs_oneshot_detectable")
 
 _ENTRIES = [
     Output("holdout", "data/holdout_seed{seed}.json", "json", "make_holdout", "holdout_spec", ("seed",),
@@ -104,13 +106,13 @@ _ENTRIES = [
     Output("standalone", "study/standalone_gt{gt}_chunk{chunk}.parquet", "parquet", "train_standalone",
            "standalone_spec", ("gt", "chunk"), STANDALONE_COLUMNS, ("study_set", "holdout"),
            "ground truth: some study architectures trained from scratch with one ground-truth seed"),
-    Output("oneshot", "seed{seed}/oneshot_{budget}.pt", "weights", "train_oneshot", "oneshot_spec", ("seed", "budget"),
-           (), ("holdout", "pretrained"),
-           "the seed's one-shot baseline, trained as long as a tree's leaves (tree) or one leaf (leaf)"),
+    Output("oneshot", "seed{seed}/oneshot_{budget}leaves.pt", "weights", "train_oneshot", "oneshot_spec",
+           ("seed", "budget"), (), ("holdout", "pretrained"),
+           "the seed's one-shot baseline, trained as long as {budget} leaves (a tree's, or one)"),
     Output("benchmark", "study/benchmark.parquet", "parquet", "read_benchmark", "benchmark_spec", (),
            BENCHMARK_COLUMNS, ("study_set",),
            "with study.ground_truth.source nats_bench: the study architectures' accuracies in NAS-Bench-201"),
-    Output("oneshot_study", "study/oneshot_{budget}_seed{seed}_chunk{chunk}.parquet", "parquet", "evaluate_oneshot",
+    Output("oneshot_study", "study/oneshot_{budget}leaves_seed{seed}_chunk{chunk}.parquet", "parquet", "evaluate_oneshot",
            "oneshot_eval_spec", ("seed", "budget", "chunk"), STUDY_COLUMNS, ("study_set", "holdout", "oneshot"),
            "some study architectures with a one-shot baseline's weights, on the test part"),
     Output("study", "{metric}/seed{seed}/study_chunk{chunk}.parquet", "parquet", "evaluate_study", "study_eval_spec",

@@ -17,11 +17,9 @@ from fewshot_core.settings import (
     SupernetSettings,
     TrainSettings,
     TreeMetric,
-    TreeSettings,
     canonical_json,
 )
 from fewshot_core.specs import (
-    BUDGETS,
     BenchmarkSpec,
     ChildrenSpec,
     FiguresSpec,
@@ -73,9 +71,7 @@ class RunSettings:
     device: str
     download: bool
     rerun_on_code_change: bool
-    tree: TreeSettings
-    balanced: bool
-    metrics: dict[str, TreeMetric]
+    metrics: dict[str, TreeMetric]  # every tree's metric or control, by the tree's name
     warmup: TrainSettings
     leaf_training: TrainSettings
     evaluation: EvalSettings
@@ -100,9 +96,9 @@ class RunSettings:
             self._cache[key] = (spec, digests.short(self.canonical(spec)))
         return self._cache[key][1]
 
-    @property
-    def levels(self) -> int:
-        return len(self.tree.factors)
+    def levels(self, metric: str) -> int:
+        """The levels of ``metric``'s trees."""
+        return len(self.metrics[metric].tree.factors)
 
     @property
     def warms_up(self) -> bool:
@@ -113,15 +109,14 @@ class RunSettings:
         scored with the root's: the inheritance rule, written once."""
         return self.warms_up and level > 0
 
-    def leaf_chunks(self) -> list[tuple[str, ...]]:
-        """The leaves of a tree, ``leaves_per_job`` to a job."""
-        leaves = leaf_names(self.tree.factors)
+    def leaf_chunks(self, metric: str) -> list[tuple[str, ...]]:
+        """The leaves of ``metric``'s trees, ``leaves_per_job`` to a job."""
+        leaves = leaf_names(self.metrics[metric].tree.factors)
         k = self.leaves_per_job
         return [tuple(leaves[i : i + k]) for i in range(0, len(leaves), k)]
 
-    @property
-    def chunks(self) -> int:
-        return len(self.leaf_chunks())
+    def chunks(self, metric: str) -> int:
+        return len(self.leaf_chunks(metric))
 
     @property
     def has_study(self) -> bool:
@@ -131,9 +126,13 @@ class RunSettings:
         """The study set in jobs of ``study.archs_per_job`` architectures."""
         return -(-self.study.archs // self.study.archs_per_job)
 
-    @property
-    def leaf_count(self) -> int:
-        return sum(len(c) for c in self.leaf_chunks())
+    def leaf_count(self, metric: str) -> int:
+        return sum(len(c) for c in self.leaf_chunks(metric))
+
+    def budgets(self) -> tuple[int, ...]:
+        """The one-shot baselines' budgets, as the number of leaves whose training steps each takes: every
+        tree shape's leaf count (so each tree has a baseline of its own steps) and one leaf's."""
+        return tuple(sorted({1, *(self.leaf_count(m) for m in self.metrics)}, reverse=True))
 
     def holdout_seeds(self) -> tuple[int, ...]:
         """The seeds whose holdout some job reads: the run's, and the study's."""
@@ -169,31 +168,35 @@ class RunSettings:
     @_memo
     def score_spec(self, metric: str, seed: int, level: int) -> ScoreSpec:
         scorer = self.metrics[metric].levels[level]
-        return ScoreSpec(self.run, self.data, self.supernet, metric, scorer, scorer.code_hash(), self.tree,
+        return ScoreSpec(self.run, self.data, self.supernet, metric, scorer, scorer.code_hash(), self.metrics[metric].tree,
                          self.trains_children(level), seed, level,
                          {"holdout": self.digest_of(self.holdout_spec(seed)), "weights": self.weights_digest(metric, seed, level),
                           "previous": self._splits_above(metric, seed, level)})
 
     @_memo
     def split_spec(self, metric: str, seed: int, level: int) -> SplitSpec:
-        return SplitSpec(self.run, metric, self.metrics[metric].levels[level].kind, self.tree, self.balanced, seed,
-                         level, {"scores": self.digest_of(self.score_spec(metric, seed, level)),
-                                 "previous": self._splits_above(metric, seed, level)})
+        tree = self.metrics[metric]
+        return SplitSpec(self.run, metric, tree.levels[level].kind, tree.tree, tree.balanced, seed, level,
+                         {"scores": self.digest_of(self.score_spec(metric, seed, level)),
+                          "previous": self._splits_above(metric, seed, level)})
 
     @_memo
     def children_spec(self, metric: str, seed: int, level: int) -> ChildrenSpec:
-        return ChildrenSpec(self.run, self.data, self.supernet, self.warmup, self.tree.factors, metric, seed, level,
+        return ChildrenSpec(self.run, self.data, self.supernet, self.warmup, self.metrics[metric].tree.factors, metric,
+                            seed, level,
                             {"holdout": self.digest_of(self.holdout_spec(seed)),
                              "parent_weights": self.weights_digest(metric, seed, level - 1),
                              "splits": self._splits_above(metric, seed, level)})
 
     @_memo
     def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
-        inputs = {"holdout": self.digest_of(self.holdout_spec(seed)), "splits": self._splits_above(metric, seed, self.levels)}
+        inputs = {"holdout": self.digest_of(self.holdout_spec(seed)),
+                  "splits": self._splits_above(metric, seed, self.levels(metric))}
         if self.study.transfers:
             inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
-        return LeavesSpec(self.run, self.data, self.supernet, self.leaf_training, self.evaluation, self.tree.factors, metric,
-                          seed, chunk, self.leaf_chunks()[chunk], self.leaf_start, inputs)
+        return LeavesSpec(self.run, self.data, self.supernet, self.leaf_training, self.evaluation,
+                          self.metrics[metric].tree.factors, metric, seed, chunk, self.leaf_chunks(metric)[chunk],
+                          self.leaf_start, inputs)
 
     @property
     def leaf_start(self) -> str:
@@ -204,17 +207,20 @@ class RunSettings:
         """Every tree of the run, (metric, seed), in the order of the run's tables."""
         return [(m, s) for m in self.metrics for s in self.seeds]
 
+    def _trees_spec(self, inputs: dict) -> TreesSpec:
+        return TreesSpec(self.run, tuple(self.metrics), self.seeds, {m: self.levels(m) for m in self.metrics},
+                         {m: self.chunks(m) for m in self.metrics},
+                         tuple(m for m, t in self.metrics.items() if t.control), inputs)
+
     @_memo
     def distances_spec(self) -> TreesSpec:
-        return TreesSpec(self.run, tuple(self.metrics), self.seeds, self.levels, self.chunks,
-                         {"splits": [self.digest_of(self.split_spec(m, s, lv)) for m, s in self.trees()
-                                     for lv in range(self.levels)]})
+        return self._trees_spec({"splits": [self.digest_of(self.split_spec(m, s, lv)) for m, s in self.trees()
+                                            for lv in range(self.levels(m))]})
 
     @_memo
     def collect_spec(self) -> TreesSpec:
-        return TreesSpec(self.run, tuple(self.metrics), self.seeds, self.levels, self.chunks,
-                         {"tables": [self.digest_of(self.leaves_spec(m, s, c)) for m, s in self.trees()
-                                     for c in range(self.chunks)]})
+        return self._trees_spec({"tables": [self.digest_of(self.leaves_spec(m, s, c)) for m, s in self.trees()
+                                            for c in range(self.chunks(m))]})
 
     def figures_spec(self) -> FiguresSpec:
         d = self.digest_of(self.distances_spec())
@@ -237,12 +243,12 @@ class RunSettings:
         train = dataclasses.replace(self.leaf_training, epochs=self.study.pretrain)
         return PretrainSpec(self.run, self.data, self.supernet, train, seed, {"holdout": self.digest_of(self.holdout_spec(seed))})
 
-    def budget_epochs(self, budget: str) -> int:
-        """The one-shot baseline's epochs: as many steps as all the leaves of a tree, or as one leaf."""
-        return self.leaf_training.epochs * (self.leaf_count if budget == "tree" else 1)
+    def budget_epochs(self, budget: int) -> int:
+        """The one-shot baseline's epochs: as many steps as ``budget`` leaves (all the leaves of a tree, or one)."""
+        return self.leaf_training.epochs * budget
 
     @_memo
-    def oneshot_spec(self, seed: int, budget: str) -> OneShotSpec:
+    def oneshot_spec(self, seed: int, budget: int) -> OneShotSpec:
         inputs = {"holdout": self.digest_of(self.holdout_spec(seed))}
         if self.study.transfers:
             inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
@@ -251,14 +257,15 @@ class RunSettings:
 
     @_memo
     def study_eval_spec(self, metric: str, seed: int, chunk: int) -> StudyEvalSpec:
-        return StudyEvalSpec(self.run, self.data, self.evaluation, self.tree.factors, metric, seed, chunk,
+        return StudyEvalSpec(self.run, self.data, self.evaluation, self.metrics[metric].tree.factors, metric, seed, chunk,
                              self.study.archs_per_job,
                              {"study_set": self.digest_of(self.study_set_spec()), "holdout": self.digest_of(self.holdout_spec(seed)),
-                              "splits": self._splits_above(metric, seed, self.levels),
-                              "leaf_weights": [self.digest_of(self.leaves_spec(metric, seed, c)) for c in range(self.chunks)]})
+                              "splits": self._splits_above(metric, seed, self.levels(metric)),
+                              "leaf_weights": [self.digest_of(self.leaves_spec(metric, seed, c))
+                                               for c in range(self.chunks(metric))]})
 
     @_memo
-    def oneshot_eval_spec(self, seed: int, budget: str, chunk: int) -> OneShotEvalSpec:
+    def oneshot_eval_spec(self, seed: int, budget: int, chunk: int) -> OneShotEvalSpec:
         return OneShotEvalSpec(self.run, self.data, self.evaluation, seed, budget, chunk, self.study.archs_per_job,
                                {"study_set": self.digest_of(self.study_set_spec()), "holdout": self.digest_of(self.holdout_spec(seed)),
                                 "oneshot": self.digest_of(self.oneshot_spec(seed, budget))})
@@ -282,8 +289,9 @@ class RunSettings:
         chunks = range(self.study_chunks())
         gt = self.study.ground_truth
         protocol = {"protocol": self.study.protocol, "pretrain_epochs": self.study.pretrain if self.study.transfers
-                    else 0, "leaf_epochs": self.leaf_training.epochs, "leaves": self.leaf_count,
-                    "oneshot_epochs": {b: self.budget_epochs(b) for b in BUDGETS}, "ground_truth": gt.source,
+                    else 0, "leaf_epochs": self.leaf_training.epochs,
+                    "leaves": {m: self.leaf_count(m) for m in self.metrics},
+                    "oneshot_epochs": {str(b): self.budget_epochs(b) for b in self.budgets()}, "ground_truth": gt.source,
                     "standalone_epochs": self.study.standalone, "gt_seeds": self.study.gt_seeds,
                     "benchmark": {"dataset": gt.dataset, "hp": gt.hp, "accuracy": gt.accuracy} if gt.benchmark
                     else None, "evaluated_on": "test",
@@ -292,13 +300,15 @@ class RunSettings:
                     "network": {"C": self.supernet.C, "N": self.supernet.N}}
         truth = ([self.digest_of(self.benchmark_spec())] if gt.benchmark else
                  [self.digest_of(self.standalone_spec(g, k)) for g in range(self.study.gt_seeds) for k in chunks])
+        trees = {m: {"leaves": self.leaf_count(m), "factors": list(t.tree.factors), "control": t.control}
+                 for m, t in self.metrics.items()}
         return RankingSpec(self.run, tuple(self.metrics), self.seeds, gt.source, self.study.gt_seeds,
-                           self.study_chunks(), tuple(self.proxies), self.directions, BUDGETS, self.study.top_k, self.study.bootstrap,
-                           protocol,
+                           self.study_chunks(), tuple(self.proxies), self.directions, self.budgets(), self.study.top_k,
+                           self.study.bootstrap, trees, protocol,
                            {"truth": truth,
                             "studies": [self.digest_of(self.study_eval_spec(m, s, k)) for m, s in self.trees() for k in chunks],
-                            "oneshots": [self.digest_of(self.oneshot_eval_spec(s, b, k)) for s in self.seeds for b in BUDGETS
-                                         for k in chunks],
+                            "oneshots": [self.digest_of(self.oneshot_eval_spec(s, b, k)) for s in self.seeds
+                                         for b in self.budgets() for k in chunks],
                             "zero_cost": [self.digest_of(self.zero_cost_spec(p, k)) for p in self.proxies for k in chunks]})
 
     def ranking_figure_spec(self) -> FiguresSpec:
@@ -311,11 +321,11 @@ class RunSettings:
         out = [("holdout", {"seed": s}) for s in self.holdout_seeds()]
         out += [("root", {"seed": s}) for s in self.seeds]
         for m, s in self.trees():
-            for lv in range(self.levels):
+            for lv in range(self.levels(m)):
                 out += [("scores", dict(metric=m, seed=s, level=lv)), ("splits", dict(metric=m, seed=s, level=lv))]
                 if self.trains_children(lv):
                     out.append(("nodes", dict(metric=m, seed=s, level=lv)))
-            for c in range(self.chunks):
+            for c in range(self.chunks(m)):
                 out += [("leaves", dict(metric=m, seed=s, chunk=c)), ("leaf_weights", dict(metric=m, seed=s, chunk=c))]
         out += [("splits_table", {}), ("split_distance", {}), ("leaves_table", {})]
         if self.study.transfers:
@@ -327,8 +337,8 @@ class RunSettings:
                 out.append(("benchmark", {}))
             else:
                 out += [("standalone", {"gt": g, "chunk": k}) for g in range(self.study.gt_seeds) for k in chunks]
-            out += [("oneshot", {"seed": s, "budget": b}) for s in self.seeds for b in BUDGETS]
-            out += [("oneshot_study", {"seed": s, "budget": b, "chunk": k}) for s in self.seeds for b in BUDGETS
+            out += [("oneshot", {"seed": s, "budget": b}) for s in self.seeds for b in self.budgets()]
+            out += [("oneshot_study", {"seed": s, "budget": b, "chunk": k}) for s in self.seeds for b in self.budgets()
                     for k in chunks]
             out += [("study", {"metric": m, "seed": s, "chunk": k}) for m, s in self.trees() for k in chunks]
             out += [("zero_cost", {"proxy": p, "chunk": k}) for p in self.proxies for k in chunks]

@@ -7,9 +7,13 @@ baselines, and ranked directly by each metric's value at initialisation (trainin
 ranking is compared with the ground truth: Kendall's tau-b (scipy's; on accuracy and on loss), its
 part over pairs of architectures in one leaf and in different leaves, Spearman's rho, the top-1
 architecture's regret and the top-k overlap. The ground truth's seeds compared with each other give
-the ceiling no ranking can be told apart beyond. Per metric, the mean over trees (seeds) carries a
-bootstrap interval over architectures and seeds together, and its paired difference with random
-splits and with one-shot is computed on the same resamples. Torch-free.
+the ceiling no ranking can be told apart beyond. What a ranking knows beyond the parameter count is
+its Kendall tau over the pairs of architectures whose parameter counts are equal (pooled over those
+groups: the pairs the parameter count cannot order; docs/design.md §8). Per metric, and per control
+(a split known from the anchors, or by structure, grown beside the metrics' trees), the mean over trees
+(seeds) carries a bootstrap interval over architectures and seeds together, and its paired difference
+with random splits and with the one-shot baseline of its own tree's steps is computed on the same
+resamples, with the smallest difference the study could have told from zero. Torch-free.
 """
 
 from __future__ import annotations
@@ -22,10 +26,17 @@ import pandas as pd
 from fewshot_core.nb201 import NUM_EDGES, NUM_OPS, OPS, format_arch, reaches_output
 from fewshot_core.outputs import RANKING_COLUMNS, SUMMARY_COLUMNS
 
-#: The name the one-shot baselines' rows carry, followed by their budget: "one-shot (tree)".
+#: The name the one-shot baselines' rows carry, followed by their budget: "one-shot (8 leaves)".
 ONESHOT = "one-shot"
 RANDOM = "random"
 CEILING = "ground truth seeds"
+#: The training-free ranking whose ties group architectures of equal parameter count.
+PARAMS = "nparams"
+
+
+def oneshot_name(budget: int) -> str:
+    """The name of the one-shot baseline trained as long as ``budget`` leaves."""
+    return f"{ONESHOT} ({budget} lea{'f' if budget == 1 else 'ves'})"
 #: Up to this many architectures, resampled taus are computed for all pairs at once; beyond it, one by one.
 VECTORISED_UP_TO = 300
 
@@ -57,26 +68,65 @@ def spearman_rho(x, y) -> float:
     return 0.0 if np.isnan(rho) else float(rho)
 
 
-def kendall_tau_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """Kendall's tau-b of ``(x, y)`` on each resample ``idx[r]`` (a row of indices, with replacement).
+def kendall_tau_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray, groups: np.ndarray | None = None,
+                          chunk: int = 64) -> np.ndarray:
+    """Kendall's tau-b of ``(x, y)`` on each resample ``idx[r]`` (a row of indices, with replacement); with
+    ``groups``, over the pairs in the same group only (:func:`tau_within_groups`).
 
     Up to :data:`VECTORISED_UP_TO` architectures, vectorised over the resamples (scipy's per-call overhead
     made 1,000 draws per tree most of the ranking job): tau-b = sum of sign(dx) sign(dy) over pairs /
-    sqrt(pairs untied in x * pairs untied in y), scipy's formula; 0 where a side is constant. Beyond it,
-    scipy's O(n log n) tau on each resample.
+    sqrt(pairs untied in x * pairs untied in y), scipy's formula; 0 where a side is constant (NaN where
+    no pair is kept). Beyond it, scipy's O(n log n) tau on each resample.
     """
     n = idx.shape[1]
     if n > VECTORISED_UP_TO:
-        return np.array([kendall_tau(x[i], y[i]) for i in idx])
+        if groups is None:
+            return np.array([kendall_tau(x[i], y[i]) for i in idx])
+        return np.array([tau_within_groups(x[i], y[i], groups[i]) for i in idx])
     upper = np.triu_indices(n, 1)
     taus = []
     for start in range(0, len(idx), chunk):
-        xs, ys = x[idx[start:start + chunk]], y[idx[start:start + chunk]]
+        rows = idx[start:start + chunk]
+        xs, ys = x[rows], y[rows]
         dx = np.sign(xs[:, :, None] - xs[:, None, :])[:, upper[0], upper[1]]
         dy = np.sign(ys[:, :, None] - ys[:, None, :])[:, upper[0], upper[1]]
+        if groups is not None:
+            gs = groups[rows]
+            same = (gs[:, :, None] == gs[:, None, :])[:, upper[0], upper[1]]
+            dx, dy = dx * same, dy * same
+            kept = same.any(axis=1)
+        else:
+            kept = np.ones(len(rows), dtype=bool)
         untied = np.count_nonzero(dx, axis=1) * np.count_nonzero(dy, axis=1)
-        taus.append(np.where(untied > 0, (dx * dy).sum(axis=1) / np.sqrt(np.maximum(untied, 1)), 0.0))
+        tau = np.where(untied > 0, (dx * dy).sum(axis=1) / np.sqrt(np.maximum(untied, 1)), 0.0)
+        taus.append(np.where(kept, tau, np.nan))
     return np.concatenate(taus)
+
+
+def tau_within_groups(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """Kendall's tau-b over the pairs of items in the same group, pooled: the concordant minus discordant
+    pairs of every group over the square root of the products of their untied pairs (the same value as
+    ``pair_tau(x, y, groups, True)``), in O(n log n) per group; NaN when no group has two items."""
+    num, untied_x, untied_y, kept = 0.0, 0, 0, False
+    for g in np.unique(groups):
+        at = groups == g
+        m = int(at.sum())
+        if m < 2:
+            continue
+        kept = True
+        ux, uy = _untied_pairs(x[at]), _untied_pairs(y[at])
+        if ux and uy:
+            num += kendall_tau(x[at], y[at]) * np.sqrt(float(ux) * uy)
+        untied_x, untied_y = untied_x + ux, untied_y + uy
+    if not kept:
+        return float("nan")
+    return num / np.sqrt(float(untied_x) * untied_y) if untied_x and untied_y else 0.0
+
+
+def _untied_pairs(v: np.ndarray) -> int:
+    """The pairs of ``v`` whose two values differ."""
+    counts = np.unique(v, return_counts=True)[1]
+    return int(len(v) * (len(v) - 1) // 2 - (counts * (counts - 1) // 2).sum())
 
 
 def pair_tau(x: np.ndarray, y: np.ndarray, groups: np.ndarray, same: bool) -> tuple[float, int]:
@@ -117,33 +167,51 @@ def ground_truth(truth: pd.DataFrame) -> pd.DataFrame:
 
 
 def _measures(name: str, kind: str, seed, x: np.ndarray, x_loss: np.ndarray | None, groups: np.ndarray | None,
-              gt: pd.DataFrame, k: int, taus: np.ndarray) -> dict:
+              gt: pd.DataFrame, k: int, taus: np.ndarray, params: np.ndarray | None, params_taus: np.ndarray) -> dict:
     """One ranking's row: ``x`` ranks the architectures (higher: better), ``x_loss`` by its loss (lower:
-    better; None for a ranking without one), ``groups`` the leaf holding each (None: no leaves)."""
+    better; None for a ranking without one), ``groups`` the leaf holding each (None: no leaves), ``params``
+    their parameter counts (None: unknown), ``taus`` and ``params_taus`` the resampled taus."""
     y, archs = gt.accuracy.to_numpy(), gt.index
     top1 = archs[int(np.argmax(x))]  # ties: the first in the study set's order
     k = min(k, len(archs))
     top_x, top_y = set(archs[np.argsort(-x, kind="stable")[:k]]), set(archs[np.argsort(-y, kind="stable")[:k]])
     within, pairs = pair_tau(x, y, groups, True) if groups is not None else (float("nan"), 0)
     across, _ = pair_tau(x, y, groups, False) if groups is not None else (float("nan"), 0)
+    same, same_pairs = pair_tau(x, y, params, True) if params is not None else (float("nan"), 0)
     lo, hi = np.percentile(taus, [2.5, 97.5])
+    p_lo, p_hi = _interval(params_taus)
     return {"kind": kind, "name": name, "seed": seed, "archs": len(archs), "tau": kendall_tau(x, y),
             "tau_lo": float(lo), "tau_hi": float(hi),
             "tau_loss": kendall_tau(x_loss, gt.loss.to_numpy()) if x_loss is not None else float("nan"),
             "rho": spearman_rho(x, y), "tau_within": within, "tau_across": across, "pairs_within": pairs,
+            "tau_same_params": same, "tau_same_params_lo": p_lo, "tau_same_params_hi": p_hi,
+            "pairs_same_params": same_pairs,
             "top1_arch": top1, "top1_truth": float(gt.accuracy[top1]), "regret": float(y.max() - gt.accuracy[top1]),
             "topk_overlap": len(top_x & top_y) / k, "k": k}
 
 
-def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFrame, directions: dict[str, int],
-                 k: int, draws: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ranking table (one row per ranking) and the summary (one row per metric or baseline).
+def _interval(taus: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of resampled taus, over the resamples where one is defined."""
+    finite = taus[np.isfinite(taus)]
+    if len(finite) == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return float(lo), float(hi)
 
-    ``truth``: arch, gt (its seed or trial), accuracy, loss. ``inherited``: metric (a tree's metric, or
-    ``one-shot (<budget>)``), seed, arch, leaf, test_accuracy, test_loss. ``scores``: proxy, arch, score.
+
+def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFrame, directions: dict[str, int],
+                 k: int, draws: int, trees: dict[str, dict] | None = None,
+                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ranking table (one row per ranking) and the summary (one row per metric, control or baseline).
+
+    ``truth``: arch, gt (its seed or trial), accuracy, loss. ``inherited``: metric (a tree's metric or
+    control, or :func:`oneshot_name`), seed, arch, leaf, test_accuracy, test_loss. ``scores``: proxy, arch,
+    score; the parameter count's (:data:`PARAMS`) groups the architectures it ties. ``trees``: per tree's
+    metric, its ``leaves``, ``factors`` and ``control`` (a tree not named: a metric's, 8 leaves of b = 2).
     Every bootstrap uses the same ``draws`` resamples of architectures (and of seeds, for rankings made
     once per seed), drawn from ``seed``: the intervals and the paired differences are comparable.
     """
+    trees = trees or {}
     gt = ground_truth(truth)
     archs, y = gt.index, gt.accuracy.to_numpy()
     n = len(archs)
@@ -153,34 +221,42 @@ def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFr
     idx = rng.integers(0, n, (draws, n))
     seeds = sorted(int(s) for s in inherited.seed.unique())
     picks = rng.integers(0, len(seeds), (draws, len(seeds)))  # the same seeds for every metric in a resample
-    rows, resampled = [], {}  # resampled[(kind, name)][seed] = taus over the resamples
+    counted = scores[scores.proxy == PARAMS]
+    params = counted.set_index("arch").reindex(archs).score.to_numpy() if len(counted) else None
+    if params is not None and np.isnan(params).any():
+        raise ValueError(f"the parameter count ({PARAMS}) lacks some study architectures")
+    no_params = np.full(draws, np.nan)
+    rows, resampled = [], {}  # resampled[(kind, name)][seed] = (taus, taus within equal parameter counts)
     for (name, s), part in inherited.groupby(["metric", "seed"], sort=False):
         part = part.set_index("arch").reindex(archs)
         if part.test_accuracy.isna().any():
             raise ValueError(f"{name}, seed {s}: {int(part.test_accuracy.isna().sum())} study architectures "
                              "have no inherited accuracy")
-        kind = "one-shot" if str(name).startswith(ONESHOT) else "tree"
+        kind = ("one-shot" if str(name).startswith(ONESHOT) else
+                "control" if trees.get(name, {}).get("control") else "tree")
         x = part.test_accuracy.to_numpy()
         taus = kendall_tau_resampled(x, y, idx)
-        resampled.setdefault((kind, name), {})[int(s)] = taus
+        same = kendall_tau_resampled(x, y, idx, params) if params is not None else no_params
+        resampled.setdefault((kind, name), {})[int(s)] = (taus, same)
         rows.append(_measures(name, kind, int(s), x, part.test_loss.to_numpy(),
-                              part.leaf.to_numpy() if kind == "tree" else None, gt, k, taus))
+                              part.leaf.to_numpy() if kind != "one-shot" else None, gt, k, taus, params, same))
     for name, part in scores.groupby("proxy", sort=False):
         x = directions[name] * part.set_index("arch").reindex(archs).score.to_numpy()
         if np.isnan(x).any():
             raise ValueError(f"the training-free ranking by {name} lacks some study architectures")
         taus = kendall_tau_resampled(x, y, idx)
-        resampled[("zero-cost", name)] = {None: taus}
-        rows.append(_measures(name, "zero-cost", None, x, -x, None, gt, k, taus))
-    ceiling = _ceiling(gt, idx)
+        same = kendall_tau_resampled(x, y, idx, params) if params is not None else no_params
+        resampled[("zero-cost", name)] = {None: (taus, same)}
+        rows.append(_measures(name, "zero-cost", None, x, -x, None, gt, k, taus, params, same))
+    ceiling = _ceiling(gt, idx, params)
     if ceiling is not None:
         rows.append(ceiling[0])
         resampled[("ceiling", CEILING)] = {None: ceiling[1]}
     table = pd.DataFrame(rows, columns=list(RANKING_COLUMNS)).astype({"seed": "Int64"})
-    return table, _summary(table, resampled, seeds, picks)
+    return table, _summary(table, resampled, seeds, picks, trees)
 
 
-def _ceiling(gt: pd.DataFrame, idx: np.ndarray) -> tuple[dict, np.ndarray] | None:
+def _ceiling(gt: pd.DataFrame, idx: np.ndarray, params: np.ndarray | None) -> tuple[dict, tuple] | None:
     """The ground truth's seeds against each other (the mean over pairs of seeds), on the same resamples."""
     gts = [c.removeprefix("accuracy_") for c in gt.columns if c.startswith("accuracy_")]
     if len(gts) < 2:
@@ -191,22 +267,36 @@ def _ceiling(gt: pd.DataFrame, idx: np.ndarray) -> tuple[dict, np.ndarray] | Non
         pairs = [p for p, keep in zip(pairs, both) if keep.sum() >= 3]
         if not pairs:
             return None
-        sub = {p: gt[keep] for p, keep in zip(pairs, both) if keep.sum() >= 3}
+        keeps = {p: keep for p, keep in zip(pairs, both) if keep.sum() >= 3}
+        sub = {p: gt[keeps[p]] for p in pairs}
+        groups = {p: params[keeps[p]] if params is not None else None for p in pairs}
         n = {p: len(sub[p]) for p in pairs}
         idx = {p: np.random.default_rng(1).integers(0, n[p], (idx.shape[0], n[p])) for p in pairs}
     else:
-        sub, idx = {p: gt for p in pairs}, {p: idx for p in pairs}
-    tau = np.mean([kendall_tau(sub[a, b][f"accuracy_{a}"], sub[a, b][f"accuracy_{b}"]) for a, b in pairs])
-    tau_loss = np.mean([kendall_tau(sub[a, b][f"loss_{a}"], sub[a, b][f"loss_{b}"]) for a, b in pairs])
-    rho = np.mean([spearman_rho(sub[a, b][f"accuracy_{a}"], sub[a, b][f"accuracy_{b}"]) for a, b in pairs])
-    taus = np.mean([kendall_tau_resampled(sub[a, b][f"accuracy_{a}"].to_numpy(), sub[a, b][f"accuracy_{b}"].to_numpy(),
-                                          idx[a, b]) for a, b in pairs], axis=0)
+        sub, idx, groups = {p: gt for p in pairs}, {p: idx for p in pairs}, {p: params for p in pairs}
+
+    def seeds_of(p, what: str) -> tuple[np.ndarray, np.ndarray]:
+        return sub[p][f"{what}_{p[0]}"].to_numpy(), sub[p][f"{what}_{p[1]}"].to_numpy()
+
+    tau = np.mean([kendall_tau(*seeds_of(p, "accuracy")) for p in pairs])
+    tau_loss = np.mean([kendall_tau(*seeds_of(p, "loss")) for p in pairs])
+    rho = np.mean([spearman_rho(*seeds_of(p, "accuracy")) for p in pairs])
+    taus = np.mean([kendall_tau_resampled(*seeds_of(p, "accuracy"), idx[p]) for p in pairs], axis=0)
+    if params is not None:
+        same = np.mean([pair_tau(*seeds_of(p, "accuracy"), groups[p], True)[0] for p in pairs])
+        same_pairs = min(pair_tau(*seeds_of(p, "accuracy"), groups[p], True)[1] for p in pairs)
+        same_taus = np.mean([kendall_tau_resampled(*seeds_of(p, "accuracy"), idx[p], groups[p]) for p in pairs], axis=0)
+    else:
+        same, same_pairs, same_taus = float("nan"), 0, np.full(len(taus), np.nan)
     lo, hi = np.percentile(taus, [2.5, 97.5])
+    p_lo, p_hi = _interval(same_taus)
     nan = float("nan")
     return ({"kind": "ceiling", "name": CEILING, "seed": None, "archs": min(len(s) for s in sub.values()),
              "tau": float(tau), "tau_lo": float(lo),
              "tau_hi": float(hi), "tau_loss": float(tau_loss), "rho": float(rho), "tau_within": nan, "tau_across": nan,
-             "pairs_within": 0, "top1_arch": "", "top1_truth": nan, "regret": nan, "topk_overlap": nan, "k": 0}, taus)
+             "pairs_within": 0, "tau_same_params": float(same), "tau_same_params_lo": p_lo, "tau_same_params_hi": p_hi,
+             "pairs_same_params": same_pairs, "top1_arch": "", "top1_truth": nan, "regret": nan, "topk_overlap": nan,
+             "k": 0}, (taus, same_taus))
 
 
 def _over_seeds(taus: dict, seeds: list[int], picks: np.ndarray) -> np.ndarray:
@@ -217,26 +307,48 @@ def _over_seeds(taus: dict, seeds: list[int], picks: np.ndarray) -> np.ndarray:
     return per_seed[picks.T, np.arange(picks.shape[0])].mean(axis=0)
 
 
-def _summary(table: pd.DataFrame, resampled: dict, seeds: list[int], picks: np.ndarray) -> pd.DataFrame:
-    """Per metric or baseline: the means over its rankings, the interval of the mean tau, and for each
-    tree metric its paired difference with random splits and with one-shot (the tree budget)."""
-    means = {key: _over_seeds(taus, seeds, picks) for key, taus in resampled.items()}
-    baselines = {"vs_random": ("tree", RANDOM), "vs_oneshot": ("one-shot", f"{ONESHOT} (tree)")}
+def _baselines(kind: str, name: str, trees: dict[str, dict]) -> dict[str, tuple[str, str]]:
+    """What a tree's ranking is compared with: random splits of the same shape (the same branching factors),
+    and the one-shot baseline trained as long as the tree's own leaves."""
+    if kind not in ("tree", "control"):
+        return {}
+    shape = trees.get(name, {})
+    same_shape = shape.get("factors") == trees.get(RANDOM, {}).get("factors")
+    out = {"vs_oneshot": ("one-shot", oneshot_name(shape.get("leaves", 8)))}
+    if name != RANDOM and same_shape:
+        out["vs_random"] = ("tree", RANDOM)
+    return out
+
+
+def _summary(table: pd.DataFrame, resampled: dict, seeds: list[int], picks: np.ndarray,
+             trees: dict[str, dict]) -> pd.DataFrame:
+    """Per metric, control or baseline: the means over its rankings, the interval of the mean tau (and of the
+    tau within equal parameter counts), and for each tree its paired difference with random splits of its
+    shape and with the one-shot baseline of its steps, with the half-width of that difference's interval:
+    the smallest difference the study could tell from zero."""
+    means = {key: (_over_seeds({s: t[0] for s, t in taus.items()}, seeds, picks),
+                   _over_seeds({s: t[1] for s, t in taus.items()}, seeds, picks)) for key, taus in resampled.items()}
     rows = []
-    for (kind, name), mean in means.items():
+    for (kind, name), (mean, same) in means.items():
         part = table[(table.kind == kind) & (table.name == name)]
         lo, hi = np.percentile(mean, [2.5, 97.5])
+        s_lo, s_hi = _interval(same)
         row = {"kind": kind, "name": name, "rankings": len(part), "tau": part.tau.mean(), "tau_lo": float(lo),
-               "tau_hi": float(hi), **{c: part[c].mean() for c in ("tau_loss", "rho", "tau_within", "tau_across",
-                                                                   "regret", "topk_overlap")}}
-        for column, base in baselines.items():
-            if kind != "tree" or base == (kind, name) or base not in means:
-                row.update({column: np.nan, f"{column}_lo": np.nan, f"{column}_hi": np.nan, f"{column}_wins": np.nan})
+               "tau_hi": float(hi), "tau_same_params_lo": s_lo, "tau_same_params_hi": s_hi,
+               **{c: part[c].mean() for c in ("tau_loss", "rho", "tau_within", "tau_across", "tau_same_params",
+                                              "regret", "topk_overlap")}}
+        wanted = _baselines(kind, name, trees)
+        for column in ("vs_random", "vs_oneshot"):
+            base = wanted.get(column)
+            if base is None or base not in means:
+                row.update({column: np.nan, f"{column}_lo": np.nan, f"{column}_hi": np.nan, f"{column}_wins": np.nan,
+                            f"{column}_detectable": np.nan})
                 continue
             other = table[(table.kind == base[0]) & (table.name == base[1])]
-            delta = mean - means[base]
+            delta = mean - means[base][0]
             d_lo, d_hi = np.percentile(delta, [2.5, 97.5])
             row.update({column: part.tau.mean() - other.tau.mean(), f"{column}_lo": float(d_lo),
-                        f"{column}_hi": float(d_hi), f"{column}_wins": float((delta > 0).mean())})
+                        f"{column}_hi": float(d_hi), f"{column}_wins": float((delta > 0).mean()),
+                        f"{column}_detectable": float(d_hi - d_lo) / 2})
         rows.append(row)
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

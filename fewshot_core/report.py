@@ -230,65 +230,100 @@ def draw_all(splits: pd.DataFrame, pairs: pd.DataFrame, out_dir: Path, seed: int
 
 
 def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path, protocol: dict) -> list[Path]:
-    """(a) Kendall tau against the ground truth per tree metric (a dot per tree, the mean with its interval),
-    each one-shot baseline, the metric's own training-free ranking (a cross), the parameter count (a line)
-    and the ground truth's own agreement (the grey band); (b) each metric's paired difference with random
-    splits and with one-shot, with its interval and the share of resamples it wins. The CSV holds
-    ``summary``, the study's summary table, as it is."""
+    """(a) Kendall tau against the ground truth per tree metric and control (a dot per tree, the mean with
+    its interval), each one-shot baseline, the metric's own training-free ranking (a cross), the parameter
+    count (a line) and the ground truth's own agreement (the grey band); (b) each metric's and control's
+    paired difference with random splits and with the one-shot baseline of its tree's steps, with its
+    interval and the share of resamples it wins; (c) what each ranking knows beyond the parameter count:
+    its tau over the pairs of architectures of equal parameter count. The CSV holds ``summary``, the
+    study's summary table, as it is."""
     from fewshot_core.ranking import CEILING, ONESHOT, RANDOM
 
-    trees = [m for m in _ordered(ranking[ranking.kind == "tree"].name)]
-    oneshots = sorted(ranking[ranking.kind == "one-shot"].name.unique(), reverse=True)
-    order = trees + oneshots
+    trees = _ordered(ranking[ranking.kind == "tree"].name)
+    controls = list(dict.fromkeys(ranking[ranking.kind == "control"].name))
+    oneshots = sorted(ranking[ranking.kind == "one-shot"].name.unique(),
+                      key=lambda n: -int(re.search(r"\d+", n).group()))
+    kinds = {**{m: "tree" for m in trees}, **{m: "control" for m in controls}, **{m: "one-shot" for m in oneshots}}
+    order = trees + controls + oneshots
     rows = summary.set_index(["kind", "name"])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(max(11, 1.3 * len(order) + 4), 4.8),
-                                 gridspec_kw={"width_ratios": [len(order), max(len(trees), 1)]})
+    zero = ranking[ranking.kind == "zero-cost"].set_index("name")
+    compared = [t for t in trees if t != RANDOM] + controls
+    beyond = [(kinds[m], m) for m in order] + [("zero-cost", p) for p in zero.index]
+    fig = plt.figure(figsize=(max(11, 0.55 * (len(compared) + len(beyond)) + 4), 9.5))
+    grid = fig.add_gridspec(2, 2, width_ratios=[max(len(compared), 1), len(beyond)])
+    ax, bx, cx = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
     ceiling = ranking[ranking.kind == "ceiling"]
     if not ceiling.empty:
         c = ceiling.iloc[0]
         ax.axhspan(c.tau_lo, c.tau_hi, color="0.85", zorder=0,
                    label=f"{CEILING}: tau {c.tau:.2f} (ceiling), its 95% interval")
         ax.axhline(c.tau, color="0.55", lw=1, zorder=1)
-    zero = ranking[ranking.kind == "zero-cost"].set_index("name")
     if "nparams" in zero.index:
         ax.axhline(zero.loc["nparams"].tau, color="#7d3c98", ls="--", lw=1,
                    label=f"#params, training-free: tau {zero.loc['nparams'].tau:.2f}")
     for i, name in enumerate(order):
-        kind = "tree" if name in trees else "one-shot"
+        kind = kinds[name]
         taus = ranking[(ranking.kind == kind) & (ranking.name == name)].tau
-        ax.scatter([i] * len(taus), taus, s=14, color="#1f4e79", alpha=0.6, zorder=2)
+        ax.scatter([i] * len(taus), taus, s=14, color="#1e8449" if kind == "control" else "#1f4e79", alpha=0.6,
+                   zorder=2)
         r = rows.loc[(kind, name)]
         ax.errorbar(i, r.tau, yerr=[[r.tau - r.tau_lo], [r.tau_hi - r.tau]], fmt="D", color="black", capsize=4, zorder=3)
-        if name in zero.index:
+        if kind == "tree" and name in zero.index:
             ax.scatter(i + 0.2, zero.loc[name].tau, marker="x", color="#b03a2e", zorder=3,
-                       label="the metric's own training-free ranking" if name == [n for n in order
+                       label="the metric's own training-free ranking" if name == [n for n in trees
                                                                                    if n in zero.index][0] else None)
-    names = [display_name(m) if m in trees else m.replace(f"{ONESHOT} ", "one-shot\n") for m in order]
-    ax.set_xticks(range(len(order)), names, rotation=45, ha="right")
+    if controls:
+        ax.axvspan(len(trees) - 0.5, len(trees) + len(controls) - 0.5, color="#d5f5e3", zorder=0, label="controls")
+    ax.set_xticks(range(len(order)), [_label(m) for m in order], rotation=45, ha="right")
     ax.set_ylabel("Kendall tau against the ground truth")
     ax.set_title(f"(a) Ranking {int(ranking.archs.iloc[0])} study architectures: {data_caption(protocol)}\n"
                  "dots: one tree (seed) each; diamonds: the mean, 95% interval over architectures and seeds", fontsize=8)
     ax.legend(fontsize=7, loc="best")
-    deltas = summary[(summary.kind == "tree") & (summary.name != RANDOM)].set_index("name").reindex(
-        [t for t in trees if t != RANDOM])
+    deltas = pd.DataFrame([rows.loc[(kinds[m], m)] for m in compared], index=compared)
     for j, (column, colour, label) in enumerate((("vs_random", "#1f4e79", "vs random splits"),
-                                                 ("vs_oneshot", "#b03a2e", "vs one-shot (tree)"))):
+                                                 ("vs_oneshot", "#b03a2e", f"vs {ONESHOT} of the tree's steps"))):
         xs = np.arange(len(deltas)) + (j - 0.5) * 0.3
-        d = deltas[column].to_numpy(float)
-        lo, hi = deltas[f"{column}_lo"].to_numpy(float), deltas[f"{column}_hi"].to_numpy(float)
+        d = deltas[column].to_numpy(float) if len(deltas) else np.array([])
+        lo, hi = (deltas[f"{column}_lo"].to_numpy(float), deltas[f"{column}_hi"].to_numpy(float)) if len(deltas) \
+            else (d, d)
         bx.errorbar(xs, d, yerr=[d - lo, hi - d], fmt="o", color=colour, capsize=3, label=label)
-        for x, v, w in zip(xs, d, deltas[f"{column}_wins"]):
+        for x, v, w in zip(xs, d, deltas[f"{column}_wins"] if len(deltas) else []):
             if np.isfinite(v):
                 bx.annotate(f"{w:.0%}", (x, v), textcoords="offset points", xytext=(0, -12), ha="center", fontsize=6,
                             color=colour)
     bx.axhline(0, color="black", lw=0.8)
-    bx.set_xticks(range(len(deltas)), [display_name(m) for m in deltas.index], rotation=45, ha="right")
+    bx.set_xticks(range(len(deltas)), [_label(m) for m in deltas.index], rotation=45, ha="right")
     bx.set_ylabel("paired difference in mean tau")
-    bx.set_title("(b) each metric against random splits and one-shot\n(the same resamples; % of resamples won)",
+    bx.set_title("(b) each tree against random splits and one-shot\n(the same resamples; % of resamples won)",
                  fontsize=9)
     bx.legend(fontsize=7, loc="best")
+    for i, (kind, name) in enumerate(beyond):
+        r = rows.loc[(kind, name)]
+        colour = {"control": "#1e8449", "one-shot": "#7f8c8d", "zero-cost": "#b03a2e"}.get(kind, "#1f4e79")
+        if np.isfinite(r.tau_same_params):
+            cx.errorbar(i, r.tau_same_params, yerr=[[max(r.tau_same_params - r.tau_same_params_lo, 0)],
+                                                    [max(r.tau_same_params_hi - r.tau_same_params, 0)]],
+                        fmt="x" if kind == "zero-cost" else "D", color=colour, capsize=3)
+    if not ceiling.empty and np.isfinite(ceiling.iloc[0].tau_same_params):
+        c = ceiling.iloc[0]
+        cx.axhspan(c.tau_same_params_lo, c.tau_same_params_hi, color="0.85", zorder=0)
+        cx.axhline(c.tau_same_params, color="0.55", lw=1, label=f"{CEILING}: {c.tau_same_params:.2f}")
+        cx.legend(fontsize=7, loc="best")
+    cx.axhline(0, color="black", lw=0.8)
+    cx.set_xticks(range(len(beyond)), [_label(n) + (" (free)" if k == "zero-cost" else "") for k, n in beyond],
+                  rotation=45, ha="right")
+    cx.set_ylabel("Kendall tau, pairs of equal #params")
+    cx.set_title("(c) beyond the parameter count: tau over the pairs it cannot order\n(pooled; 95% interval)",
+                 fontsize=9)
     fig.tight_layout()
     return _save(fig, out, summary)
+
+
+def _label(name: str) -> str:
+    """A ranking's name on an axis: a metric's or control's display name, a one-shot baseline on two lines."""
+    from fewshot_core.ranking import ONESHOT
+
+    return name.replace(f"{ONESHOT} ", "one-shot\n") if name.startswith(ONESHOT) else display_name(name)
 
 
 def spread_table(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -339,10 +374,12 @@ def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -
     start = (f"transfer: each seed's one-shot supernet pretrained {p['pretrain_epochs']} epochs, every leaf inherits "
              f"it and trains {p['leaf_epochs']} more" if p["protocol"] == "transfer"
              else f"scratch: every leaf trains {p['leaf_epochs']} epochs from a fresh initialisation")
+    budgets = ", ".join(f"{epochs} epochs ({b} lea{'f' if b == '1' else 'ves'})" for b, epochs in p["oneshot_epochs"].items())
     lines = [f"Ranking study ({int(ranking.archs.iloc[0])} architectures) on {data_caption(p)}, ranked by their "
-             f"mean. Protocol {start}; one-shot baselines: the same start, trained {p['oneshot_epochs']['tree']} "
-             f"epochs (tree: the steps of a tree's {p['leaves']} leaves) or {p['oneshot_epochs']['leaf']} (leaf: one "
-             "leaf's). Every accuracy the tool measures is on the test part."]
+             f"mean. Protocol {start}; one-shot baselines: the same start, trained as long as a tree's leaves or "
+             f"one leaf: {budgets}; each tree is compared with the one of its own steps. Every accuracy the tool "
+             "measures is on the test part. tau_same_params: the tau over the pairs of architectures of equal "
+             "parameter count (what a ranking knows beyond it)."]
     ceiling = summary[summary.kind == "ceiling"]
     if ceiling.empty:
         lines.append("One ground-truth seed: the ground truth's own agreement (the ceiling) is unknown.")
@@ -355,8 +392,9 @@ def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -
         shown.insert(list(shown.columns).index("tau_hi") + 1, "ceiling", ceiling.iloc[0].tau)
     lines += ["", "Per metric and baseline: mean over rankings; tau_lo, tau_hi: 95% bootstrap interval of the mean "
               "over architectures and seeds; ceiling: the ground truth seeds' own tau; vs_random, vs_oneshot: "
-              "paired difference in mean tau on the same resamples, its interval, and the share of resamples in "
-              "which the metric wins:",
+              "paired difference in mean tau on the same resamples, its interval, the share of resamples in "
+              "which the tree wins, and the smallest difference the study could tell from zero (detectable: the "
+              "interval's half-width):",
               shown.round(3).to_string(index=False), "", "Per ranking (tau_lo, tau_hi: over architectures):",
               ranking.drop(columns=["top1_arch"]).round(3).to_string(index=False)]
     return "\n".join(lines)

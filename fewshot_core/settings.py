@@ -176,11 +176,17 @@ class Scorer:
 
 @dataclass(frozen=True)
 class TreeMetric:
-    """A configured metric: what grows one tree per seed. ``levels`` holds the scorer of each level
-    (the same one throughout, except for a schedule)."""
+    """A configured metric or control: what grows one tree per seed. ``levels`` holds the scorer of each
+    level (the same one throughout, except for a schedule); ``tree`` and ``balanced`` its own shape and
+    cuts (the run's ``tree`` section, unless the entry gives its own). ``control``: one of the study's
+    controls (the anchors' own splits, a split by structure), ranked beside the metrics, not drawn in the
+    split-distance figures."""
 
     name: str
     levels: tuple[Scorer, ...]
+    tree: TreeSettings
+    balanced: bool
+    control: bool = False
 
 
 @dataclass(frozen=True)

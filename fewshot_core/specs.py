@@ -25,8 +25,6 @@ from fewshot_core.settings import (
 # and its readers check that each input was made by exactly the spec it expects.
 
 Inputs = dict  # {input name: spec digest, or a list of them}
-#: The one-shot baselines' budgets: as many steps as all the leaves of a tree, or as one leaf.
-BUDGETS = ("tree", "leaf")
 
 
 @dataclass(frozen=True)
@@ -172,14 +170,13 @@ class PretrainSpec:
 @dataclass(frozen=True)
 class OneShotSpec:
     """``train_oneshot``: the one-shot baseline of a seed, from the leaves' start (``pretrained`` or
-    ``init``), trained as many more steps as all the leaves of a tree (``budget`` tree) or as one leaf
-    (``budget`` leaf)."""
+    ``init``), trained as many more steps as ``budget`` leaves (all the leaves of a tree, or one)."""
 
     run: str
     data: DataSettings
     supernet: SupernetSettings
     train: TrainSettings
-    budget: str
+    budget: int
     start: str
     seed: int
     inputs: Inputs
@@ -210,7 +207,7 @@ class OneShotEvalSpec:
     data: DataSettings
     evaluation: EvalSettings
     seed: int
-    budget: str
+    budget: int
     chunk: int
     archs_per_job: int
     inputs: Inputs
@@ -246,22 +243,26 @@ class RankingSpec:
     chunks: int
     proxies: tuple[str, ...]
     directions: dict[str, int]  # per proxy: +1 when higher values mark a better architecture, -1 when lower
-    budgets: tuple[str, ...]
+    budgets: tuple[int, ...]
     top_k: int
     bootstrap: int
+    trees: dict  # per tree's metric: its leaves, factors and whether it is a control
     protocol: dict
     inputs: Inputs
 
 
 @dataclass(frozen=True)
 class TreesSpec:
-    """``collect_leaves`` and ``compute_split_distances``: every tree of a run, for the files' order."""
+    """``collect_leaves`` and ``compute_split_distances``: the trees of a run, for the files' order; per
+    metric, its trees' levels and leaf jobs; ``controls``: the study's controls, whose splits the split
+    distances leave out (they show what a split can do, not how a metric splits)."""
 
     run: str
     metrics: tuple[str, ...]
     seeds: tuple[int, ...]
-    levels: int
-    chunks: int
+    levels: dict[str, int]
+    chunks: dict[str, int]
+    controls: tuple[str, ...]
     inputs: Inputs
 
 

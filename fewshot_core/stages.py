@@ -35,7 +35,7 @@ from fewshot_core.outputs import (
     ZERO_COST_COLUMNS,
     checkpoint,
 )
-from fewshot_core.ranking import ONESHOT
+from fewshot_core.ranking import oneshot_name
 from fewshot_core.settings import DataSettings, MetricSettings, SupernetSettings
 from fewshot_core.specs import (
     BenchmarkSpec,
@@ -466,8 +466,8 @@ def pretrain_oneshot(spec: PretrainSpec, holdout: Path, out: Path, checkpoints: 
 
 def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path, device: str,
                   pretrained: Path | None = None, log: Log = _log) -> None:
-    """A one-shot baseline: the whole supernet, from where the leaves start, trained as many steps as all the
-    leaves of a tree (``budget`` tree) or as one leaf (``budget`` leaf)."""
+    """A one-shot baseline: the whole supernet, from where the leaves start, trained as many steps as
+    ``budget`` leaves (all the leaves of a tree, or one)."""
     import torch
 
     from fewshot_core.device import resolve
@@ -482,14 +482,14 @@ def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path
     ckpt = checkpoint(checkpoints, "oneshot", seed=spec.seed, budget=spec.budget)
     dev = resolve(device)
     train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
-          label=f"one-shot supernet ({spec.budget} budget), seed {spec.seed}")
+          label=f"{oneshot_name(spec.budget)}, seed {spec.seed}")
     steps = training_steps(spec.train, len(train_idx))
     files = {"holdout": holdout, **({"pretrained": pretrained} if pretrained else {})}
     artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
         OUTPUTS["oneshot"], spec, steps=steps, start=spec.start, start_weights=start, device=str(dev),
         read=artifacts.inputs_record(files, out)))
     ckpt.unlink(missing_ok=True)
-    log(f"one-shot supernet ({spec.budget} budget), seed {spec.seed}: {steps} more steps from {spec.start} -> {out}")
+    log(f"{oneshot_name(spec.budget)}, seed {spec.seed}: {steps} more steps from {spec.start} -> {out}")
 
 
 def read_benchmark(spec: BenchmarkSpec, study_set: Path, out: Path, log: Log = _log) -> None:
@@ -558,7 +558,7 @@ def evaluate_oneshot(spec: OneShotEvalSpec, study_set: Path, holdout: Path, ones
     net = _supernet(w["supernet"], w["nodes"][ROOT]).to(dev)
     table = evaluate_architectures(net, d, train_idx, images, archs, spec.evaluation,
                                    node_seed(spec.seed, ROOT, "study"), device=dev, prefix="test")
-    name = f"{ONESHOT} ({spec.budget})"
+    name = oneshot_name(spec.budget)
     artifacts.write_table(table.assign(metric=name, seed=spec.seed, leaf=ROOT)[list(STUDY_COLUMNS)], out, record(
         OUTPUTS["oneshot_study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), read=artifacts.inputs_record(
             {"study_set": study_set, "holdout": holdout, "oneshot": oneshot}, out)))
@@ -631,7 +631,7 @@ def rank_study(spec: RankingSpec, truth: list[Path], studies: list[Path], onesho
     if len(evaluated) != 1:
         raise ArtifactError(f"the study's accuracies were measured on different images ({sorted(evaluated)}); "
                             f"{artifacts.REMEDY}")
-    table, summary = study_tables(gt, inherited, scores, spec.directions, spec.top_k, spec.bootstrap)
+    table, summary = study_tables(gt, inherited, scores, spec.directions, spec.top_k, spec.bootstrap, spec.trees)
     made_from = {"splits": sorted({d for p in studies for d in inherited_from(p, "splits")}),
                  "leaves": sorted({d for p in studies for d in inherited_from(p, "leaf_weights")})}
     extra = dict(made_from=made_from, evaluated_on=json.loads(evaluated.pop()), read=artifacts.inputs_record(
@@ -655,7 +655,7 @@ def _trees(spec: TreesSpec) -> list[tuple[str, int]]:
 
 def collect_leaves(spec: TreesSpec, tables: list[Path], out: Path, log: Log = _log) -> None:
     """Every evaluated architecture of the run, in one table; ``tables`` in (metric, seed, chunk) order."""
-    expected = [dict(metric=m, seed=s, chunk=c) for m, s in _trees(spec) for c in range(spec.chunks)]
+    expected = [dict(metric=m, seed=s, chunk=c) for m, s in _trees(spec) for c in range(spec.chunks[m])]
     if len(tables) != len(expected):
         raise ArtifactError(f"expected {len(expected)} leaf tables, got {len(tables)}")
     parts = [artifacts.read_table(p, _expect("leaves", spec, "tables", i, **ident), columns=LEAF_COLUMNS)
@@ -670,16 +670,17 @@ def collect_leaves(spec: TreesSpec, tables: list[Path], out: Path, log: Log = _l
 
 def compute_split_distances(spec: TreesSpec, splits: list[Path], out_splits: Path, out_distance: Path,
                             log: Log = _log) -> None:
-    """Every split of the run and every compared pair's split distance; ``splits`` in (metric, seed, level) order."""
+    """Every split of the run and every compared pair's split distance (the study's controls' splits listed,
+    not compared); ``splits`` in (metric, seed, level) order."""
     from fewshot_core.distance import pair_table, summarise
 
-    expected = [dict(metric=m, seed=s, level=level) for m, s in _trees(spec) for level in range(spec.levels)]
+    expected = [dict(metric=m, seed=s, level=level) for m, s in _trees(spec) for level in range(spec.levels[m])]
     if len(splits) != len(expected):
         raise ArtifactError(f"expected {len(expected)} split files, got {len(splits)}")
     records = [r for i, (p, ident) in enumerate(zip(splits, expected))
                for r in artifacts.read_splits(p, _expect("splits", spec, "splits", i, **ident))]
     table = pd.DataFrame([{**r.to_dict(), "edge_name": r.edge_name} for r in records])[list(SPLIT_COLUMNS)]
-    pairs = pair_table(table)
+    pairs = pair_table(table[~table.metric.isin(spec.controls)])
     read = artifacts.inputs_record({"splits": splits}, out_splits)  # the two tables share a folder
     artifacts.write_table(table, out_splits, record(OUTPUTS["splits_table"], spec, read=read))
     artifacts.write_table(pairs, out_distance, record(OUTPUTS["split_distance"], spec, read=read))

@@ -22,7 +22,7 @@ def grow(s, metric: str, seed: int, work) -> list:
         stages.make_holdout(s.holdout_spec(seed), holdout, log=quiet)
         stages.train_root(s.root_spec(seed), holdout, root, work / "ck", "cpu", log=quiet)
     previous = []
-    for level in range(s.levels):
+    for level in range(s.levels(metric)):
         scores, split = work / f"{metric}{seed}_scores{level}.parquet", work / f"{metric}{seed}_split{level}.json"
         stages.score_edges(s.score_spec(metric, seed, level), holdout, root, previous, scores, "cpu", log=quiet)
         stages.split_nodes(s.split_spec(metric, seed, level), scores, previous, split, log=quiet)

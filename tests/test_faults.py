@@ -79,6 +79,16 @@ BAD_CONFIGURATIONS = [
                                                      "training part of digits has 1150"]),
     (edited(edited(TINY, "tree.policy", {"levels": [5, 5, 5]}), "tree.edge_order", [3, 4, 5]),
      ["tree.policy: 5 groups on edges 3<-0, 3<-1, 3<-2", "'none'", "fewer groups"]),
+    (edited(TINY, "metrics.bal", {"metric": "snip", "tree": {"edge_order": [0, 0]}}),
+     ["metrics.bal.tree.edge_order", "distinct"]),
+    (edited(TINY, "metrics.bal", {"metric": "snip", "tree": {"edge_selection": "mincut", "edge_order": [0, 1]}}),
+     ["metrics.bal.tree.edge_order is only used with edge_selection 'order'"]),
+    (edited(TINY, "metrics.bal", {"metric": "zen"}), ["metrics.bal.metric: 'zen' is not a metric of the catalogue"]),
+    (edited(TINY, "metrics.snip", {"metric": "synflow"}), ["metrics.snip: a metric needs a name of its own"]),
+    (edited(TINY, "metrics.bal", {"metric": "snip", "tree": {"policy": {"levels": [9]}}}), ["metrics.bal.tree.policy"]),
+    (edited(TINY, "controls", ["fewshot"]), ["controls.0", "fewshot_nas"]),
+    (edited(edited(TINY, "metrics.gmnas", {"metric": "gm_nas"}), "controls", ["gmnas"]),
+     ["controls: 'gmnas' is also a metric's name"]),
 ]
 #: Those also run through Snakemake (the first case whose message starts so): a shell-unsafe run name, a schema
 #: bound, a rule between keys, a missing folder.

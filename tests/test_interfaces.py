@@ -80,7 +80,7 @@ def test_every_input_a_spec_records_is_a_file_the_stage_reads(rule):
     if kind in FIGURES.values():
         spec = getattr(settings, {"draw_figures": "figures_spec", "draw_ranking": "ranking_figure_spec"}[rule])()
     else:
-        identity = {"metric": "snip", "seed": 0, "level": 1, "chunk": 0, "gt": 0, "budget": "tree", "proxy": "snip"}
+        identity = {"metric": "snip", "seed": 0, "level": 1, "chunk": 0, "gt": 0, "budget": 4, "proxy": "snip"}
         spec = settings.spec_for(kind.kind, {k: identity[k] for k in kind.identity})
     stage = cli.STAGES[command(rule)][1]
     reads = {p for p in inspect.signature(stage).parameters if not p.startswith("out")}

@@ -15,7 +15,7 @@ from fewshot_core.space import Supernet, extract
 #: Relative tolerance per metric: float32 sums in another order (a batched convolution against one per
 #: edge), except where a value is an exact count (naswot's codes, lr's patterns, parameters) or float64.
 RTOL = {"gm": 1e-4, "gm_nas": 1e-4, "gradnorm": 1e-5, "snip": 1e-5, "grasp": 1e-4, "synflow": 1e-9,
-        "jacobcov": 1e-6, "naswot": 1e-9, "ntk": 1e-3, "lr": 0.0, "nparams": 0.0}
+        "jacobcov": 1e-6, "naswot": 1e-9, "ntk": 1e-3, "lr": 0.0, "nparams": 0.0, "convs": 0.0}
 #: lr counts its regions on a fresh thin twin of a supernet's mask by default (TE-NAS); ``width: None``
 #: counts them on the network given, which is what this invariant compares.
 SETTINGS = {"lr": {"crops": 300, "width": None}}

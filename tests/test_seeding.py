@@ -10,7 +10,8 @@ from fewshot_core import artifacts, catalog, stages
 from fewshot_core.checks import load_settings
 
 #: Metrics whose root values are the same for every seed, and why.
-DETERMINISTIC = {"nparams": "counts the parameters a variant uses: a function of the mask alone"}
+DETERMINISTIC = {"nparams": "counts the parameters a variant uses: a function of the mask alone",
+                 "convs": "counts the convolutions a variant's mask enables: a function of the mask alone"}
 SEEDS = (0, 1, 2)
 
 

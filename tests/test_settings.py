@@ -63,7 +63,7 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
                "training.leaves.leaves_per_job": 1, "run": "u", "seeds": [1], "metrics": {"ntk": {}},
                "study.archs": 10, "study.seed": 3, "study.standalone": 2, "study.archs_per_job": 4,
                "study.top_k": 3, "study.bootstrap": 200, "study.gt_seeds": 3, "study.protocol": "scratch",
-               "study.pretrain": 4, "data.crop_pad": 1, "study.ground_truth.path": "x",
+               "study.pretrain": 4, "data.crop_pad": 1, "study.ground_truth.path": "x", "controls": ["gmnas"],
                "study.ground_truth.dataset": "cifar10", "study.ground_truth.hp": 12, "study.ground_truth.accuracy": "test"}
     resources = {"training.gpus", "training.warmup.runtime_min", "training.leaves.runtime_min",
                  "study.runtime_min",  # not settings: what a cluster allots a job
@@ -87,8 +87,8 @@ def test_specs_survive_their_json(defaults):
     for spec in (s.holdout_spec(1), s.root_spec(0), s.score_spec("lr", 0, 2), s.split_spec("lr", 0, 1),
                  s.score_spec("mix", 0, 0), s.score_spec("late", 0, 1), s.split_spec("late", 0, 1),
                  s.children_spec("lr", 0, 1), s.leaves_spec("lr", 0, 0), s.distances_spec(), s.collect_spec(), s.study_set_spec(),
-                 s.standalone_spec(1, 0), s.pretrain_spec(1), s.oneshot_spec(1, "tree"),
-                 s.oneshot_eval_spec(1, "leaf", 0), s.study_eval_spec("lr", 1, 0), s.zero_cost_spec("nparams", 0),
+                 s.standalone_spec(1, 0), s.pretrain_spec(1), s.oneshot_spec(1, 8),
+                 s.oneshot_eval_spec(1, 1, 0), s.study_eval_spec("lr", 1, 0), s.zero_cost_spec("nparams", 0),
                  s.benchmark_spec(), s.ranking_spec(), s.figures_spec(),
                  s.ranking_figure_spec()):
         text = settings.canonical_json(spec)
@@ -105,7 +105,7 @@ def test_defaults_live_in_the_schema(defaults):
     training = props["training"]["properties"]
     assert defaults.leaf_training.optimizer.nesterov == training["optimizer"]["properties"]["nesterov"]["default"]
     assert defaults.evaluation.bn_batches == training["leaves"]["properties"]["bn_batches"]["default"]
-    assert list(defaults.tree.edge_order) == props["tree"]["properties"]["edge_order"]["default"]
+    assert list(defaults.metrics["snip"].tree.edge_order) == props["tree"]["properties"]["edge_order"]["default"]
     assert defaults.metrics["snip"].levels[0].parts[0].batch_size == \
         props["metrics"]["additionalProperties"]["properties"]["batch_size"]["default"]
     assert defaults.data.input_size == props["data"]["properties"]["input_size"]["default"]
@@ -176,3 +176,20 @@ def test_no_shipped_configuration_restates_a_default(path):
         found += restated_defaults({name: entry}, {"properties": {name: schema["properties"]["metrics"][
             "additionalProperties"]}}, "metrics.")
     assert not found, f"{path.name} restates defaults: {found}"
+
+
+def test_a_tree_of_its_own_changes_that_trees_specs_alone():
+    """``metrics.<name>.tree`` over the run's tree section reaches that tree's split and scoring specs, its
+    leaves and its one-shot budget; the other trees keep the run's, and a control takes its own shape."""
+    base = {**MINIMAL, "metrics": {"snip": {}, "wide": {"metric": "snip", "tree": {"policy": {"levels": [3, 2]},
+                                                                                   "balanced": True}}},
+            "controls": ["fewshot_nas"], "study": {"archs": 5}}
+    s = load_settings(base)
+    assert s.split_spec("wide", 0, 0).balanced and not s.split_spec("snip", 0, 0).balanced
+    assert s.score_spec("wide", 0, 1).tree.factors == (3, 2) and s.score_spec("snip", 0, 1).tree.factors == (2, 2, 2)
+    assert s.score_spec("wide", 0, 0).scorer == s.score_spec("snip", 0, 0).scorer  # the same metric, another tree
+    assert (s.leaf_count("wide"), s.leaf_count("snip"), s.leaf_count("fewshot_nas")) == (6, 8, 5)
+    assert s.budgets() == (8, 6, 5, 1) and s.levels("fewshot_nas") == 1
+    assert s.split_spec("fewshot_nas", 0, 0).tree.edge_order == (0,) and s.metrics["fewshot_nas"].control
+    plain = load_settings({**base, "metrics": {"snip": {}}, "controls": []})
+    assert plain.split_spec("snip", 0, 2) == s.split_spec("snip", 0, 2)

@@ -35,7 +35,7 @@ def test_every_ranking_equals_scipys_against_the_mean_of_the_ground_truths_seeds
     truth, studies = run_tables(run)
     gt = truth.groupby("arch")[["test_accuracy", "test_loss"]].mean()
     assert set(table[table.kind == "tree"].name) == {"snip", "synflow"}
-    assert set(table[table.kind == "one-shot"].name) == {"one-shot (tree)", "one-shot (leaf)"}
+    assert set(table[table.kind == "one-shot"].name) == {"one-shot (4 leaves)", "one-shot (1 leaf)"}
     assert set(table[table.kind == "zero-cost"].name) == {"snip", "synflow", "nparams"}
     for r in table[table.kind.isin(["tree", "one-shot"])].itertuples():
         part = studies[(studies.metric == r.name) & (studies.seed == r.seed)].set_index("arch")
@@ -85,7 +85,7 @@ def test_paired_differences_use_the_same_resamples_on_both_sides():
         for name in ("same", "random"):
             rows += [{"metric": name, "seed": s, "arch": a, "leaf": "r0", "test_accuracy": x, "test_loss": 1 - x}
                      for a, x in zip(archs, acc)]
-        rows += [{"metric": "one-shot (tree)", "seed": s, "arch": a, "leaf": "r", "test_accuracy": x,
+        rows += [{"metric": "one-shot (8 leaves)", "seed": s, "arch": a, "leaf": "r", "test_accuracy": x,
                   "test_loss": 1 - x} for a, x in zip(archs, rng.random(len(archs)))]
     scores = pd.DataFrame({"proxy": "nparams", "arch": archs, "score": rng.random(len(archs))})
     table, summary = ranking.study_tables(truth, pd.DataFrame(rows), scores, {"nparams": 1}, k=3, draws=200)
@@ -104,6 +104,61 @@ def test_tau_within_and_across_leaves_split_the_pairs():
     assert pairs == 6 and within == pytest.approx(0.0) and across == pytest.approx(1.0)  # a: +3, b: -3; across: +9
     one, _ = ranking.pair_tau(x, y, np.zeros(6), True)
     assert one == pytest.approx(stats.kendalltau(x, y).statistic)
+
+
+def test_tau_same_params_is_scipys_within_each_parameter_count_pooled():
+    """What a ranking knows beyond the parameter count: tau-b over the pairs of equal count, pooled over the
+    groups (concordant minus discordant over the untied pairs), the same by the per-group and the pairwise
+    computation; the parameter count itself knows nothing there (0: it ties every such pair)."""
+    rng = np.random.default_rng(5)
+    x, y, params = rng.normal(size=40), rng.normal(size=40), rng.integers(0, 6, 40).astype(float)
+    pooled, pairs = ranking.pair_tau(x, y, params, True)
+    num = den_x = den_y = 0.0
+    for g in np.unique(params):
+        at = params == g
+        m = at.sum()
+        if m < 2:
+            continue
+        tau = stats.kendalltau(x[at], y[at]).statistic
+        num, den_x, den_y = num + tau * m * (m - 1) / 2, den_x + m * (m - 1) / 2, den_y + m * (m - 1) / 2
+    assert pooled == pytest.approx(num / np.sqrt(den_x * den_y))
+    assert ranking.tau_within_groups(x, y, params) == pytest.approx(pooled)
+    assert ranking.pair_tau(params, y, params, True)[0] == 0.0 and pairs == sum(
+        int((params == g).sum() * ((params == g).sum() - 1) / 2) for g in np.unique(params))
+    idx = np.random.default_rng(3).integers(0, 40, (30, 40))
+    expected = [ranking.tau_within_groups(x[i], y[i], params[i]) for i in idx]
+    np.testing.assert_allclose(ranking.kendall_tau_resampled(x, y, idx, params, chunk=8), expected, atol=1e-12)
+
+
+def test_each_tree_meets_the_oneshot_of_its_own_steps_and_random_splits_of_its_shape():
+    """A control of 5 leaves is compared with the one-shot baseline of 5 leaves' steps, not 8, and with no
+    random splits (theirs have another shape); a metric's tree of the run's shape with both, and with the
+    half-width of the difference's interval beside it."""
+    rng = np.random.default_rng(1)
+    archs = [f"a{i}" for i in range(10)]
+    truth = pd.DataFrame([{"arch": a, "gt": g, "accuracy": rng.random(), "loss": rng.random()}
+                          for g in (0, 1) for a in archs])
+    rows = []
+    for s in (0, 1):
+        for name in ("snip", "random", "fewshot_nas", ranking.oneshot_name(8), ranking.oneshot_name(5)):
+            rows += [{"metric": name, "seed": s, "arch": a, "leaf": "r0", "test_accuracy": x, "test_loss": 1 - x}
+                     for a, x in zip(archs, rng.random(len(archs)))]
+    same_as_five = [r for r in rows if r["metric"] == ranking.oneshot_name(5)]
+    rows += [{**r, "metric": "copy_of_five"} for r in same_as_five]
+    trees = {"snip": {"leaves": 8, "factors": [2, 2, 2], "control": False},
+             "random": {"leaves": 8, "factors": [2, 2, 2], "control": False},
+             "fewshot_nas": {"leaves": 5, "factors": [5], "control": True},
+             "copy_of_five": {"leaves": 5, "factors": [5], "control": True}}
+    scores = pd.DataFrame({"proxy": "nparams", "arch": archs, "score": rng.integers(0, 3, len(archs)).astype(float)})
+    table, summary = ranking.study_tables(truth, pd.DataFrame(rows), scores, {"nparams": 1}, k=3, draws=200,
+                                          trees=trees)
+    s = summary.set_index("name")
+    assert s.loc["fewshot_nas", "kind"] == "control" and np.isnan(s.loc["fewshot_nas", "vs_random"])
+    assert s.loc["copy_of_five", "vs_oneshot"] == 0 and s.loc["copy_of_five", "vs_oneshot_detectable"] == 0
+    assert np.isfinite(s.loc["snip", "vs_random"]) and s.loc["snip", "vs_oneshot_detectable"] > 0
+    assert s.loc["snip", "vs_oneshot_detectable"] == pytest.approx((s.loc["snip", "vs_oneshot_hi"]
+                                                                    - s.loc["snip", "vs_oneshot_lo"]) / 2)
+    assert table[table.name == "nparams"].tau_same_params.iloc[0] == 0.0
 
 
 @pytest.mark.parametrize("n", [2, 7, 30])
@@ -159,11 +214,11 @@ def test_the_oneshot_baselines_take_a_trees_and_a_leafs_steps_from_the_leaves_st
         for metric in ("snip", "synflow"):
             leaves = artifacts.read_record(run / metric / f"seed{seed}" / "leaves" / "chunk0.pt", "weights")
             per_leaf = leaves["steps"] // len(leaves["settings"]["leaves"])
-            tree = artifacts.read_record(run / f"seed{seed}" / "oneshot_tree.pt", "weights")
-            leaf = artifacts.read_record(run / f"seed{seed}" / "oneshot_leaf.pt", "weights")
+            tree = artifacts.read_record(run / f"seed{seed}" / "oneshot_4leaves.pt", "weights")
+            leaf = artifacts.read_record(run / f"seed{seed}" / "oneshot_1leaves.pt", "weights")
             assert tree["steps"] == leaves["steps"] == 4 * per_leaf > 0 and leaf["steps"] == per_leaf
-        for budget in ("tree", "leaf"):
-            record = artifacts.read_record(run / f"seed{seed}" / f"oneshot_{budget}.pt", "weights")
+        for budget in (4, 1):
+            record = artifacts.read_record(run / f"seed{seed}" / f"oneshot_{budget}leaves.pt", "weights")
             assert record["start"] == "pretrained" and record["settings"]["inputs"]["pretrained"] == start["spec"]
 
 
@@ -256,3 +311,35 @@ def test_the_study_set_is_seeded_and_leaves_out_cut_off_cells():
     from fewshot_core.nb201 import reaches_output
 
     assert all(reaches_output(arch_to_mask(x)[:, 1:].any(axis=1)) for x in a)
+
+
+def test_a_study_with_the_three_controls_grows_each_tree_by_its_own_policy(tmp_path, snakemake, scenario):
+    """Few-shot NAS's split is one level of five single operations on edge 1<-0, trained as five leaves and
+    met by the one-shot baseline of five leaves' steps; GM-NAS's cuts 2|3 on the edge of the lowest cut;
+    the split by structure puts the convolutions apart; a control that took the run's tree would fail each."""
+    snakemake(tmp_path, scenario("controls"))
+    run = tmp_path / "results" / "controls"
+    def splits(tree, level):
+        return artifacts.read_splits(run / tree / "seed0" / f"split_L{level}.json",
+                                     {"kind": "splits", "metric": tree, "seed": 0, "level": level})
+
+    (few,) = splits("fewshot_nas", 0)
+    assert few.edge == 0 and few.groups == [[op] for op in ranking.OPS]
+    assert not (run / "fewshot_nas" / "seed0" / "split_L1.json").exists()
+    leaves = artifacts.read_record(run / "fewshot_nas" / "seed0" / "leaves" / "chunk0.pt", "weights")
+    assert len(leaves["settings"]["leaves"]) == 5
+    five = artifacts.read_record(run / "seed0" / "oneshot_5leaves.pt", "weights")
+    four = artifacts.read_record(run / "seed0" / "oneshot_4leaves.pt", "weights")
+    assert five["steps"] == leaves["steps"] == 5 * four["steps"] // 4
+    for level in (0, 1):
+        for r in splits("gmnas", level):
+            assert sorted(len(g) for g in r.groups) == [2, 3] and len(r.candidates) > 1  # balanced; mincut
+        for r in splits("structure", level):
+            assert r.edge == level and r.groups == [["none", "skip_connect", "avg_pool_3x3"],
+                                                    ["nor_conv_1x1", "nor_conv_3x3"]]
+    summary = pd.read_parquet(run / "study_summary.parquet").set_index("name")
+    assert set(summary[summary.kind == "control"].index) == {"fewshot_nas", "gmnas", "structure"}
+    assert np.isnan(summary.loc["fewshot_nas", "vs_random"]) and np.isfinite(summary.loc["gmnas", "vs_random"])
+    assert {"one-shot (5 leaves)", "one-shot (4 leaves)", "one-shot (1 leaf)"} <= set(summary.index)
+    distances = pd.read_parquet(run / "split_distance.parquet")
+    assert not {"fewshot_nas", "gmnas", "structure"} & (set(distances.metric_a) | set(distances.metric_b))

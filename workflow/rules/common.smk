@@ -6,7 +6,6 @@ import sys
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.cli import DEVICE_VARIABLE, PACKAGE, PACKAGE_VARIABLE
 from fewshot_core.outputs import BENCHMARK, LOG, OUTPUTS, figures_of
-from fewshot_core.specs import BUDGETS
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
 SETTINGS, filled = load_settings_or_exit(
@@ -16,10 +15,7 @@ SETTINGS, filled = load_settings_or_exit(
 )
 config.update(filled)  # the schema's defaults, for the report's captions
 RUN = f"results/{SETTINGS.run}"
-METRICS = list(SETTINGS.metrics)
-SEEDS = list(SETTINGS.seeds)
-LEVELS = list(range(SETTINGS.levels))
-CHUNKS = list(range(SETTINGS.chunks))
+METRICS = list(SETTINGS.metrics)  # every tree's metric or control
 # The device changes how a job runs, not what it computes: it reaches the jobs through their
 # environment, not as a parameter, so changing it reruns nothing.
 os.environ[DEVICE_VARIABLE] = SETTINGS.device
@@ -39,7 +35,7 @@ wildcard_constraints:
     level=r"\d+",
     chunk=r"\d+",
     gt=r"\d+",
-    budget="|".join(BUDGETS),
+    budget=r"\d+",
     proxy="|".join(SETTINGS.proxies),
 
 
@@ -91,7 +87,7 @@ def get_tree_splits(wildcards):
     """Every level's split file of one tree."""
     return [
         out("splits", metric=wildcards.metric, seed=wildcards.seed, level=level)
-        for level in LEVELS
+        for level in range(SETTINGS.levels(wildcards.metric))
     ]
 
 
@@ -99,7 +95,7 @@ def get_tree_leaf_weights(wildcards):
     """Every leaf weights file of one tree, in chunk order."""
     return [
         out("leaf_weights", metric=wildcards.metric, seed=wildcards.seed, chunk=c)
-        for c in CHUNKS
+        for c in range(SETTINGS.chunks(wildcards.metric))
     ]
 
 

@@ -112,7 +112,7 @@ rule train_oneshot:
         runtime=config["training"]["leaves"]["runtime_min"],
         gpu=GPUS,
     params:
-        spec=lambda wc: spec_json(SETTINGS.oneshot_spec(int(wc.seed), wc.budget)),
+        spec=lambda wc: spec_json(SETTINGS.oneshot_spec(int(wc.seed), int(wc.budget))),
         checkpoints=CHECKPOINTS,
         start=start_option,
     shell:
@@ -169,7 +169,7 @@ rule evaluate_oneshot:
         gpu=GPUS,
     params:
         spec=lambda wc: spec_json(
-            SETTINGS.oneshot_eval_spec(int(wc.seed), wc.budget, int(wc.chunk))
+            SETTINGS.oneshot_eval_spec(int(wc.seed), int(wc.budget), int(wc.chunk))
         ),
     shell:
         "OMP_NUM_THREADS={threads} fewshot evaluate-oneshot --spec {params.spec:q} --study-set {input.study_set:q}"
