@@ -9,6 +9,7 @@ on the host until it is moved to the CPU, as a GPU tensor refuses ``.numpy()``."
 from __future__ import annotations
 
 import dataclasses
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -240,7 +241,7 @@ def _interrupted(cfg, path):
     def stop(epoch):
         raise Stop
 
-    with pytest.raises(Stop):
+    with pytest.raises(Stop), mock.patch.object(training, "CHECKPOINT_SECONDS", 0):
         training.train(Supernet(**SHAPE), tiny_data(), np.arange(64), cfg, 0, checkpoint=path, on_epoch=stop)
 
 
