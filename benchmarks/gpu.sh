@@ -9,13 +9,14 @@
 # where PyPI is reachable, build the wheel folder of what such an image lacks, wheels/gpu/ (ignored by git;
 # 61 wheels, 38.7 MiB with Snakemake 9.27.1, which with the working tree's 0.9 MiB is under the 64 MiB a
 # command may take along; the builder checks it):
-#   python benchmarks/gpu_wheels.py
+#   python benchmarks/gpu_wheels.py          (or: make gpu-wheels)
 # then send the working tree with wheels/gpu to the GPU machine and run there, with a limit of 540 s:
 #   bash benchmarks/gpu.sh
-# (for the lent machines: run command "bash benchmarks/gpu.sh", carry ["wheels/gpu"], timeout_s 540).
+# (that is: command "bash benchmarks/gpu.sh", carried paths ["wheels/gpu"], time limit 540 s).
 # This script installs from wheels/gpu, with no index, what that machine's Python lacks (pip's own resolver,
-# against what is installed there, decides which) into a scratch folder put first on its import path; where
-# Snakemake, scikit-learn and the fewshot command are already there (a workstation's .venv), nothing.
+# against what is installed there, decides which) into a scratch folder on its import path after the
+# checkout; where Snakemake, scikit-learn and the fewshot command are already there (a workstation's .venv),
+# nothing.
 #
 # PYTHON picks the interpreter (default .venv/bin/python, else python3); CORES the workflow's cores; WORK a
 # folder for the runs and logs (default a new temporary one); WHEELS the wheel folder (default wheels/gpu).
