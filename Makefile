@@ -1,4 +1,5 @@
-# `make run`: set up .venv and run the default workflow; `make test`: set up and run the tests.
+# `make run`: set up .venv and run the default workflow; `make test`: set up and run the tests;
+# `make gpu-wheels`: the wheel folder of the GPU check (benchmarks/gpu.sh).
 PYTHON ?= python3.11
 VENV ?= .venv
 # Test processes (pytest-xdist, a test file per process at a time, the longest files first: tests/conftest.py);
@@ -6,7 +7,7 @@ VENV ?= .venv
 WORKERS ?= 2
 BIN = $(VENV)/bin
 
-.PHONY: setup run test
+.PHONY: setup run test gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -23,3 +24,7 @@ run: setup
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
+
+# wheels/gpu/: what the GPU check (benchmarks/gpu.sh) installs on a GPU machine that reaches no registry.
+gpu-wheels: setup
+	$(BIN)/python benchmarks/gpu_wheels.py

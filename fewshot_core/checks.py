@@ -402,6 +402,9 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
                        Path(workdir))
     metrics.update(_controls(c["controls"], c["metrics"], c["tree"], given_tree, d["input_size"], metrics))
     proxies = _proxies(metrics, c["metrics"], d["input_size"])
+    # A CPU trains in float32 whatever training.precision says: with device: cpu the training specs say
+    # float32, so the setting reruns nothing there (docs/design.md §7, precision_note for device: auto).
+    precision = "float32" if c["device"] == "cpu" else t["precision"]
     settings = RunSettings(
         run=c["run"],
         seeds=tuple(c["seeds"]),
@@ -411,8 +414,8 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         download=d["download"],
         rerun_on_code_change=c["rerun_on_code_change"],
         metrics=metrics,
-        warmup=_train(t["warmup"], optimizer, crop_pad, t["precision"]),
-        leaf_training=_train(leaves, optimizer, crop_pad, t["precision"]),
+        warmup=_train(t["warmup"], optimizer, crop_pad, precision),
+        leaf_training=_train(leaves, optimizer, crop_pad, precision),
         evaluation=EvalSettings(leaves["archs"], leaves["bn_batches"], leaves["eval_batch_size"]),
         leaves_per_job=leaves["leaves_per_job"],
         study=_study(c["study"], d["name"], Path(workdir)),
@@ -496,13 +499,31 @@ def check_duplicate_keys(paths: list[str | os.PathLike]) -> None:
             continue  # Snakemake reports a malformed file itself
 
 
+def precision_note(c: dict, local: bool) -> str | None:
+    """The start's line when ``training.precision`` asks for TF32 or bfloat16 with ``device: auto`` on a
+    machine that runs the jobs and has no GPU: they train in float32, yet the setting stays in the training
+    specs (``auto`` would use it on a GPU), so changing it reruns them. None otherwise. ``c``: the
+    configuration with its defaults (:func:`validated`)."""
+    precision = c["training"]["precision"]
+    if not local or c["device"] != "auto" or precision == "float32" or cuda_devices() > 0:
+        return None
+    return (f"training.precision: {precision} has no effect on this machine, which has no GPU: its jobs train in "
+            "float32. It is a setting of the training jobs (device: auto would use it on a GPU), so changing it "
+            "reruns the warm-up, leaf, one-shot and ground-truth training and what is made from them; with "
+            "device: cpu it is left out of them.")
+
+
 def load_settings_or_exit(config: dict, files: list, local: bool = True) -> tuple[RunSettings, dict]:
     """For the workflow: the settings and the configuration with its defaults, or the error's message
     on standard error and exit status 1 (a configuration mistake is not a crash: no traceback).
     ``files``: the configuration files it was read from."""
     try:
         check_duplicate_keys(files)
-        return load_settings(config, local=local), validated(config)
+        settings, filled = load_settings(config, local=local), validated(config)
+        note = precision_note(filled, local)
+        if note:
+            print(note, file=sys.stderr)
+        return settings, filled
     except ConfigError as err:
         sys.exit(f"Configuration error: {err}\nNothing was run. Fix the value in the configuration file "
                  "(or the --config override) and start again.")

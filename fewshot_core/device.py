@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -50,17 +51,30 @@ def configure(device: torch.device) -> None:
 
 
 def set_tf32(enabled: bool) -> None:
-    """TF32 for float32 matrix products and convolutions on a GPU, on or off, through torch's
-    ``fp32_precision`` settings (the legacy ``allow_tf32`` flags must not be mixed with them)."""
-    value = "tf32" if enabled else "ieee"
-    torch.backends.cuda.matmul.fp32_precision = value
-    torch.backends.cudnn.conv.fp32_precision = value
-    torch.backends.cudnn.rnn.fp32_precision = value
+    """TF32 for float32 matrix products and cuDNN's convolutions on a GPU, on or off, through torch's
+    ``allow_tf32`` flags. Torch 2.9 added ``fp32_precision`` flags beside them, and its readers of the
+    older flags (``cudnn.allow_tf32``, ``cudnn.flags()``, ``matmul.allow_tf32``,
+    ``get_float32_matmul_precision()``: profilers, ``torch.compile``, a user's metric) raise RuntimeError
+    once the newer ones were set alone; setting the older ones sets the newer ones to agree, so that
+    either set reads without error (docs/design.md §7)."""
+    with quiet():
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
 
 
 def tf32_enabled() -> bool:
     """Whether float32 convolutions or matrix products may run in TF32 now."""
-    return "tf32" in (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    with quiet():
+        return torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Torch 2.9's one-time notice that the ``allow_tf32`` flags will be deprecated, silenced: they are
+    what keeps both sets of flags in agreement (:func:`set_tf32`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Please use the new API settings to control TF32")
+        yield
 
 
 @contextlib.contextmanager
@@ -70,14 +84,14 @@ def exact(device: torch.device) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    saved = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
-             torch.backends.cudnn.rnn.fp32_precision)
+    with quiet():
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     set_tf32(False)
     try:
         yield
     finally:
-        (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
-         torch.backends.cudnn.rnn.fp32_precision) = saved
+        with quiet():
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @contextlib.contextmanager

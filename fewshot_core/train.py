@@ -2,8 +2,9 @@
 
 docs/design.md §4: SGD (momentum 0.9, Nesterov), lr 0.025 cosine to 0.001, weight decay 5e-4, gradient
 clipping 5 (GM-NAS); every figure comes from :class:`~fewshot_core.settings.TrainSettings`. The job
-checkpoints every epoch (model, optimizer, scheduler, every random generator, epoch); a restarted
-job resumes from its last checkpoint, and ends bit-identical to an uninterrupted run on the CPU,
+checkpoints at an epoch's end at most once a minute, and after its last epoch (model, optimizer, scheduler,
+every random generator, epoch); a restarted job resumes from its last checkpoint, and ends bit-identical to
+an uninterrupted run on the CPU,
 only when the checkpoint was made by the same settings, seed, supernet, mask, data, start weights and code.
 """
 
@@ -99,6 +100,13 @@ def _training_code() -> tuple[tuple[str, str], ...]:
 DRAWS = "cpu generators: order, augment, path"
 
 
+#: The least time between two checkpoints of a training run, in seconds. Each copies the model's and
+#: the optimiser's state from the device to the host and writes it to disk (with an fsync): a stall that an
+#: epoch of a second or two should not pay every epoch, while a killed job loses at most a minute of training.
+#: The last epoch is always checkpointed (a job training several leaves then resumes past the finished ones).
+CHECKPOINT_SECONDS = 60.0
+
+
 def training_steps(cfg: TrainSettings, n_train: int) -> int:
     """The optimisation steps of a whole training run on ``n_train`` images: a run's budget."""
     return cfg.epochs * math.ceil(n_train / cfg.batch_size)
@@ -110,10 +118,12 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
     """Train ``net`` (a supernet in ``cfg.mode``, or a standalone network) in place for ``cfg.epochs``
     epochs; returns one record per epoch run here, with the optimisation steps taken in it.
 
-    ``checkpoint``: where to save after every epoch, and to resume from when it holds a run of the
+    ``checkpoint``: where to save at the end of an epoch once :data:`CHECKPOINT_SECONDS` have passed since
+    the last save (or the start), and after the last epoch; and to resume from when it holds a run of the
     same settings, seed, supernet, mask, data, start weights and training code (any other is discarded
-    with a log line saying why), made on any device. ``on_epoch`` is called after each checkpoint (tests use it
-    to kill a job at a known point). The host waits for the device once per epoch, to read its loss.
+    with a log line saying why), made on any device. ``on_epoch`` is called at the end of each epoch, after
+    its checkpoint if one was written (tests use it to kill a job at a known point). The host waits for the
+    device once per epoch, to read its loss.
     """
     if cfg.mode not in MODES:
         raise ValueError(f"training mode must be one of {MODES}, got {cfg.mode!r}")
@@ -147,6 +157,7 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
     y_all = d.train_y[torch.as_tensor(train_idx)].to(device)
     progress = Progress(cfg.epochs, label)
     history = []
+    saved_at = time.perf_counter()
     with devices.tf32(cfg.precision, device):
         for epoch in range(start, cfg.epochs):
             net.train()
@@ -162,10 +173,11 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
                    "lr": opt.param_groups[0]["lr"], "steps": taken}
             history.append(rec)
             progress.epoch(epoch, rec["loss"], rec["accuracy"], rate, start)
-            if checkpoint is not None:
+            if checkpoint is not None and (epoch + 1 == cfg.epochs or time.perf_counter() - saved_at >= CHECKPOINT_SECONDS):
                 artifacts.save_checkpoint(checkpoint, {
                     "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(), "device": str(device),
                     "scheduler": sched.state_dict(), "rng": {k: g.get_state() for k, g in gens.items()}}, origin)
+                saved_at = time.perf_counter()
             if on_epoch is not None:
                 on_epoch(epoch)
     return history

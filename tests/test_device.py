@@ -9,6 +9,7 @@ on the host until it is moved to the CPU, as a GPU tensor refuses ``.numpy()``."
 from __future__ import annotations
 
 import dataclasses
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -240,7 +241,7 @@ def _interrupted(cfg, path):
     def stop(epoch):
         raise Stop
 
-    with pytest.raises(Stop):
+    with pytest.raises(Stop), mock.patch.object(training, "CHECKPOINT_SECONDS", 0):
         training.train(Supernet(**SHAPE), tiny_data(), np.arange(64), cfg, 0, checkpoint=path, on_epoch=stop)
 
 
@@ -280,20 +281,32 @@ def gpu_numerics():
     saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.utils.deterministic.fill_uninitialized_memory)
-    precision = [(o, o.fp32_precision) for o in (torch.backends.cuda.matmul, torch.backends.cudnn.conv,
-                                                 torch.backends.cudnn.rnn)]
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     devices.configure(torch.device("cuda"))
     yield
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[0], saved[1]
     torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
     torch.utils.deterministic.fill_uninitialized_memory = saved[4]
-    for backend, value in precision:
-        backend.fp32_precision = value
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def every_tf32_flag() -> dict:
+    """Every reading of torch's TF32 settings, the older flags and ``cudnn.flags()`` included (what a
+    profiler, ``torch.compile`` or a user's metric may read); any of them raises when the two sets disagree."""
+    found = {"cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+             "matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+             "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled):
+        found["inside cudnn.flags()"] = torch.backends.cudnn.allow_tf32
+    if hasattr(torch.backends.cudnn, "conv"):  # torch >= 2.9: the newer flags, which must agree
+        found["newer"] = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
+                          torch.backends.cudnn.rnn.fp32_precision)
+    return found
 
 
 def test_a_gpu_computes_float32_without_tf32_and_deterministically(gpu_numerics):
-    assert torch.backends.cudnn.conv.fp32_precision == "ieee"  # torch's default for convolutions is tf32
-    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert not torch.backends.cudnn.allow_tf32  # torch's default for convolutions is TF32
+    assert not torch.backends.cuda.matmul.allow_tf32
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert torch.are_deterministic_algorithms_enabled()
     assert not devices.tf32_enabled()
@@ -323,6 +336,28 @@ def test_tf32_and_bfloat16_only_where_training_asks_for_them(gpu_numerics):
     assert isinstance(devices.autocast("bfloat16", gpu), torch.autocast)
     assert not isinstance(devices.autocast("bfloat16", cpu), torch.autocast)
     assert not isinstance(devices.autocast("tf32", gpu), torch.autocast)
+
+
+def test_every_tf32_flag_reads_without_error_after_configure_and_in_tf32_training(gpu_numerics):
+    """The older flags, ``cudnn.flags()`` and the matmul precision read as they should, never raising,
+    after ``configure`` and while training with ``training.precision: tf32``; the newer flags agree."""
+    off = every_tf32_flag()
+    assert {k: v for k, v in off.items() if k != "newer"} == {
+        "cudnn.allow_tf32": False, "matmul.allow_tf32": False, "float32_matmul_precision": "highest",
+        "inside cudnn.flags()": True}  # torch's flags() turns TF32 on unless told otherwise ...
+    assert not devices.tf32_enabled()  # ... and restores the setting after
+    if "newer" in off:
+        assert "tf32" not in off["newer"]
+    with devices.tf32("tf32", torch.device("cuda")):
+        on = every_tf32_flag()
+        assert {k: v for k, v in on.items() if k != "newer"} == {
+            "cudnn.allow_tf32": True, "matmul.allow_tf32": True, "float32_matmul_precision": "high",
+            "inside cudnn.flags()": True}
+        assert on.get("newer", ("tf32",) * 3) == ("tf32",) * 3
+        with devices.exact(torch.device("cuda")):
+            assert every_tf32_flag()["cudnn.allow_tf32"] is False
+        assert devices.tf32_enabled()
+    assert every_tf32_flag() == off
 
 
 # ----------------------------------------------------------------------------- records

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from fewshot_core import artifacts, data
+from fewshot_core import train as training
 from fewshot_core.errors import ArtifactError
 from fewshot_core.settings import canonical_json
 from fewshot_core.space import Supernet
@@ -281,6 +282,7 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, m
         return real_fsync(fd)
 
     monkeypatch.setattr(artifacts.os, "fsync", fsync_fails_on_second_checkpoint)
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0)  # a checkpoint every epoch
     with pytest.raises(OSError, match="No space left"):
         train(fresh(), d, np.arange(64), cfg, 0, checkpoint=ck)
     monkeypatch.setattr(artifacts.os, "fsync", real_fsync)

@@ -58,6 +58,14 @@ def test_a_users_mistake_through_the_server_is_one_line_and_its_status(server, t
     assert "Traceback" not in proc.stderr
 
 
+def first_epoch(launcher: subprocess.Popen) -> None:
+    """Wait until the job behind ``launcher`` has trained an epoch: it is mid-training."""
+    for line in launcher.stdout:
+        if " epoch 1/" in line:
+            return
+    raise AssertionError("the job ended before its first epoch")
+
+
 def test_stopping_the_launcher_stops_the_job(server, tmp_path, defaults):
     import dataclasses
 
@@ -69,9 +77,7 @@ def test_stopping_the_launcher_stops_the_job(server, tmp_path, defaults):
                                  canonical_json(long), "--holdout", "h.json", "--checkpoints", "ck", "--out", "root.pt",
                                  "--device", "cpu"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not list(tmp_path.glob("ck/**/*.ckpt")) and time.time() < deadline:
-        time.sleep(0.05)
+    first_epoch(launcher)
     launcher.send_signal(signal.SIGTERM)  # as Snakemake stops a job
     out, err = launcher.communicate(timeout=30)
     assert launcher.returncode == 128 + signal.SIGTERM and not (tmp_path / "root.pt").exists()
@@ -142,10 +148,9 @@ def test_a_failed_fork_runs_that_job_in_its_own_process_and_a_killed_server_take
     long = dataclasses.replace(defaults.root_spec(0), warmup=dataclasses.replace(defaults.warmup, epochs=500))
     launcher = subprocess.Popen([sys.executable, "-m", "fewshot_core.launch", "train-root", "--spec",
                                  canonical_json(long), "--holdout", "a.json", "--checkpoints", "ck", "--out",
-                                 "root.pt", "--device", "cpu"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    while not list(tmp_path.glob("ck/**/*.ckpt")) and time.time() < deadline:
-        time.sleep(0.05)
+                                 "root.pt", "--device", "cpu"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+    first_epoch(launcher)
     jobs = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(jobs) == 1
     proc.kill()

@@ -193,3 +193,29 @@ def test_a_tree_of_its_own_changes_that_trees_specs_alone():
     assert s.split_spec("fewshot_nas", 0, 0).tree.edge_order == (0,) and s.metrics["fewshot_nas"].control
     plain = load_settings({**base, "metrics": {"snip": {}}, "controls": []})
     assert plain.split_spec("snip", 0, 2) == s.split_spec("snip", 0, 2)
+
+
+def test_precision_on_a_cpu_is_in_no_spec_and_with_device_auto_without_a_gpu_the_start_says_so(monkeypatch, capsys):
+    """A CPU trains in float32 whatever training.precision says: with device: cpu every spec is the float32
+    one (changing it reruns nothing); device: auto cannot know where a job will run, so there it stays in the
+    training specs, and a start on a machine without a GPU says it has no effect there and what it reruns."""
+    from fewshot_core import checks
+
+    def specs_of(s):
+        return [s.root_spec(0), s.leaves_spec("snip", 0, 0), s.pretrain_spec(0), s.oneshot_spec(0, 8),
+                s.standalone_spec(0, 0)]
+
+    cpu = {**MINIMAL, "device": "cpu", "study": {"archs": 4, "archs_per_job": 4}}
+    float32 = load_settings(cpu)
+    for precision in ("tf32", "bfloat16"):
+        assert specs_of(load_settings({**cpu, "training": {"precision": precision}})) == specs_of(float32)
+    auto = {**cpu, "device": "auto", "training": {"precision": "bfloat16"}}
+    assert load_settings(auto).leaf_training.precision == "bfloat16"
+    monkeypatch.setattr(checks, "cuda_devices", lambda: 0)
+    checks.load_settings_or_exit(auto, [])
+    note = capsys.readouterr().err
+    assert note.startswith("training.precision: bfloat16 has no effect on this machine, which has no GPU")
+    assert "reruns the warm-up, leaf, one-shot and ground-truth training" in note
+    for config, local, gpus in ((auto, False, 0), (auto, True, 1), (cpu, True, 0), ({**auto, "training": {}}, True, 0)):
+        monkeypatch.setattr(checks, "cuda_devices", lambda gpus=gpus: gpus)
+        assert checks.precision_note(checks.validated(config), local) is None

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from fewshot_core import artifacts, data
+from fewshot_core import train as training
 from fewshot_core.settings import canonical_json, digest
 from fewshot_core.space import Supernet
 from fewshot_core.train import evaluate_architectures, sample_architectures, train, validation_images
@@ -71,10 +73,47 @@ def stop_after_first(epoch):
 
 
 def interrupted(cfg, path, seed=0, mask=None, idx=None):
-    """A run of ``cfg`` killed after its first epoch's checkpoint."""
+    """A run of ``cfg`` killed after its first epoch's checkpoint (a checkpoint every epoch)."""
     idx = np.arange(64) if idx is None else idx
-    with pytest.raises(Stop):
+    with pytest.raises(Stop), mock.patch.object(training, "CHECKPOINT_SECONDS", 0):
         train(fresh(seed, mask), tiny_data(), idx, cfg, seed, checkpoint=path, on_epoch=stop_after_first)
+
+
+def saved_epochs(monkeypatch) -> list[int]:
+    """The epochs whose checkpoint a training run writes, as it writes them."""
+    saved, save = [], artifacts.save_checkpoint
+    monkeypatch.setattr(training.artifacts, "save_checkpoint",
+                        lambda path, state, origin: (saved.append(state["epoch"]), save(path, state, origin)))
+    return saved
+
+
+class Clock:
+    """``time`` for train.py: each reading a millisecond on, plus what the test adds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1e-3
+        return self.now
+
+
+def test_checkpoints_are_written_at_most_once_a_minute_and_after_the_last_epoch(tmp_path, cfg, monkeypatch):
+    """A checkpoint copies the whole state off the device: epochs of a few seconds are not each checkpointed."""
+    saved = saved_epochs(monkeypatch)
+    train(fresh(), tiny_data(), np.arange(64), cfg, 0, checkpoint=tmp_path / "fast.pt")
+    assert saved == [2]  # three quick epochs: the last one only
+    saved.clear()
+    clock = Clock()
+    monkeypatch.setattr(training, "time", clock)
+
+    def epoch_of_25_seconds(epoch):
+        clock.now += 25
+
+    train(fresh(), tiny_data(), np.arange(64), dataclasses.replace(cfg, epochs=8), 0, checkpoint=tmp_path / "slow.pt",
+          on_epoch=epoch_of_25_seconds)
+    # epochs end 0, 25, 50 and 75 s after the start (saved), 100, 125 and 150 s (75 s after the last: saved), 175 s
+    assert saved == [3, 6, 7]
 
 
 @pytest.mark.faults
@@ -186,7 +225,9 @@ def train_leaves_cmd(tmp_path, defaults, out_dir, epochs=6):
         train=dataclasses.replace(defaults.leaf_training, epochs=epochs, batch_size=32), factors=(), leaves=("r",),
         evaluation=dataclasses.replace(defaults.evaluation, archs=3), start="init",
         inputs={"holdout": digest(holdout_spec), "splits": []})
-    return [sys.executable, "-m", "fewshot_core.cli", "train-leaves", "--spec", canonical_json(spec),
+    every_epoch = ("import sys; from fewshot_core import cli, train; train.CHECKPOINT_SECONDS = 0; "
+                   "cli.main(sys.argv[1:])")  # a checkpoint at every epoch's end: killed after one, mid-training
+    return [sys.executable, "-c", every_epoch, "train-leaves", "--spec", canonical_json(spec),
             "--holdout", str(holdout), "--out-table", str(out_dir / "table.parquet"),
             "--out-weights", str(out_dir / "weights.pt"), "--checkpoints", str(out_dir / "checkpoints"),
             "--device", "cpu"]
