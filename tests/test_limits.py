@@ -1,12 +1,17 @@
-"""Limits: names that become paths, values echoed in messages, a configuration's size."""
+"""Limits: names that become paths, values echoed in messages, a configuration's size, a download that fails."""
 
+import io
 import re
 import tracemalloc
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
 
+from fewshot_core import data
 from fewshot_core.checks import CONFIG_LIMIT, SCHEMA, load_settings, load_settings_or_exit
+from fewshot_core.errors import DataError
 from fewshot_core.outputs import BENCHMARK, CHECKPOINTS, LOG, OUTPUTS
 from tests.conftest import ROOT, edited, load_scenario
 
@@ -108,3 +113,52 @@ def test_a_value_that_contains_itself_is_refused(tmp_path, monkeypatch):
     text = yaml.safe_dump({k: v for k, v in TINY.items() if k != "metrics"}) + (
         "metrics:\n  snip: {}\n  mine: {function: m.py:score, kind: scalar, settings: {loop: &loop [*loop]}}\n")
     assert "a value that contains itself" in rejected(tmp_path, monkeypatch, text)
+
+
+class Junk(io.BytesIO):
+    """A server's answer that is not the file asked for."""
+
+    url, length = "http://example.invalid/file.gz", 4
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10"])
+@pytest.mark.parametrize("fetch", ["no network", "a wrong file"])
+def test_a_download_that_fails_is_one_line_saying_how_to_place_the_files_and_leaves_nothing(tmp_path, monkeypatch,
+                                                                                            dataset, fetch):
+    def urlopen(request, *args, **kwargs):
+        if fetch == "no network":
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+        return Junk(b"junk")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's own file")
+    for root in (tmp_path / "new" / "data", tmp_path / "mine"):  # a folder made for it, and one of the user's
+        with pytest.raises(DataError) as err:
+            data.download(dataset, root)
+        message = str(err.value)
+        assert "\n" not in message and len(message) < 800 and "nothing of it was kept" in message
+        assert "To place the files by hand, fetch" in message and str(root) in message
+        assert ("name resolution" if fetch == "no network" else "corrupted") in message
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in (tmp_path / "mine").rglob("*")) == ["notes.txt"]
+
+
+def test_a_download_that_succeeds_puts_its_files_where_the_loader_finds_them(tmp_path, monkeypatch):
+    """What torchvision writes lands in root as it would have without the staging folder."""
+    import torchvision
+
+    def fetch(self):
+        raw = self.raw_folder
+        raw_path = __import__("pathlib").Path(raw)
+        raw_path.mkdir(parents=True)
+        for part in data.FASHION_FILES.values():
+            for name in part:
+                (raw_path / name).write_bytes(b"")
+
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", fetch)
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "_check_exists", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "_load_data", lambda self: (None, None))
+    assert data.download("fashion_mnist", tmp_path / "fm")
+    assert sorted(p.name for p in (tmp_path / "fm").iterdir()) == ["FashionMNIST"]
+    assert all(data._fashion_file(tmp_path / "fm", n) for part in data.FASHION_FILES.values() for n in part)

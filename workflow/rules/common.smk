@@ -231,12 +231,16 @@ def begin_run():
     """
     if SETTINGS.download:
         from fewshot_core.data import download
+        from fewshot_core.errors import DataError
 
-        if download(SETTINGS.data.name, SETTINGS.data.root):
-            print(
-                f"{SETTINGS.data.name} downloaded into {SETTINGS.data.root}",
-                file=sys.stderr,
-            )
+        try:
+            if download(SETTINGS.data.name, SETTINGS.data.root):
+                print(
+                    f"{SETTINGS.data.name} downloaded into {SETTINGS.data.root}",
+                    file=sys.stderr,
+                )
+        except DataError as err:
+            sys.exit(f"data.download: {err}. Nothing was run.")
     if not workflow.local_exec or os.environ.get("FEWSHOT_NO_SERVER"):
         return
     from fewshot_core.launch import SERVER_VARIABLE
