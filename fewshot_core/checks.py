@@ -52,9 +52,9 @@ CIFAR_LAYOUTS = ("cifar-10-batches-bin", "cifar-10-batches-py")
 #: The stride-2 stages halve the image twice: a side that is not a multiple of 4 breaks the ResNet blocks.
 INPUT_MULTIPLE = 4
 #: The most a configuration may hold, written out with its YAML aliases (``*name``) followed: one per value,
-#: plus each string's characters. The default configuration holds about 2,500; an alias nested nine deep in
-#: nine copies of itself holds hundreds of millions, which every later step (the schema, a message) would
-#: go through in full.
+#: plus each string's characters. The default configuration holds 257, the paper's 410; an alias nested
+#: nine deep in nine copies of itself holds hundreds of millions, which every later step (the schema, a
+#: message) would go through in full.
 CONFIG_LIMIT = 1_000_000
 #: What a file system holds: a name of 255 bytes, a path of 4,095 (Linux's NAME_MAX and PATH_MAX).
 NAME_MAX, PATH_MAX = 255, 4095

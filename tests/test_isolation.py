@@ -100,6 +100,15 @@ def test_a_metric_in_a_combination_leaves_the_other_components_split_as_it_is_al
     assert [line for line in said if "left changed" in line] and os.getcwd() == str(tmp_path)
 
 
+def test_a_metric_file_whose_top_level_code_changes_the_process_leaves_it_as_it_found_it(user, capsys):
+    state = process_state()
+    user("top", "import os\n\nimport torch\n\ntorch.set_default_dtype(torch.float64)\nos.chdir('/')\n\n\n"
+                "def score(model, batches):\n    return 1.0\n")
+    assert process_state() == state
+    assert "metric 'top' (the user's top.py:score) left changed after loading it: default dtype torch.float32 -> " \
+           "torch.float64; working folder" in capsys.readouterr().err
+
+
 def test_every_call_of_a_metric_starts_from_the_same_random_state(user):
     """A metric may draw from torch's, numpy's and Python's generators: each call starts from the state the
     first found (every variant draws the same numbers), the draws are not said, and the caller's generators

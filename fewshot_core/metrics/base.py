@@ -79,7 +79,9 @@ def register_user(name: str, function: str, kind: Kind) -> Metric:
 
     from fewshot_core import user_metrics
 
-    fn = user_metrics.load(function, name=name, limit=user_metrics.time_limit())
+    who = f"metric {name!r} (the user's {function})"
+    with isolated(who, None, [], body="loading it"):  # its file's top-level code: torch's settings, a folder
+        fn = user_metrics.load(function, name=name, limit=user_metrics.time_limit())
     params = list(inspect.signature(fn).parameters.values())[2:]
     settings = {p.name: Setting(None if p.default is p.empty else p.default, object, "the user's") for p in params
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
@@ -156,8 +158,11 @@ MODULE_HOOKS = {"_forward_pre_hooks": "forward pre-hook", "_forward_pre_hooks_wi
                 "_backward_hooks": "backward hook", "_state_dict_pre_hooks": "state-dict hook",
                 "_state_dict_hooks": "state-dict hook", "_load_state_dict_pre_hooks": "state-dict hook",
                 "_load_state_dict_post_hooks": "state-dict hook"}
-#: The tables of the hooks torch calls for every module (``register_module_forward_hook``, ...).
-GLOBAL_HOOKS = {f"_global{name}": kind for name, kind in MODULE_HOOKS.items() if "state_dict" not in name}
+#: The tables of the hooks torch calls for every module (``register_module_forward_hook``, ...,
+#: ``register_module_parameter_registration_hook``); the ``_with_kwargs`` and ``_always_called`` tables are
+#: companions of the forward hooks'.
+GLOBAL_HOOKS = {name: not name.endswith(("_with_kwargs", "_always_called")) for name, table in vars(torch_module).items()
+                if name.startswith("_global_") and isinstance(table, dict)}
 #: A tensor's hook tables (``register_hook``, ``register_post_accumulate_grad_hook``).
 TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
 
@@ -253,13 +258,13 @@ class CallState:
     may draw from; a network whose modules or tensors were replaced, or batches changed in place, cannot be
     put back from here, and is a :class:`MetricError`."""
 
-    def __init__(self, model: nn.Module, batches: list) -> None:
+    def __init__(self, model: nn.Module | None, batches: list) -> None:
         self.model, self.batches = model, batches
-        self.modules = list(model.modules())
+        self.modules = [] if model is None else list(model.modules())
         self.hooks = [(m, kind, table, tuple(table.items()) if table else ()) for m in self.modules
                       for name, kind in MODULE_HOOKS.items() if (table := vars(m).get(name)) is not None]
         self.full_backward = [vars(m).get("_is_full_backward_hook") for m in self.modules]
-        self.globals = {name: dict(getattr(torch_module, name)) for name in GLOBAL_HOOKS if hasattr(torch_module, name)}
+        self.globals = {name: dict(getattr(torch_module, name)) for name in GLOBAL_HOOKS}
         self.global_full_backward = getattr(torch_module, "_global_is_full_backward_hook", None)
         self.tensors = [t for m in self.modules for t in (*m._parameters.values(), *m._buffers.values())
                         if t is not None]
@@ -347,11 +352,12 @@ _SAID: set[tuple[str, str]] = set()
 
 
 @contextlib.contextmanager
-def isolated(who: str, model: nn.Module, batches: list, where: str = "",
-             say: Callable[[str], None] | None = None) -> Iterator[None]:
-    """The body (one metric call, ``who`` names the metric) leaves the next call the network and the process
-    as it found them (:class:`CallState`): what it changed is put back, and said once per metric with
-    ``say`` (standard error by default); what cannot be put back is a :class:`MetricError`."""
+def isolated(who: str, model: nn.Module | None, batches: list, where: str = "",
+             say: Callable[[str], None] | None = None, body: str = "its call") -> Iterator[None]:
+    """The body (``body``: one call of the metric ``who`` names) leaves the next call the network and the
+    process as it found them (:class:`CallState`; the process alone without a ``model``): what it changed is
+    put back, and said once per metric with ``say`` (standard error by default); what cannot be put back is
+    a :class:`MetricError`."""
     state = CallState(model, batches)
     try:
         yield
@@ -366,9 +372,9 @@ def isolated(who: str, model: nn.Module, batches: list, where: str = "",
         key = (who, ", ".join(what for what, _ in undone))
         if key not in _SAID:
             _SAID.add(key)
-            (say or _stderr)(f"{who} left changed after its call{at}: {'; '.join(how for _, how in undone)}. Put back, so that every "
-                             "metric's call starts from the same state; a metric should leave things as it found "
-                             "them (remove each hook's handle, change settings in a with block)")
+            (say or _stderr)(f"{who} left changed after {body}{at}: {'; '.join(how for _, how in undone)}. Put back, so "
+                             "that every metric's call starts from the same state; a metric should leave things as "
+                             "it found them (remove each hook's handle, change settings in a with block)")
 
 
 def _stderr(line: str) -> None:
