@@ -38,7 +38,7 @@ def cut(text: str, limit: int = SHOWN) -> str:
 
 def shown(value: object, limit: int = SHOWN) -> str:
     """``repr(value)`` cut to about ``limit`` characters, with its size when cut (a string's characters, a list's
-    or mapping's entries); built a few entries and levels deep only, so that a huge or deeply shared value
+    or mapping's entries, an integer's digits); built a few entries and levels deep only, so that a huge or deeply shared value
     (a YAML alias expanded) is never written out whole."""
     import reprlib
 
@@ -50,4 +50,6 @@ def shown(value: object, limit: int = SHOWN) -> str:
         return f"{text} ({len(value):,} characters)"
     if isinstance(value, (list, tuple, dict, set)) and len(value) > brief.maxlist:
         return f"{text} (a {type(value).__name__} of {len(value):,} entries)"
+    if isinstance(value, int) and abs(value) >= 10**brief.maxlong:
+        return f"{text} (an integer of {len(str(abs(value))):,} digits)"
     return text

@@ -80,6 +80,9 @@ def rejected(tmp_path, monkeypatch, cfg: dict | str) -> str:
      r"data.root: 'd{57}\.\.\.d{58}' \(300 characters\) holds a name of 300 bytes, more than the 255 a file system"),
     (edited(TINY, "metrics.grasp", {"settings": {"temperature": "t" * 10000}}),
      r"metrics.grasp.settings.temperature: 't{57}\.\.\.t{58}' \(10,000 characters\) is not a finite float"),
+    (edited(TINY, "seeds", [0, 10**300]), r"seeds.1: 1000+\.\.\.0+ \(an integer of 301 digits\) is greater than the "
+                                          r"maximum of 9223372036854775807"),
+    (edited(TINY, "study.seed", 2**63), r"study.seed: 9223372036854775808 is greater than the maximum"),
     (edited(TINY, "run", list(range(100000))),
      r"run: \[0, 1, 2, 3, 4, 5, 6, 7, \.\.\.\] \(a list of 100,000 entries\) is not of type 'string'"),
 ])
