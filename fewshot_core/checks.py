@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 import os
 import re
@@ -58,6 +59,10 @@ INPUT_MULTIPLE = 4
 CONFIG_LIMIT = 1_000_000
 #: What a file system holds: a name of 255 bytes, a path of 4,095 (Linux's NAME_MAX and PATH_MAX).
 NAME_MAX, PATH_MAX = 255, 4095
+#: The most a scoring job's metric settings may take, written as JSON: the job gets its spec as one
+#: command-line argument, which Linux holds to 131,072 bytes (MAX_ARG_STRLEN); the rest of a spec takes a
+#: few thousand.
+SPEC_SETTINGS_MAX = 100_000
 #: A name that ends in one part repeated 20 times: Snakemake takes such a wildcard value for a rule that
 #: matches its own output (its PeriodicWildcardError) and builds no DAG.
 PERIODIC = re.compile(r"(.+?)\1{19,}$")
@@ -465,6 +470,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         directions=_directions(proxies, c["metrics"]),
     )
     _check_sizes(settings, config, workdir)
+    _check_arguments(settings)
     _check_reachable(settings)
     results = Path(workdir, "results", settings.run)
     if not _writable(results):
@@ -498,6 +504,20 @@ def _check_sizes(s: RunSettings, config: dict, workdir: str | os.PathLike = ".")
     if 0 < s.study.archs < MIN_STUDY_ARCHS:
         raise ConfigError(f"study.archs: {s.study.archs} architectures cannot be ranked (Kendall's tau and Spearman's "
                           f"rho need at least {MIN_STUDY_ARCHS}); use 0 for no study")
+
+
+def _check_arguments(s: RunSettings) -> None:
+    """A scoring job's metric settings (every component's, for a combination) small enough for its spec to be
+    one command-line argument (:data:`SPEC_SETTINGS_MAX`); else the key of the largest."""
+    for tree in s.metrics.values():
+        for scorer in tree.levels:
+            sizes = {p.name: len(json.dumps(p.settings, default=str).encode()) for p in scorer.parts}
+            if sum(sizes.values()) > SPEC_SETTINGS_MAX:
+                name = max(sizes, key=sizes.get)
+                raise ConfigError(f"metrics.{name}.settings: {sum(sizes.values()):,} bytes of settings for one scoring "
+                                  f"job of {tree.name}, whose settings reach it on its command line (at most "
+                                  f"{SPEC_SETTINGS_MAX:,} bytes of them); give your metric large data in a file it "
+                                  "reads")
 
 
 def _check_reachable(s: RunSettings) -> None:

@@ -80,6 +80,9 @@ def rejected(tmp_path, monkeypatch, cfg: dict | str) -> str:
      r"data.root: 'd{57}\.\.\.d{58}' \(300 characters\) holds a name of 300 bytes, more than the 255 a file system"),
     (edited(TINY, "metrics.grasp", {"settings": {"temperature": "t" * 10000}}),
      r"metrics.grasp.settings.temperature: 't{57}\.\.\.t{58}' \(10,000 characters\) is not a finite float"),
+    (edited(TINY, "metrics", {"mine": {"function": "m.py:score", "kind": "scalar", "settings": {"table": "x" * 200000}}}),
+     r"metrics.mine.settings: 200,013 bytes of settings for one scoring job of mine, whose settings reach it on its "
+     r"command line \(at most 100,000 bytes of them\)"),
     (edited(TINY, "seeds", [0, 10**300]), r"seeds.1: 1000+\.\.\.0+ \(an integer of 301 digits\) is greater than the "
                                           r"maximum of 9223372036854775807"),
     (edited(TINY, "study.seed", 2**63), r"study.seed: 9223372036854775808 is greater than the maximum"),
@@ -87,6 +90,7 @@ def rejected(tmp_path, monkeypatch, cfg: dict | str) -> str:
      r"run: \[0, 1, 2, 3, 4, 5, 6, 7, \.\.\.\] \(a list of 100,000 entries\) is not of type 'string'"),
 ])
 def test_a_name_too_long_for_a_path_or_a_long_value_is_one_short_line_naming_its_key(tmp_path, monkeypatch, cfg, needle):
+    (tmp_path / "m.py").write_text("def score(model, batches, **settings):\n    return 1.0\n")
     assert re.search(needle, rejected(tmp_path, monkeypatch, cfg))
 
 
