@@ -252,18 +252,20 @@ CIFAR_BY_HAND = ("fetch cifar-10-binary.tar.gz from www.cs.toronto.edu/~kriz/cif
 def _staged(root: Path, name: str, by_hand: str) -> Iterator[Path]:
     """A fresh folder under ``root`` for a download to write into; its files are moved into ``root`` once the
     body has finished. A body that fails (no network, the server refusing, a file that fails its checksum)
-    is a :class:`DataError` saying how to place the files by hand, and leaves nothing it made behind: the
-    folder, its partial files, and ``root`` itself and the folders above it when they were made for it."""
+    is a :class:`DataError` saying how to place the files by hand; a failed or interrupted body leaves nothing
+    it made behind: the folder, its partial files, and ``root`` and the folders above it made for it."""
     made = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
     try:
         yield stage
-    except Exception as err:  # whatever torchvision's download raises: URLError, HTTPError, RuntimeError, OSError
+    except BaseException as err:  # what torchvision raises (URLError, HTTPError, RuntimeError, OSError), or a signal
         shutil.rmtree(stage, ignore_errors=True)
         for folder in made:  # the deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        if not isinstance(err, Exception):
+            raise
         raise DataError(f"downloading {name} into {root} failed ({type(err).__name__}: {cut(err, 300)}); nothing of it was "
                         f"kept. To place the files by hand, {by_hand.format(root=root)}; then set data.download: "
                         "false") from None

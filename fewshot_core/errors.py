@@ -37,9 +37,9 @@ def cut(text: str, limit: int = SHOWN) -> str:
 
 
 def shown(value: object, limit: int = SHOWN) -> str:
-    """``repr(value)`` cut to about ``limit`` characters, with its size when cut (a string's characters, a list's
-    or mapping's entries, an integer's digits); built a few entries and levels deep only, so that a huge or deeply shared value
-    (a YAML alias expanded) is never written out whole."""
+    """``repr(value)`` cut to about ``limit`` characters, with its size when cut (a string's characters, a
+    list's or mapping's entries, an integer's digits); built a few entries and levels deep only, so that a
+    huge or deeply shared value (a YAML alias expanded) is never written out whole."""
     import reprlib
 
     brief = reprlib.Repr()

@@ -5,6 +5,7 @@ import re
 import tracemalloc
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -151,17 +152,27 @@ def test_a_download_that_fails_is_one_line_saying_how_to_place_the_files_and_lea
     assert sorted(p.name for p in (tmp_path / "mine").rglob("*")) == ["notes.txt"]
 
 
+def test_a_download_interrupted_leaves_nothing(tmp_path, monkeypatch):
+    """SIGTERM (a SystemExit in a job) during the download: the partial file goes with the staging folder."""
+    def urlopen(request, *args, **kwargs):
+        raise SystemExit(143)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    with pytest.raises(SystemExit):
+        data.download("cifar10", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_download_that_succeeds_puts_its_files_where_the_loader_finds_them(tmp_path, monkeypatch):
     """What torchvision writes lands in root as it would have without the staging folder."""
     import torchvision
 
-    def fetch(self):
-        raw = self.raw_folder
-        raw_path = __import__("pathlib").Path(raw)
-        raw_path.mkdir(parents=True)
+    def fetch(self):  # what torchvision's download leaves: the four files under FashionMNIST/raw
+        raw = Path(self.raw_folder)
+        raw.mkdir(parents=True)
         for part in data.FASHION_FILES.values():
             for name in part:
-                (raw_path / name).write_bytes(b"")
+                (raw / name).write_bytes(b"")
 
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", fetch)
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "_check_exists", lambda self: True)
