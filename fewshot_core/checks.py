@@ -155,9 +155,10 @@ def validated(config: dict) -> dict:
     if errors:
         err = errors[0]
         message = err.message.replace(repr(err.instance), shown(err.instance))
-        if err.validator == "maxLength":
+        if err.validator == "maxLength":  # a name that goes into file names, or a path
             message = (f"{'the name ' if 'propertyNames' in err.schema_path else ''}{shown(err.instance)} is longer than "
-                       f"{err.validator_value} characters, the most that every file name it becomes part of can hold")
+                       f"{err.validator_value} characters" + (", the most that every file name it becomes part of can "
+                                                              "hold" if err.validator_value <= NAME_MAX else ""))
         elif err.validator == "type" and isinstance(err.instance, float) and "number" in str(err.validator_value):
             message = f"{err.instance!r} is not a finite number"
         elif err.validator == "type" and err.validator_value == "integer" and isinstance(err.instance, float):
