@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import yaml
 
 from fewshot_core import user_metrics
 from fewshot_core.catalog import CATALOG, CONTROLS
-from fewshot_core.errors import ConfigError, SplitError
+from fewshot_core.errors import ConfigError, SplitError, cut, shown
 from fewshot_core.plan import RunSettings
 from fewshot_core.settings import (
     DataSettings,
@@ -50,6 +52,20 @@ MIN_STUDY_ARCHS = 3
 CIFAR_LAYOUTS = ("cifar-10-batches-bin", "cifar-10-batches-py")
 #: The stride-2 stages halve the image twice: a side that is not a multiple of 4 breaks the ResNet blocks.
 INPUT_MULTIPLE = 4
+#: The most a configuration may hold, written out with its YAML aliases (``*name``) followed: one per value,
+#: plus each string's characters. The default configuration holds 257, the paper's 410; an alias nested
+#: nine deep in nine copies of itself holds hundreds of millions, which every later step (the schema, a
+#: message) would go through in full.
+CONFIG_LIMIT = 1_000_000
+#: What a file system holds: a name of 255 bytes, a path of 4,095 (Linux's NAME_MAX and PATH_MAX).
+NAME_MAX, PATH_MAX = 255, 4095
+#: The most a scoring job's metric settings may take, written as JSON: the job gets its spec as one
+#: command-line argument, which Linux holds to 131,072 bytes (MAX_ARG_STRLEN); the rest of a spec takes a
+#: few thousand.
+SPEC_SETTINGS_MAX = 100_000
+#: A name that ends in one part repeated 20 times: Snakemake takes such a wildcard value for a rule that
+#: matches its own output (its PeriodicWildcardError) and builds no DAG.
+PERIODIC = re.compile(r"(.+?)\1{19,}$")
 
 
 @functools.cache
@@ -83,15 +99,67 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def expanded_sizes(config: object) -> dict[int, int]:
+    """The size of every list, mapping and value in ``config`` written out in full (one per value, plus each
+    string's characters; a mapping's keys included), by ``id``: each object is sized once however often it is
+    referred to, so that an alias nested in copies of itself is measured without being expanded.
+    :class:`ConfigError` for a value that contains itself."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[object, bool]] = [(config, False)]
+    while stack:
+        value, done = stack.pop()
+        children = ([*value.keys(), *value.values()] if isinstance(value, dict) else
+                    list(value) if isinstance(value, (list, tuple)) else None)
+        if children is None:
+            sizes[id(value)] = 1 + (len(value) if isinstance(value, str) else 0)
+        elif done:
+            sizes[id(value)] = 1 + sum(sizes[id(c)] for c in children)
+            open_.discard(id(value))
+        elif id(value) in open_:
+            raise ConfigError("the configuration holds a value that contains itself (a YAML alias, *name, inside "
+                              "the value its anchor, &name, marks): write it out")
+        elif id(value) not in sizes:
+            open_.add(id(value))
+            stack.append((value, True))
+            stack += [(c, False) for c in children if id(c) not in sizes]
+    return sizes
+
+
+def check_size(config: dict) -> None:
+    """:class:`ConfigError` naming the deepest key whose value is over :data:`CONFIG_LIMIT` once its aliases
+    are followed, measured without following them (:func:`expanded_sizes`)."""
+    sizes = expanded_sizes(config)
+    total = sizes[id(config)]
+    if total <= CONFIG_LIMIT:
+        return
+    path, node = [], config
+    while isinstance(node, dict):
+        key, value = max(node.items(), key=lambda kv: sizes[id(kv[1])])
+        if sizes[id(value)] <= CONFIG_LIMIT:
+            break
+        path.append(cut(key, 40))
+        node = value
+    raise ConfigError(f"{_key(path)}: {sizes[id(node)]:,} values and characters once its YAML aliases (*name) are "
+                      f"followed, where a configuration may hold {CONFIG_LIMIT:,}; refused before it is expanded. "
+                      "Write the value out, or give it in fewer copies")
+
+
 def validated(config: dict) -> dict:
     """A copy of ``config`` with the schema's defaults filled in; :class:`ConfigError` naming the key
-    of the first value the schema rejects."""
+    of the first value the schema rejects (a value too large to go through first: :func:`check_size`),
+    the value shown cut to a readable length."""
+    check_size(config)
     config = copy.deepcopy(config)
     errors = sorted(_validator().iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         err = errors[0]
-        message = err.message
-        if err.validator == "type" and isinstance(err.instance, float) and "number" in str(err.validator_value):
+        message = err.message.replace(repr(err.instance), shown(err.instance))
+        if err.validator == "maxLength":  # a name that goes into file names, or a path
+            message = (f"{'the name ' if 'propertyNames' in err.schema_path else ''}{shown(err.instance)} is longer than "
+                       f"{err.validator_value} characters" + (", the most that every file name it becomes part of can "
+                                                              "hold" if err.validator_value <= NAME_MAX else ""))
+        elif err.validator == "type" and isinstance(err.instance, float) and "number" in str(err.validator_value):
             message = f"{err.instance!r} is not a finite number"
         elif err.validator == "type" and err.validator_value == "integer" and isinstance(err.instance, float):
             message = f"{err.instance!r} is not an integer (write it without a decimal point)"
@@ -122,11 +190,11 @@ def _builtin(name: str, entry: dict, input_size: int, where: str | None = None) 
                               f"its settings: {', '.join(declared) or 'none'}")
         want = declared[key].type
         if not _has_type(value, want):
-            raise ConfigError(f"{where}.settings.{key}: {value!r} is not a finite {want.__name__} "
+            raise ConfigError(f"{where}.settings.{key}: {shown(value)} is not a finite {want.__name__} "
                               f"({declared[key].help})")
         problem = declared[key].problem(value, input_size)
         if problem:
-            raise ConfigError(f"{where}.settings.{key}: {value!r} {problem} ({declared[key].help})")
+            raise ConfigError(f"{where}.settings.{key}: {shown(value)} {problem} ({declared[key].help})")
     return MetricSettings(name, CATALOG[name].kind, entry["batch_size"], entry["batches"],
                           {**CATALOG[name].defaults, **settings}, None)
 
@@ -139,8 +207,12 @@ def _user(name: str, entry: dict, workdir: Path) -> MetricSettings:
                           "(batches, D) tensor (vector)")
     for key, value in entry["settings"].items():
         if not (isinstance(value, (bool, str)) or _has_type(value, float)):
-            raise ConfigError(f"metrics.{name}.settings.{key}: {value!r} is not a finite number, a bool or a string")
-    user_metrics.check(name, entry["function"], entry["settings"], workdir)
+            raise ConfigError(f"metrics.{name}.settings.{key}: {shown(value)} is not a finite number, a bool or a string")
+    try:
+        user_metrics.check(name, entry["function"], entry["settings"], workdir)
+    except OSError as err:  # a name longer than the file system holds, a folder that cannot be read
+        raise ConfigError(f"metrics.{name}.function: {shown(entry['function'])} cannot be looked up as a file "
+                          f"({err.strerror})") from None
     return MetricSettings(name, entry["kind"], entry["batch_size"], entry["batches"], dict(entry["settings"]),
                           entry["function"])
 
@@ -154,6 +226,11 @@ def _metrics(entries: dict, written: dict, tree: dict, given_tree: dict, input_s
     before the schema's defaults; ``tree``, ``given_tree``: the run's tree section with and without them."""
     defaults = validated({"run": "x", "seeds": [0], "metrics": {"x": {}}})["metrics"]["x"]
     for name, entry in entries.items():
+        periodic = PERIODIC.search(name)
+        if periodic:
+            raise ConfigError(f"metrics.{name}: a name that ends in {periodic.group(1)!r} repeated "
+                              f"{len(periodic.group(0)) // len(periodic.group(1))} times is taken by Snakemake for a "
+                              "rule that makes its own input; rename it")
         kinds = [k for k in ("function", "combine", "schedule", "metric") if k in entry]
         if len(kinds) > 1:
             raise ConfigError(f"metrics.{name}: {' and '.join(kinds)} exclude each other")
@@ -187,12 +264,12 @@ def _metrics(entries: dict, written: dict, tree: dict, given_tree: dict, input_s
             return _builtin(entry["metric"], entry, input_size, f"metrics.{name}")
         if name in CATALOG and not ({"combine", "schedule"} & set(entry)):
             return _builtin(name, entry, input_size)
-        raise ConfigError(f"{where}: {name!r} is not a metric of the catalogue or one of your own (function:)")
+        raise ConfigError(f"{where}: {shown(name)} is not a metric of the catalogue or one of your own (function:)")
 
     def scorer(name: str, where: str) -> Scorer:
         entry = entries.get(name, defaults)
         if "schedule" in entry:
-            raise ConfigError(f"{where}: {name!r} is a schedule; a schedule's entries are metrics or combinations")
+            raise ConfigError(f"{where}: {shown(name)} is a schedule; a schedule's entries are metrics or combinations")
         if "combine" not in entry:
             return Scorer((part(name, where),), (1.0,), False)
         combine = entry["combine"]
@@ -254,6 +331,7 @@ def _study(study: dict, data_name: str, workdir: Path) -> StudySettings:
     from fewshot_core.ranking import study_set
 
     g = study["ground_truth"]
+    _check_path("study.ground_truth.path", g["path"])
     truth = GroundTruthSettings(g["source"], g["path"], g["dataset"], str(g["hp"]), g["accuracy"])
     archs = study["archs"]
     if archs == "all" or archs > CONNECTED:
@@ -321,7 +399,22 @@ def _tree(tree: dict, given: dict, where: str = "tree") -> tuple[TreeSettings, b
     return shape, tree["balanced"]
 
 
+def _check_path(key: str, path: str | None) -> None:
+    """:class:`ConfigError` naming ``key`` when ``path`` is longer than a file system's paths, or one of its
+    names longer than its names (:data:`NAME_MAX`, :data:`PATH_MAX`)."""
+    if path is None:
+        return
+    long = next((part for part in path.split("/") if len(part.encode()) > NAME_MAX), None)
+    if long is not None:
+        raise ConfigError(f"{key}: {shown(path)} holds a name of {len(long.encode())} bytes, more than the {NAME_MAX} "
+                          "a file system holds")
+    if len(path.encode()) > PATH_MAX:
+        raise ConfigError(f"{key}: {shown(path)} is {len(path.encode())} bytes long, more than the {PATH_MAX} a file "
+                          "system holds")
+
+
 def _check_data(data: DataSettings, download: bool, workdir: Path) -> None:
+    _check_path("data.root", data.root)
     if data.input_size % INPUT_MULTIPLE:
         raise ConfigError(f"data.input_size: {data.input_size} is not a multiple of {INPUT_MULTIPLE} "
                           "(the network halves the image twice)")
@@ -377,11 +470,15 @@ def _check_device(device: str) -> None:
 
 
 def _writable(path: Path) -> bool:
-    """True when ``path`` can be created or written: its nearest existing ancestor is a writable folder."""
-    p = path.resolve()
-    while not p.exists():
-        p = p.parent
-    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+    """True when ``path`` can be created or written: its nearest existing ancestor is a writable folder (and
+    the path is one the file system can hold)."""
+    try:
+        p = path.resolve()
+        while not p.exists():
+            p = p.parent
+        return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+    except OSError:  # ENAMETOOLONG: the run's folder is deeper than the file system's paths
+        return False
 
 
 def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = True) -> RunSettings:
@@ -423,6 +520,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         directions=_directions(proxies, c["metrics"]),
     )
     _check_sizes(settings, config, workdir)
+    _check_arguments(settings)
     results = Path(workdir, "results", settings.run)
     if not _writable(results):
         raise ConfigError(f"run: the output directory {results} cannot be written")
@@ -457,6 +555,20 @@ def _check_sizes(s: RunSettings, config: dict, workdir: str | os.PathLike = ".")
                           f"rho need at least {MIN_STUDY_ARCHS}); use 0 for no study")
 
 
+def _check_arguments(s: RunSettings) -> None:
+    """A scoring job's metric settings (every component's, for a combination) small enough for its spec to be
+    one command-line argument (:data:`SPEC_SETTINGS_MAX`); else the key of the largest."""
+    for tree in s.metrics.values():
+        for scorer in tree.levels:
+            sizes = {p.name: len(json.dumps(p.settings, default=str).encode()) for p in scorer.parts}
+            if sum(sizes.values()) > SPEC_SETTINGS_MAX:
+                name = max(sizes, key=sizes.get)
+                raise ConfigError(f"metrics.{name}.settings: {sum(sizes.values()):,} bytes of settings for one scoring "
+                                  f"job of {tree.name}, whose settings reach it on its command line (at most "
+                                  f"{SPEC_SETTINGS_MAX:,} bytes of them); give your metric large data in a file it "
+                                  "reads")
+
+
 def _check_reachable(tree: TreeSettings, where: str) -> None:
     """With a fixed edge per level, a level that splits an edge into five groups puts ``none`` alone in one
     of them; when those edges cut every path of the cell, some leaf holds no connected architecture,
@@ -485,7 +597,7 @@ def check_duplicate_keys(paths: list[str | os.PathLike]) -> None:
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
             if key in seen:
-                raise ConfigError(f"{key_node.start_mark.name}: the key {key!r} is given twice, on lines "
+                raise ConfigError(f"{key_node.start_mark.name}: the key {shown(key)} is given twice, on lines "
                                   f"{seen[key] + 1} and {key_node.start_mark.line + 1}; keep one")
             seen[key] = key_node.start_mark.line
         return loader.construct_mapping(node, deep=deep)

@@ -7,10 +7,14 @@ costs 150 MB and batches need no worker processes (docs/design.md §6).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import os
+import shutil
+import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_core.device import to_device
-from fewshot_core.errors import DataError
+from fewshot_core.errors import DataError, cut
 
 DATASETS = ("digits", "fashion_mnist", "cifar10", "synthetic")
 CIFAR_RECORD = 1 + 3 * 32 * 32
@@ -231,9 +235,45 @@ def download_fashion_mnist(root: str | os.PathLike) -> bool:
         pass
     import torchvision
 
-    root.mkdir(parents=True, exist_ok=True)
-    torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
+    with _staged(root, "Fashion-MNIST", FASHION_BY_HAND) as stage:
+        torchvision.datasets.FashionMNIST(str(stage), train=True, download=True)
     return True
+
+
+#: Where to get each downloadable dataset's files, and where they go, when the download cannot be made.
+FASHION_BY_HAND = ("fetch the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                   "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (github.com/zalandoresearch/fashion-mnist) "
+                   "into {root}, or install Debian's dataset-fashion-mnist and leave data.root out")
+CIFAR_BY_HAND = ("fetch cifar-10-binary.tar.gz from www.cs.toronto.edu/~kriz/cifar.html and extract it into {root} "
+                 "(which then holds cifar-10-batches-bin/)")
+
+
+@contextlib.contextmanager
+def _staged(root: Path, name: str, by_hand: str) -> Iterator[Path]:
+    """A fresh folder under ``root`` for a download to write into; its files are moved into ``root`` once the
+    body has finished. A body that fails (no network, the server refusing, a file that fails its checksum)
+    is a :class:`DataError` saying how to place the files by hand; a failed or interrupted body leaves nothing
+    it made behind: the folder, its partial files, and ``root`` and the folders above it made for it."""
+    made = [p for p in (root, *root.parents) if not p.exists()]
+    root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    try:
+        yield stage
+    except BaseException as err:  # what torchvision raises (URLError, HTTPError, RuntimeError, OSError), or a signal
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in made:  # the deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if not isinstance(err, Exception):
+            raise
+        raise DataError(f"downloading {name} into {root} failed ({type(err).__name__}: {cut(err, 300)}); nothing of it was "
+                        f"kept. To place the files by hand, {by_hand.format(root=root)}; then set data.download: "
+                        "false") from None
+    for file in sorted(p for p in stage.rglob("*") if p.is_file()):
+        target = root / file.relative_to(stage)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(file, target)
+    shutil.rmtree(stage)
 
 
 def synthetic(n_train: int = 512, n_test: int = 128, input_size: int = 16, num_classes: int = 10,
@@ -278,7 +318,8 @@ def _find_cifar(root: Path) -> tuple[str, Path] | None:
 
 def download(name: str, root: str | os.PathLike | None) -> bool:
     """Let torchvision download a dataset that lives on disk into ``root`` unless it is there already; True
-    when it downloaded. The workflow calls it once at start (``data.download: true``), before any job."""
+    when it downloaded; a :class:`DataError` saying how to place the files by hand when it cannot, with
+    nothing half-made left. The workflow calls it once at start (``data.download: true``), before any job."""
     if name == "cifar10":
         return download_cifar10(root)
     if name == "fashion_mnist":
@@ -293,8 +334,9 @@ def download_cifar10(root: str | os.PathLike) -> bool:
         return False
     import torchvision
 
-    root.mkdir(parents=True, exist_ok=True)
-    torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    with _staged(root, "CIFAR-10", CIFAR_BY_HAND) as stage:
+        torchvision.datasets.CIFAR10(str(stage), train=True, download=True)
+        (stage / "cifar-10-python.tar.gz").unlink(missing_ok=True)  # extracted: cifar-10-batches-py/ is what is read
     return True
 
 

@@ -225,7 +225,7 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
                     parts.append(([None] * len(ops), None, np.zeros((len(ops), len(ops))), [0.0] * len(ops)))
                     continue
                 vals, parent = metrics.evaluate_split(p.name, net, edge, batches[p.name], p.settings,
-                                                      where=f"node {node} edge {edge}", seed=draws)
+                                                      where=f"node {node} edge {edge}", seed=draws, say=log)
                 parts.append(([float(v.value) if p.kind == "scalar" else None for v in vals], parent,
                               metrics.similarity(p.kind, [v.value for v in vals], parent), [v.seconds for v in vals]))
             found[edge] = (ops, parts)
@@ -589,7 +589,7 @@ def score_study(spec: ZeroCostSpec, study_set: Path, holdout: Path, out: Path, d
         net.set_mask(arch_to_mask(arch), connected=False)
         draws = node_seed(spec.seed, arch, "zero-cost")
         torch.manual_seed(draws)
-        value = metrics.value(m.name, net, batches, m.settings, seed=draws)
+        value = metrics.value(m.name, net, batches, m.settings, seed=draws, where=f"architecture {arch}", say=log)
         rows.append({"proxy": m.name, "arch": arch, "score": float(value)})
     artifacts.write_table(pd.DataFrame(rows, columns=list(ZERO_COST_COLUMNS)), out, record(
         OUTPUTS["zero_cost"], spec, device=str(dev), read=artifacts.inputs_record({"study_set": study_set, "holdout": holdout}, out)))

@@ -11,6 +11,11 @@ the file and every module of the user's it imports, directly or not and whatever
 (relative, a sibling, a module of the workflow's folder, or of the metric's own package), so editing
 any of them reruns the metric's jobs. Each metric's modules are loaded apart from another's: two metrics
 whose folders each hold a ``helper.py`` get their own.
+
+In the job, whatever a call of the user's function raises (``SystemExit`` included) is a
+:class:`MetricError` naming the metric, the exception and the line of the user's code it came from, and
+a call longer than the time limit (``user_metric_time_limit``, which reaches the job through
+``FEWSHOT_METRIC_TIME_LIMIT``: a limit changes no result) ends the same way (docs/design.md §9).
 """
 
 from __future__ import annotations
@@ -21,12 +26,21 @@ import functools
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
+import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 from fewshot_core import digests
-from fewshot_core.errors import ConfigError, MetricError
+from fewshot_core.errors import ConfigError, MetricError, cut, shown
+
+#: The environment variable that carries ``user_metric_time_limit`` (seconds per call) to the jobs.
+TIME_LIMIT_VARIABLE = "FEWSHOT_METRIC_TIME_LIMIT"
+#: Seconds after the limit at which a call that caught the limit's exception and went on ends its job.
+GRACE = 2.0
 
 
 def _local_module(name: str, folder: Path) -> Path | None:
@@ -43,7 +57,7 @@ def source_file(function: str, workdir: str | os.PathLike = ".") -> tuple[Path, 
     first, else an installed module."""
     target, sep, attr = function.rpartition(":")
     if not sep or not target or not attr.isidentifier():
-        raise ValueError(f"{function!r} is not 'file.py:function' or 'module:function'")
+        raise ValueError(f"{shown(function)} is not 'file.py:function' or 'module:function'")
     if target.endswith(".py"):
         return Path(workdir, target), attr
     local = _local_module(target, Path(workdir))
@@ -52,9 +66,9 @@ def source_file(function: str, workdir: str | os.PathLike = ".") -> tuple[Path, 
     try:
         spec = importlib.util.find_spec(target)
     except (ImportError, ValueError) as err:
-        raise ValueError(f"module {target!r} is neither in {os.path.abspath(workdir)} nor installed ({err})") from err
+        raise ValueError(f"module {shown(target)} is neither in {os.path.abspath(workdir)} nor installed ({err})") from err
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        raise ValueError(f"module {target!r} is neither a file in {os.path.abspath(workdir)} nor an installed "
+        raise ValueError(f"module {shown(target)} is neither a file in {os.path.abspath(workdir)} nor an installed "
                          "Python module")
     return Path(spec.origin), attr
 
@@ -119,7 +133,7 @@ def check(name: str, function: str, settings: dict, workdir: str | os.PathLike =
     except ValueError as err:
         raise ConfigError(f"{key}: {err}") from err
     if not path.is_file():
-        raise ConfigError(f"{key}: the file {str(path)!r} does not exist (paths are relative to the folder the "
+        raise ConfigError(f"{key}: the file {shown(str(path))} does not exist (paths are relative to the folder the "
                           "workflow runs in)")
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
@@ -142,7 +156,7 @@ def check(name: str, function: str, settings: dict, workdir: str | os.PathLike =
                           f"Python ({err})") from err
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == attr]
     if not defs:
-        raise ConfigError(f"{key}: {path} defines no top-level function {attr!r}")
+        raise ConfigError(f"{key}: {path} defines no top-level function {shown(attr)}")
     args = defs[-1].args
     positional = [a.arg for a in args.posonlyargs + args.args]
     if len(positional) < 2 and args.vararg is None:
@@ -179,34 +193,123 @@ def _importable(*folders: Path) -> Iterator[None]:
             sys.path.remove(f)
 
 
-def load(function: str, workdir: str | os.PathLike = "."):
+def time_limit() -> float | None:
+    """The seconds a call of a user's metric may take in this job (None: no limit, outside the workflow)."""
+    value = os.environ.get(TIME_LIMIT_VARIABLE)
+    return float(value) if value else None
+
+
+def load(function: str, workdir: str | os.PathLike = ".", name: str | None = None, limit: float | None = None):
     """The user's function itself (runs the file's top-level code: only a scoring job calls this),
     resolved as :func:`check` resolved it. The modules of the user's it brings in are taken out of
     ``sys.modules`` once it is loaded, so that another metric's same-named modules load from its own folder;
     each call of the function runs with its own modules and folders back in place (an import inside it finds
-    what its file's imports found)."""
+    what its file's imports found), at most ``limit`` seconds, and what it raises is a :class:`MetricError`
+    naming the metric (``name``, else ``function``), the exception and the user's line it came from."""
     path, attr = source_file(function, workdir)
     target = function.rpartition(":")[0]
     folders = (path.parent, Path(workdir))
+    who = f"metric {name!r} (the user's {function})" if name else function
     with _own_modules(folders, {}) as own:
         try:
             with _importable(*folders):
                 if not target.endswith(".py") and _local_module(target, Path(workdir)) is None:
-                    return getattr(importlib.import_module(target), attr)
-                module_spec = importlib.util.spec_from_file_location(f"fewshot_user_metric_{path.stem}", path)
-                module = importlib.util.module_from_spec(module_spec)
-                module_spec.loader.exec_module(module)
+                    module = importlib.import_module(target)
+                else:
+                    module_spec = importlib.util.spec_from_file_location(f"fewshot_user_metric_{path.stem}", path)
+                    module = importlib.util.module_from_spec(module_spec)
+                    module_spec.loader.exec_module(module)
             fn = getattr(module, attr)
-        except Exception as err:  # the user's code, whatever it raises while it loads
-            raise MetricError(f"{function}: loading it failed ({type(err).__name__}: {err}); run `python -c "
-                              f"'import {path.stem}'` in {path.parent} to see where") from err
+        except (Exception, SystemExit) as err:  # the user's code, whatever it raises while it loads
+            raise MetricError(f"{who}: loading it failed ({type(err).__name__}: {cut(err)}){_line(err, path, folders)}; run "
+                              f"`python -c 'import {path.stem}'` in {path.parent} to see where") from err
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        with _own_modules(folders, own), _importable(*folders):
-            return fn(*args, **kwargs)
+        try:
+            with _own_modules(folders, own), _importable(*folders), _limited(limit, who) as clock:
+                out = fn(*args, **kwargs)
+            if clock.expired:  # the user's code caught the limit's exception and returned
+                raise _TimeLimit
+            return out
+        except _TimeLimit as err:
+            raise MetricError(f"{who} ran past its time limit of {limit:g} s per call (user_metric_time_limit: make "
+                              f"it faster, or raise the limit){_line(err, path, folders)}") from None
+        except (Exception, SystemExit) as err:
+            raise MetricError(f"{who} {_raised(err)}{_line(err, path, folders)}") from err
 
     return call
+
+
+class _TimeLimit(BaseException):
+    """A call of the user's metric ran past its limit: a BaseException, so that the user's ``except
+    Exception`` does not take it for its own."""
+
+
+class _Clock:
+    """Whether the limit of the call in progress has passed, and whether its alarm is still the call's."""
+
+    expired = False
+    armed = False
+
+
+@contextlib.contextmanager
+def _limited(limit: float | None, who: str) -> Iterator[_Clock]:
+    """The body raises :class:`_TimeLimit` once ``limit`` seconds have passed, from a ``SIGALRM`` that the main
+    thread's interpreter turns into the exception between two bytecodes (no thread to leave behind, nothing
+    to kill); the alarm repeats every second, and should the body catch it each time, the job ends
+    :data:`GRACE` seconds later with the same line. An enclosing alarm keeps what it had left."""
+    clock = _Clock()
+    if not limit or threading.current_thread() is not threading.main_thread():
+        yield clock
+        return
+    start = time.monotonic()
+
+    def expire(_signum, _frame) -> None:
+        if not clock.armed:
+            return
+        clock.expired = True
+        if time.monotonic() - start >= limit + GRACE:
+            os.write(2, f"{who} ran past its time limit of {limit:g} s per call (user_metric_time_limit) and went "
+                        "on after it: the job ends here\n".encode())
+            os._exit(2)
+        raise _TimeLimit
+
+    clock.armed = True
+    previous = signal.signal(signal.SIGALRM, expire)
+    outer = signal.setitimer(signal.ITIMER_REAL, limit, 1.0)
+    try:
+        yield clock
+    finally:
+        clock.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        if outer[0] > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(outer[0] - (time.monotonic() - start), 1e-3), outer[1])
+
+
+def _raised(err: BaseException) -> str:
+    """What the user's code did, as a message says it: the exception's type and its text, cut to a readable
+    length, or the ``sys.exit`` it called."""
+    if isinstance(err, SystemExit):
+        return f"called sys.exit({cut(repr(err.code), 60)}) (a metric returns its value; it must not end the job)"
+    text = str(err)
+    return f"raised {type(err).__name__}" + (f" ({cut(text, 300)})" if text else "")
+
+
+def _line(err: BaseException, path: Path, folders: tuple[Path, ...]) -> str:
+    """Where in the user's code ``err`` was raised: the innermost frame in the folder of the metric's file
+    ``path``, or under ``folders`` outside installed packages and this package (its file, line and
+    function), else nothing."""
+    own, package = path.resolve().parent, Path(__file__).resolve().parent
+    roots = [f.resolve() for f in folders]
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        file = Path(frame.filename).resolve()
+        theirs = any(file.is_relative_to(r) for r in roots) and not file.is_relative_to(package) and \
+            not {"site-packages", "dist-packages"} & set(file.parts)
+        if file.parent == own or theirs:
+            return f" in {frame.filename}, line {frame.lineno}, in {frame.name}"
+    return ""
 
 
 @contextlib.contextmanager

@@ -66,7 +66,7 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
                "study.pretrain": 4, "data.crop_pad": 1, "study.ground_truth.path": "x", "controls": ["gmnas"],
                "study.ground_truth.dataset": "cifar10", "study.ground_truth.hp": 12, "study.ground_truth.accuracy": "test"}
     resources = {"training.gpus", "training.warmup.runtime_min", "training.leaves.runtime_min",
-                 "study.runtime_min",  # not settings: what a cluster allots a job
+                 "study.runtime_min", "user_metric_time_limit",  # not settings: what a job or a call may take
                  "study.ground_truth.source"}  # needs a benchmark archive: tests/test_benchmark.py
     documented = set(schema_leaves(schema))
     assert documented - resources == set(changes), "a schema key without a test of where it goes"

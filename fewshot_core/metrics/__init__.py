@@ -7,7 +7,9 @@ values into the matrix that the min-cut partitions.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +17,17 @@ import torch
 
 from fewshot_core.device import exact
 from fewshot_core.metrics import baselines, gradient_matching, mellor, saliency, synflow, tenas  # noqa: F401  (registration)
-from fewshot_core.metrics.base import REGISTRY, Batch, Metric, MetricError, Snapshot, get, preserved, register_user
+from fewshot_core.metrics.base import (
+    REGISTRY,
+    Batch,
+    Metric,
+    MetricError,
+    Snapshot,
+    get,
+    isolated,
+    preserved,
+    register_user,
+)
 from fewshot_core.space import OPS, Supernet
 
 __all__ = ["REGISTRY", "Batch", "Metric", "MetricError", "VariantValue", "combine", "evaluate_split", "get",
@@ -36,10 +48,12 @@ def _arguments(metric: Metric, settings: dict | None, seed: int) -> tuple[dict, 
 
 
 def value(name: str, model: torch.nn.Module, batches: list[Batch], settings: dict | None = None, seed: int = 0,
-          edge: int | None = None) -> float | torch.Tensor:
+          edge: int | None = None, where: str = "", say: Callable[[str], None] | None = None) -> float | torch.Tensor:
     """A metric's value on any classifier: a float (scalar metrics) or an (R, D) tensor (vector
-    metrics); the model is left as the caller gave it. ``seed`` fixes what the metric draws at
-    random (``lr``'s crops and thin twin); ``edge`` is the split edge of ``gm_nas``."""
+    metrics); the model is left as the caller gave it, and the process as the metric found it
+    (:func:`~fewshot_core.metrics.base.isolated`; ``say`` tells what was put back). ``seed`` fixes what the
+    metric draws at random (``lr``'s crops and thin twin); ``edge`` is the split edge of ``gm_nas``;
+    ``where`` names the network in messages. A metric of the user's is checked for its form (:func:`_form`)."""
     metric = get(name)
     if metric.kind == "none":
         raise ValueError(f"metric {name!r} has no values: it groups operations at random")
@@ -48,10 +62,14 @@ def value(name: str, model: torch.nn.Module, batches: list[Batch], settings: dic
         if edge is None:
             raise ValueError(f"metric {name!r} leaves the split edge's own modules out: give edge=")
         cfg["edge"] = edge
-    with preserved(model), exact(_device_of(model)):
+    who = _who(metric)
+    with preserved(model), exact(_device_of(model)), _at(where):
         if metric.prepare is not None:
-            model, batches = metric.prepare(model, batches, **prep)
-        return metric.compute(model, batches, **cfg)
+            with isolated(who, model, batches, where, say):
+                model, batches = metric.prepare(model, batches, **prep)
+        with isolated(who, model, batches, where, say):
+            out = metric.compute(model, batches, **cfg)
+    return _form(metric, batches, out, where) if metric.info.family == "user" else out
 
 
 def score(name: str, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, seed: int = 0,
@@ -72,7 +90,8 @@ class VariantValue:
 
 
 def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], settings: dict | None = None,
-                   where: str = "", seed: int = 0) -> tuple[list[VariantValue], float | None]:
+                   where: str = "", seed: int = 0, say: Callable[[str], None] | None = None,
+                   ) -> tuple[list[VariantValue], float | None]:
     """Every variant's value on one split, and the parent's value (scalar metrics; else None).
 
     Variants share the supernet (masks, not copies), its weights and the batches; the work that
@@ -80,8 +99,10 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
     each variant's) starts from the same state: weights, buffers, gradients and modes are put back
     before it (:class:`~fewshot_core.metrics.base.Snapshot`), so a metric that accumulates gradients,
     steps an optimiser or updates batch-norm statistics gives each variant the value it would give it
-    alone. Runs in mixture mode. A non-finite value, or a value of the wrong form, raises
-    :class:`MetricError` naming the metric and ``where`` (node and edge). ``seed`` fixes what the
+    alone; hooks, torch's settings, the working folder and the random generators are put back after it
+    (:func:`~fewshot_core.metrics.base.isolated`, which ``say`` tells). Runs in mixture mode. A
+    non-finite value, or a value of the wrong form, raises :class:`MetricError` naming the metric and
+    ``where`` (node and edge). ``seed`` fixes what the
     metric draws at random; the workflow derives it from the tree's seed and the node.
     """
     metric = get(name)
@@ -92,10 +113,14 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
         compute_cfg["edge"] = edge
     parent_mask = net.mask
     parent_mode = net.mode
+    who = _who(metric)
     with preserved(net), exact(_device_of(net)):
         net.mode = "mixture"
         t0 = time.perf_counter()
-        model, prepared = metric.prepare(net, batches, **prep) if metric.prepare is not None else (net, batches)
+        model, prepared = net, batches
+        if metric.prepare is not None:
+            with isolated(who, net, batches, where, say):
+                model, prepared = metric.prepare(net, batches, **prep)
         shared = time.perf_counter() - t0
         ops = [OPS[o] for o in np.flatnonzero(parent_mask[edge])]
         fresh = Snapshot(model)
@@ -105,22 +130,21 @@ def evaluate_split(name: str, net: Supernet, edge: int, batches: list[Batch], se
             model.set_mask(mask, connected=False)
             if model is net:
                 net.mode = "mixture"
-            return _form(metric, batches, metric.compute(model, prepared, **compute_cfg), at)
+            with isolated(who, model, prepared, at, say):
+                out = metric.compute(model, prepared, **compute_cfg)
+            return _form(metric, batches, out, at)
 
         try:
-            parent = call(parent_mask, f"{where} (parent)") if metric.kind == "scalar" else None
-            out = []
-            for op in ops:
-                m = parent_mask.copy()
-                m[edge] = False
-                m[edge, OPS.index(op)] = True
-                t0 = time.perf_counter()
-                value = call(m, f"{where} op {op}")
-                out.append(VariantValue(op, value, time.perf_counter() - t0 + shared / len(ops)))
-        except MetricError as err:
-            if where and where not in str(err):
-                raise MetricError(f"{err} at {where}") from err
-            raise
+            with _at(where):
+                parent = call(parent_mask, f"{where} (parent)") if metric.kind == "scalar" else None
+                out = []
+                for op in ops:
+                    m = parent_mask.copy()
+                    m[edge] = False
+                    m[edge, OPS.index(op)] = True
+                    t0 = time.perf_counter()
+                    value = call(m, f"{where} op {op}")
+                    out.append(VariantValue(op, value, time.perf_counter() - t0 + shared / len(ops)))
         finally:
             model.set_mask(parent_mask, connected=False)
             net.mask = parent_mask
@@ -132,10 +156,26 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
 
 
+@contextlib.contextmanager
+def _at(where: str) -> Iterator[None]:
+    """A :class:`MetricError` from the body says ``where`` it happened (once)."""
+    try:
+        yield
+    except MetricError as err:
+        if where and where not in str(err):
+            raise MetricError(f"{err} at {where}") from err
+        raise
+
+
+def _who(metric: Metric) -> str:
+    """How messages name a metric: its name and its code."""
+    return f"metric {metric.name!r} ({metric.citation})"
+
+
 def _form(metric: Metric, batches: list[Batch], value, where: str) -> float | torch.Tensor:
     """A metric's value checked for its kind: one finite number (scalar) or a finite (batches, D) tensor
     (vector); anything else is a :class:`MetricError` naming the metric, its code, and what was expected."""
-    who = f"metric {metric.name!r} ({metric.citation})"
+    who = _who(metric)
     if metric.kind == "scalar":
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:

@@ -6,6 +6,7 @@ import sys
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.cli import DEVICE_VARIABLE, PACKAGE, PACKAGE_VARIABLE
 from fewshot_core.outputs import BENCHMARK, LOG, OUTPUTS, figures_of
+from fewshot_core.user_metrics import TIME_LIMIT_VARIABLE
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
 SETTINGS, filled = load_settings_or_exit(
@@ -19,6 +20,8 @@ METRICS = list(SETTINGS.metrics)  # every tree's metric or control
 # The device changes how a job runs, not what it computes: it reaches the jobs through their
 # environment, not as a parameter, so changing it reruns nothing.
 os.environ[DEVICE_VARIABLE] = SETTINGS.device
+# So does the time a call of a metric of the user's may take (fewshot_core/user_metrics.py).
+os.environ[TIME_LIMIT_VARIABLE] = str(config["user_metric_time_limit"])
 # Every job checks that it imports the package this workflow imported (the checkout's), so that the code
 # its record names is the code that ran (fewshot_core/cli.py).
 os.environ[PACKAGE_VARIABLE] = str(PACKAGE)
@@ -224,12 +227,16 @@ def begin_run():
     """
     if SETTINGS.download:
         from fewshot_core.data import download
+        from fewshot_core.errors import DataError
 
-        if download(SETTINGS.data.name, SETTINGS.data.root):
-            print(
-                f"{SETTINGS.data.name} downloaded into {SETTINGS.data.root}",
-                file=sys.stderr,
-            )
+        try:
+            if download(SETTINGS.data.name, SETTINGS.data.root):
+                print(
+                    f"{SETTINGS.data.name} downloaded into {SETTINGS.data.root}",
+                    file=sys.stderr,
+                )
+        except DataError as err:
+            sys.exit(f"data.download: {err}. Nothing was run.")
     if not workflow.local_exec or os.environ.get("FEWSHOT_NO_SERVER"):
         return
     from fewshot_core.launch import SERVER_VARIABLE
