@@ -58,10 +58,19 @@ def pytest_configure(config: pytest.Config) -> None:
         start_slurm_test_cluster()
 
 
+#: The fixtures that run the workflow: a test that asks for one is marked ``workflow`` (``make test-fast``
+#: leaves those out).
+WORKFLOW_FIXTURES = {"tiny_run", "snakemake", "side_by_side"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the files as ``LONGEST_FIRST``, then the others as collected; a file's tests keep their order."""
+    """Order the files as ``LONGEST_FIRST``, then the others as collected; a file's tests keep their order.
+    Mark the tests that run the workflow (through one of :data:`WORKFLOW_FIXTURES`) ``workflow``."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    for item in items:
+        if WORKFLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.workflow)
 
 
 def load_scenario(name: str) -> dict:

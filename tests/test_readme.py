@@ -17,18 +17,23 @@ import pytest
 from tests.conftest import ENV, ROOT
 
 README = (ROOT / "README.md").read_text()
-STARTS = ("make ", "snakemake", ".venv/bin/", "fewshot ", "pytest ", "python ")
+#: The README and the pages its parts moved to: every command each shows runs.
+PAGES = [ROOT / "README.md", ROOT / "config" / "README.md", ROOT / "docs" / "study.md", ROOT / "docs" / "reliability.md"]
+STARTS = ("make ", "snakemake", ".venv/bin/", "fewshot ", "pytest ", "python ", "bash ")
 
 
-def commands() -> list[str]:
-    """Every line of a ``bash`` block, and every inline code span outside a table that starts like a command."""
+def commands(text: str | None = None) -> list[str]:
+    """Every line of a ``bash`` block, and every inline code span outside a table that starts like a command,
+    in ``text`` (by default every page of :data:`PAGES`)."""
+    if text is None:
+        return list(dict.fromkeys(c for page in PAGES for c in commands(page.read_text())))
     found = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.splitlines():
             line = line.split("#")[0].strip()
             if line:
                 found.append(line)
-    prose = re.sub(r"```.*?```", "", README, flags=re.S)
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
     for line in prose.splitlines():
         if not line.lstrip().startswith("|"):
             found += [c for c in re.findall(r"`([^`]+)`", line) if c.startswith(STARTS)]
@@ -45,6 +50,8 @@ def as_run(command: str) -> list[str] | None:
         return [*words[:1], "--dry-run", *words[1:]]
     if tool == "make":
         return ["make", "-n", *words[1:]]
+    if tool == "bash":
+        return ["bash", "-n", *words[1:]]  # a script for another machine (the GPU check): its syntax
     if tool == "python" and words[1].startswith("benchmarks/"):
         return [sys.executable, *words[1:], "--help"]
     if tool == "pytest":
@@ -65,6 +72,7 @@ def checkout(tmp_path_factory, tiny_run):
         shutil.copytree(ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__"))
     for part in ("Snakefile", "Makefile", "pyproject.toml", "README.md"):
         shutil.copy(ROOT / part, work / part)
+    shutil.copytree(ROOT / "docs", work / "docs")
     (work / ".venv").symlink_to(ROOT / ".venv" if (ROOT / ".venv").exists() else os.path.dirname(
         os.path.dirname(sys.executable)))
     (work / "data" / "cifar10" / "cifar-10-batches-bin").mkdir(parents=True)
@@ -75,9 +83,14 @@ def checkout(tmp_path_factory, tiny_run):
     return work
 
 
-def test_the_readme_shows_commands():
-    found = commands()
-    assert "make run" in found and "make test" in found and len(found) > 10
+def test_the_readme_opens_with_its_two_commands():
+    """The first code block: one command that sets up and runs the default workflow, one that sets up and
+    runs the tests, the one CI runs (.ci/run)."""
+    first = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
+    lines = [line.split("#")[0].strip() for line in first.splitlines() if line.split("#")[0].strip()]
+    assert lines == ["make run", "make lint test"]
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("\nmake lint test")
+    assert len(commands()) > 10
 
 
 @pytest.mark.parametrize("command", commands())
