@@ -301,11 +301,10 @@ def _tree_of(tree: dict, given: dict, own: dict | None) -> tuple[dict, dict]:
     A tree that names its own edge selection does not inherit the run's edge order."""
     if not own:
         return tree, given
-    base = {k: v for k, v in tree.items() if not ("edge_selection" in own and k == "edge_order")}
-    if "edge_selection" in own and "edge_order" not in own:
-        base["edge_order"] = validated({"run": "x", "seeds": [0], "metrics": {"x": {}}})["tree"]["edge_order"]
-    kept = {k: v for k, v in given.items() if not ("edge_selection" in own and k == "edge_order")}
-    return {**base, **own}, {**kept, **own}
+    if "edge_selection" in own:
+        default = validated({"run": "x", "seeds": [0], "metrics": {"x": {}}})["tree"]["edge_order"]
+        tree, given = {**tree, "edge_order": default}, {k: v for k, v in given.items() if k != "edge_order"}
+    return {**tree, **own}, {**given, **own}
 
 
 def _controls(names: list[str], entries: dict, tree: dict, given_tree: dict, input_size: int,
