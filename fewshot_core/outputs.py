@@ -71,7 +71,8 @@ RANKING_COLUMNS = ("kind", "name", "seed", "archs", "tau", "tau_lo", "tau_hi", "
 SUMMARY_COLUMNS = ("kind", "name", "rankings", "tau", "tau_lo", "tau_hi", "tau_loss", "rho", "tau_within", "tau_across",
                    "tau_same_params", "tau_same_params_lo", "tau_same_params_hi", "regret", "topk_overlap",
                    "vs_random", "vs_random_lo", "vs_random_hi", "vs_random_wins", "vs_random_detectable",
-                   "vs_oneshot", "vs_oneshot_lo", "vs_oneshot_hi", "vs_oneshot_wins", "vs_oneshot_detectable")
+                   "vs_oneshot", "vs_oneshot_lo", "vs_oneshot_hi", "vs_oneshot_wins", "vs_oneshot_detectable",
+                   "vs_structure", "vs_structure_lo", "vs_structure_hi", "vs_structure_wins", "vs_structure_detectable")
 
 _ENTRIES = [
     Output("holdout", "data/holdout_seed{seed}.json", "json", "make_holdout", "holdout_spec", ("seed",),

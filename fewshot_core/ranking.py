@@ -307,25 +307,31 @@ def _over_seeds(taus: dict, seeds: list[int], picks: np.ndarray) -> np.ndarray:
     return per_seed[picks.T, np.arange(picks.shape[0])].mean(axis=0)
 
 
+#: The control every tree of its shape is also compared with: the cheapest split, by structure alone.
+STRUCTURE = "structure"
+#: The paired comparisons of the summary: its column, and the (kind, name) of the other side.
+COMPARISONS = {"vs_random": ("tree", RANDOM), "vs_oneshot": ("one-shot", None), "vs_structure": ("control", STRUCTURE)}
+
+
 def _baselines(kind: str, name: str, trees: dict[str, dict]) -> dict[str, tuple[str, str]]:
-    """What a tree's ranking is compared with: random splits of the same shape (the same branching factors),
-    and the one-shot baseline trained as long as the tree's own leaves."""
+    """What a tree's ranking is compared with: random splits and the split by structure of the same shape
+    (the same branching factors), and the one-shot baseline trained as long as the tree's own leaves."""
     if kind not in ("tree", "control"):
         return {}
     shape = trees.get(name, {})
-    same_shape = shape.get("factors") == trees.get(RANDOM, {}).get("factors")
     out = {"vs_oneshot": ("one-shot", oneshot_name(shape.get("leaves", 8)))}
-    if name != RANDOM and same_shape:
-        out["vs_random"] = ("tree", RANDOM)
+    for column, (other_kind, other) in COMPARISONS.items():
+        if other is not None and name != other and shape.get("factors") == trees.get(other, {}).get("factors"):
+            out[column] = (other_kind, other)
     return out
 
 
 def _summary(table: pd.DataFrame, resampled: dict, seeds: list[int], picks: np.ndarray,
              trees: dict[str, dict]) -> pd.DataFrame:
     """Per metric, control or baseline: the means over its rankings, the interval of the mean tau (and of the
-    tau within equal parameter counts), and for each tree its paired difference with random splits of its
-    shape and with the one-shot baseline of its steps, with the half-width of that difference's interval:
-    the smallest difference the study could tell from zero."""
+    tau within equal parameter counts), and for each tree its paired difference with random splits and the
+    split by structure of its shape and with the one-shot baseline of its steps, with the half-width of that
+    difference's interval: the smallest difference the study could tell from zero."""
     means = {key: (_over_seeds({s: t[0] for s, t in taus.items()}, seeds, picks),
                    _over_seeds({s: t[1] for s, t in taus.items()}, seeds, picks)) for key, taus in resampled.items()}
     rows = []
@@ -338,7 +344,7 @@ def _summary(table: pd.DataFrame, resampled: dict, seeds: list[int], picks: np.n
                **{c: part[c].mean() for c in ("tau_loss", "rho", "tau_within", "tau_across", "tau_same_params",
                                               "regret", "topk_overlap")}}
         wanted = _baselines(kind, name, trees)
-        for column in ("vs_random", "vs_oneshot"):
+        for column in COMPARISONS:
             base = wanted.get(column)
             if base is None or base not in means:
                 row.update({column: np.nan, f"{column}_lo": np.nan, f"{column}_hi": np.nan, f"{column}_wins": np.nan,
