@@ -293,6 +293,7 @@ class RunSettings:
                     "leaves": {m: self.leaf_count(m) for m in self.metrics},
                     "oneshot_epochs": {str(b): self.budget_epochs(b) for b in self.budgets()}, "ground_truth": gt.source,
                     "standalone_epochs": self.study.standalone, "gt_seeds": self.study.gt_seeds,
+                    "rank_by": self.study.rank_by,
                     "benchmark": {"dataset": gt.dataset, "hp": gt.hp, "accuracy": gt.accuracy} if gt.benchmark
                     else None, "evaluated_on": "test",
                     "data": {"name": self.data.name, "input_size": self.data.input_size,
@@ -303,8 +304,8 @@ class RunSettings:
         trees = {m: {"leaves": self.leaf_count(m), "factors": list(t.tree.factors), "control": t.control}
                  for m, t in self.metrics.items()}
         return RankingSpec(self.run, tuple(self.metrics), self.seeds, gt.source, self.study.gt_seeds,
-                           self.study_chunks(), tuple(self.proxies), self.directions, self.budgets(), self.study.top_k,
-                           self.study.bootstrap, trees, protocol,
+                           self.study_chunks(), tuple(self.proxies), self.directions, self.budgets(), self.study.rank_by,
+                           self.study.top_k, self.study.bootstrap, trees, protocol,
                            {"truth": truth,
                             "studies": [self.digest_of(self.study_eval_spec(m, s, k)) for m, s in self.trees() for k in chunks],
                             "oneshots": [self.digest_of(self.oneshot_eval_spec(s, b, k)) for s in self.seeds

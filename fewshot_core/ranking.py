@@ -151,6 +151,10 @@ def pair_tau(x: np.ndarray, y: np.ndarray, groups: np.ndarray, same: bool) -> tu
 # ----------------------------------------------------------------------------- the study's tables
 
 
+#: What a ranking can be measured on: the test accuracy (higher: better) or the test loss (lower: better).
+MEASURES = ("accuracy", "loss")
+
+
 def ground_truth(truth: pd.DataFrame) -> pd.DataFrame:
     """Per architecture (in study-set order): the mean accuracy and loss over the ground truth's seeds (the
     benchmark's trials: as many as it has for the architecture), and each seed's accuracy and loss
@@ -166,28 +170,36 @@ def ground_truth(truth: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _measures(name: str, kind: str, seed, x: np.ndarray, x_loss: np.ndarray | None, groups: np.ndarray | None,
+def _oriented(values: pd.Series | np.ndarray, measure: str) -> np.ndarray:
+    """Values of ``measure`` as a ranking, higher: better (a loss negated)."""
+    values = np.asarray(values, dtype=float)
+    return -values if measure == "loss" else values
+
+
+def _measures(name: str, kind: str, seed, x: dict[str, np.ndarray], by: str, groups: np.ndarray | None,
               gt: pd.DataFrame, k: int, taus: np.ndarray, params: np.ndarray | None, params_taus: np.ndarray) -> dict:
-    """One ranking's row: ``x`` ranks the architectures (higher: better), ``x_loss`` by its loss (lower:
-    better; None for a ranking without one), ``groups`` the leaf holding each (None: no leaves), ``params``
-    their parameter counts (None: unknown), ``taus`` and ``params_taus`` the resampled taus."""
-    y, archs = gt.accuracy.to_numpy(), gt.index
-    top1 = archs[int(np.argmax(x))]  # ties: the first in the study set's order
+    """One ranking's row: ``x[m]`` ranks the architectures on measure ``m`` (higher: better), ``by`` the
+    measure the ground truth is ranked by (tau, its interval, rho, the pairs' taus and the top k are on it;
+    the regret is in accuracy), ``groups`` the leaf holding each (None: no leaves), ``params`` their
+    parameter counts (None: unknown), ``taus`` and ``params_taus`` the resampled taus."""
+    archs = gt.index
+    y = _oriented(gt[by], by)
+    x_by = x[by]
+    top1 = archs[int(np.argmax(x_by))]  # ties: the first in the study set's order
     k = min(k, len(archs))
-    top_x, top_y = set(archs[np.argsort(-x, kind="stable")[:k]]), set(archs[np.argsort(-y, kind="stable")[:k]])
-    within, pairs = pair_tau(x, y, groups, True) if groups is not None else (float("nan"), 0)
-    across, _ = pair_tau(x, y, groups, False) if groups is not None else (float("nan"), 0)
-    same, same_pairs = pair_tau(x, y, params, True) if params is not None else (float("nan"), 0)
+    top_x, top_y = set(archs[np.argsort(-x_by, kind="stable")[:k]]), set(archs[np.argsort(-y, kind="stable")[:k]])
+    within, pairs = pair_tau(x_by, y, groups, True) if groups is not None else (float("nan"), 0)
+    across, _ = pair_tau(x_by, y, groups, False) if groups is not None else (float("nan"), 0)
+    same, same_pairs = pair_tau(x_by, y, params, True) if params is not None else (float("nan"), 0)
     lo, hi = np.percentile(taus, [2.5, 97.5])
     p_lo, p_hi = _interval(params_taus)
-    return {"kind": kind, "name": name, "seed": seed, "archs": len(archs), "tau": kendall_tau(x, y),
+    return {"kind": kind, "name": name, "seed": seed, "archs": len(archs), "tau": kendall_tau(x_by, y),
             "tau_lo": float(lo), "tau_hi": float(hi),
-            "tau_loss": kendall_tau(x_loss, gt.loss.to_numpy()) if x_loss is not None else float("nan"),
-            "rho": spearman_rho(x, y), "tau_within": within, "tau_across": across, "pairs_within": pairs,
+            **{f"tau_{m}": kendall_tau(x[m], _oriented(gt[m], m)) for m in MEASURES},
+            "rho": spearman_rho(x_by, y), "tau_within": within, "tau_across": across, "pairs_within": pairs,
             "tau_same_params": same, "tau_same_params_lo": p_lo, "tau_same_params_hi": p_hi,
-            "pairs_same_params": same_pairs,
-            "top1_arch": top1, "top1_truth": float(gt.accuracy[top1]), "regret": float(y.max() - gt.accuracy[top1]),
-            "topk_overlap": len(top_x & top_y) / k, "k": k}
+            "pairs_same_params": same_pairs, "top1_arch": top1, "top1_truth": float(gt.accuracy[top1]),
+            "regret": float(gt.accuracy.max() - gt.accuracy[top1]), "topk_overlap": len(top_x & top_y) / k, "k": k}
 
 
 def _interval(taus: np.ndarray) -> tuple[float, float]:
@@ -200,7 +212,7 @@ def _interval(taus: np.ndarray) -> tuple[float, float]:
 
 
 def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFrame, directions: dict[str, int],
-                 k: int, draws: int, trees: dict[str, dict] | None = None,
+                 k: int, draws: int, trees: dict[str, dict] | None = None, by: str = "loss",
                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ranking table (one row per ranking) and the summary (one row per metric, control or baseline).
 
@@ -208,12 +220,14 @@ def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFr
     control, or :func:`oneshot_name`), seed, arch, leaf, test_accuracy, test_loss. ``scores``: proxy, arch,
     score; the parameter count's (:data:`PARAMS`) groups the architectures it ties. ``trees``: per tree's
     metric, its ``leaves``, ``factors`` and ``control`` (a tree not named: a metric's, 8 leaves of b = 2).
-    Every bootstrap uses the same ``draws`` resamples of architectures (and of seeds, for rankings made
+    ``by``: the measure the ground truth ranks by and every ranking is compared on, its mean ``loss`` (the
+    seeds agree better on it, docs/design.md §8) or ``accuracy``; both taus are in the table. Every
+    bootstrap uses the same ``draws`` resamples of architectures (and of seeds, for rankings made
     once per seed), drawn from ``seed``: the intervals and the paired differences are comparable.
     """
     trees = trees or {}
     gt = ground_truth(truth)
-    archs, y = gt.index, gt.accuracy.to_numpy()
+    archs, y = gt.index, _oriented(gt[by], by)
     n = len(archs)
     if n < 3:
         raise ValueError(f"{n} study architectures cannot be ranked (at least 3)")
@@ -234,12 +248,12 @@ def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFr
                              "have no inherited accuracy")
         kind = ("one-shot" if str(name).startswith(ONESHOT) else
                 "control" if trees.get(name, {}).get("control") else "tree")
-        x = part.test_accuracy.to_numpy()
-        taus = kendall_tau_resampled(x, y, idx)
-        same = kendall_tau_resampled(x, y, idx, params) if params is not None else no_params
+        x = {m: _oriented(part[f"test_{m}"], m) for m in MEASURES}
+        taus = kendall_tau_resampled(x[by], y, idx)
+        same = kendall_tau_resampled(x[by], y, idx, params) if params is not None else no_params
         resampled.setdefault((kind, name), {})[int(s)] = (taus, same)
-        rows.append(_measures(name, kind, int(s), x, part.test_loss.to_numpy(),
-                              part.leaf.to_numpy() if kind != "one-shot" else None, gt, k, taus, params, same))
+        rows.append(_measures(name, kind, int(s), x, by, part.leaf.to_numpy() if kind != "one-shot" else None, gt,
+                              k, taus, params, same))
     for name, part in scores.groupby("proxy", sort=False):
         x = directions[name] * part.set_index("arch").reindex(archs).score.to_numpy()
         if np.isnan(x).any():
@@ -247,8 +261,8 @@ def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFr
         taus = kendall_tau_resampled(x, y, idx)
         same = kendall_tau_resampled(x, y, idx, params) if params is not None else no_params
         resampled[("zero-cost", name)] = {None: (taus, same)}
-        rows.append(_measures(name, "zero-cost", None, x, -x, None, gt, k, taus, params, same))
-    ceiling = _ceiling(gt, idx, params)
+        rows.append(_measures(name, "zero-cost", None, dict.fromkeys(MEASURES, x), by, None, gt, k, taus, params, same))
+    ceiling = _ceiling(gt, idx, params, by)
     if ceiling is not None:
         rows.append(ceiling[0])
         resampled[("ceiling", CEILING)] = {None: ceiling[1]}
@@ -256,8 +270,9 @@ def study_tables(truth: pd.DataFrame, inherited: pd.DataFrame, scores: pd.DataFr
     return table, _summary(table, resampled, seeds, picks, trees)
 
 
-def _ceiling(gt: pd.DataFrame, idx: np.ndarray, params: np.ndarray | None) -> tuple[dict, tuple] | None:
-    """The ground truth's seeds against each other (the mean over pairs of seeds), on the same resamples."""
+def _ceiling(gt: pd.DataFrame, idx: np.ndarray, params: np.ndarray | None, by: str) -> tuple[dict, tuple] | None:
+    """The ground truth's seeds against each other (the mean over pairs of seeds) on the measure ``by`` (and
+    on each measure), on the same resamples."""
     gts = [c.removeprefix("accuracy_") for c in gt.columns if c.startswith("accuracy_")]
     if len(gts) < 2:
         return None
@@ -276,24 +291,23 @@ def _ceiling(gt: pd.DataFrame, idx: np.ndarray, params: np.ndarray | None) -> tu
         sub, idx, groups = {p: gt for p in pairs}, {p: idx for p in pairs}, {p: params for p in pairs}
 
     def seeds_of(p, what: str) -> tuple[np.ndarray, np.ndarray]:
-        return sub[p][f"{what}_{p[0]}"].to_numpy(), sub[p][f"{what}_{p[1]}"].to_numpy()
+        return _oriented(sub[p][f"{what}_{p[0]}"], what), _oriented(sub[p][f"{what}_{p[1]}"], what)
 
-    tau = np.mean([kendall_tau(*seeds_of(p, "accuracy")) for p in pairs])
-    tau_loss = np.mean([kendall_tau(*seeds_of(p, "loss")) for p in pairs])
-    rho = np.mean([spearman_rho(*seeds_of(p, "accuracy")) for p in pairs])
-    taus = np.mean([kendall_tau_resampled(*seeds_of(p, "accuracy"), idx[p]) for p in pairs], axis=0)
+    tau = {m: np.mean([kendall_tau(*seeds_of(p, m)) for p in pairs]) for m in MEASURES}
+    rho = np.mean([spearman_rho(*seeds_of(p, by)) for p in pairs])
+    taus = np.mean([kendall_tau_resampled(*seeds_of(p, by), idx[p]) for p in pairs], axis=0)
     if params is not None:
-        same = np.mean([pair_tau(*seeds_of(p, "accuracy"), groups[p], True)[0] for p in pairs])
-        same_pairs = min(pair_tau(*seeds_of(p, "accuracy"), groups[p], True)[1] for p in pairs)
-        same_taus = np.mean([kendall_tau_resampled(*seeds_of(p, "accuracy"), idx[p], groups[p]) for p in pairs], axis=0)
+        same = np.mean([pair_tau(*seeds_of(p, by), groups[p], True)[0] for p in pairs])
+        same_pairs = min(pair_tau(*seeds_of(p, by), groups[p], True)[1] for p in pairs)
+        same_taus = np.mean([kendall_tau_resampled(*seeds_of(p, by), idx[p], groups[p]) for p in pairs], axis=0)
     else:
         same, same_pairs, same_taus = float("nan"), 0, np.full(len(taus), np.nan)
     lo, hi = np.percentile(taus, [2.5, 97.5])
     p_lo, p_hi = _interval(same_taus)
     nan = float("nan")
     return ({"kind": "ceiling", "name": CEILING, "seed": None, "archs": min(len(s) for s in sub.values()),
-             "tau": float(tau), "tau_lo": float(lo),
-             "tau_hi": float(hi), "tau_loss": float(tau_loss), "rho": float(rho), "tau_within": nan, "tau_across": nan,
+             "tau": float(tau[by]), "tau_lo": float(lo), "tau_hi": float(hi),
+             **{f"tau_{m}": float(tau[m]) for m in MEASURES}, "rho": float(rho), "tau_within": nan, "tau_across": nan,
              "pairs_within": 0, "tau_same_params": float(same), "tau_same_params_lo": p_lo, "tau_same_params_hi": p_hi,
              "pairs_same_params": same_pairs, "top1_arch": "", "top1_truth": nan, "regret": nan, "topk_overlap": nan,
              "k": 0}, (taus, same_taus))
@@ -341,7 +355,7 @@ def _summary(table: pd.DataFrame, resampled: dict, seeds: list[int], picks: np.n
         s_lo, s_hi = _interval(same)
         row = {"kind": kind, "name": name, "rankings": len(part), "tau": part.tau.mean(), "tau_lo": float(lo),
                "tau_hi": float(hi), "tau_same_params_lo": s_lo, "tau_same_params_hi": s_hi,
-               **{c: part[c].mean() for c in ("tau_loss", "rho", "tau_within", "tau_across", "tau_same_params",
+               **{c: part[c].mean() for c in ("tau_accuracy", "tau_loss", "rho", "tau_within", "tau_across", "tau_same_params",
                                               "regret", "topk_overlap")}}
         wanted = _baselines(kind, name, trees)
         for column in COMPARISONS:

@@ -275,7 +275,7 @@ def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path, prot
     if controls:
         ax.axvspan(len(trees) - 0.5, len(trees) + len(controls) - 0.5, color="#d5f5e3", zorder=0, label="controls")
     ax.set_xticks(range(len(order)), [_label(m) for m in order], rotation=45, ha="right")
-    ax.set_ylabel("Kendall tau against the ground truth")
+    ax.set_ylabel(f"Kendall tau against the ground truth's {measure(protocol)}")
     ax.set_title(f"(a) Ranking {int(ranking.archs.iloc[0])} study architectures: {data_caption(protocol)}\n"
                  "dots: one tree (seed) each; diamonds: the mean, 95% interval over architectures and seeds", fontsize=8)
     ax.legend(fontsize=7, loc="best")
@@ -365,7 +365,12 @@ def data_caption(protocol: dict) -> str:
     truth = ("NAS-Bench-201's accuracies" if protocol["ground_truth"] == "nats_bench" else
              f"{protocol['gt_seeds']} standalone trainings of {protocol['standalone_epochs']} epochs")
     return (f"{d['name']} {d['input_size']}x{d['input_size']} ({images}), C={net['C']} N={net['N']}; "
-            f"ground truth: {truth}")
+            f"ground truth: {truth}, ranked by {measure(protocol)}")
+
+
+def measure(protocol: dict) -> str:
+    """What a study's rankings are compared on (tables made before ``rank_by`` ranked by accuracy)."""
+    return f"mean test {protocol.get('rank_by', 'accuracy')}"
 
 
 def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -> str:
@@ -377,8 +382,8 @@ def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -
              f"it and trains {p['leaf_epochs']} more" if p["protocol"] == "transfer"
              else f"scratch: every leaf trains {p['leaf_epochs']} epochs from a fresh initialisation")
     budgets = ", ".join(f"{epochs} epochs ({b} lea{'f' if b == '1' else 'ves'})" for b, epochs in p["oneshot_epochs"].items())
-    lines = [f"Ranking study ({int(ranking.archs.iloc[0])} architectures) on {data_caption(p)}, ranked by their "
-             f"mean. Protocol {start}; one-shot baselines: the same start, trained as long as a tree's leaves or "
+    lines = [f"Ranking study ({int(ranking.archs.iloc[0])} architectures) on {data_caption(p)}. Protocol {start}; "
+             "one-shot baselines: the same start, trained as long as a tree's leaves or "
              f"one leaf: {budgets}; each tree is compared with the one of its own steps. Every accuracy the tool "
              "measures is on the test part. tau_same_params: the tau over the pairs of architectures of equal "
              "parameter count (what a ranking knows beyond it)."]
@@ -388,7 +393,8 @@ def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -
     else:
         c = ceiling.iloc[0]
         lines.append(f"Ceiling: the ground truth's seeds agree at tau {c.tau:.3f} ({c.tau_lo:.3f} to {c.tau_hi:.3f}) "
-                     f"on accuracy, {c.tau_loss:.3f} on loss ({CEILING}); no ranking can be told apart beyond it.")
+                     f"on their {measure(p)} ({c.tau_accuracy:.3f} on accuracy, {c.tau_loss:.3f} on loss; "
+                     f"{CEILING}); no ranking can be told apart beyond it.")
     shown = summary.copy()
     if not ceiling.empty:  # beside every tau, what the ground truth allows
         shown.insert(list(shown.columns).index("tau_hi") + 1, "ceiling", ceiling.iloc[0].tau)

@@ -220,6 +220,7 @@ class StudySettings:
     protocol: str
     pretrain: int
     archs_per_job: int
+    rank_by: str
     top_k: int
     bootstrap: int
     ground_truth: GroundTruthSettings

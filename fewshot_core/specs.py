@@ -244,6 +244,7 @@ class RankingSpec:
     proxies: tuple[str, ...]
     directions: dict[str, int]  # per proxy: +1 when higher values mark a better architecture, -1 when lower
     budgets: tuple[int, ...]
+    rank_by: str
     top_k: int
     bootstrap: int
     trees: dict  # per tree's metric: its leaves, factors and whether it is a control

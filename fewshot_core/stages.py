@@ -631,7 +631,8 @@ def rank_study(spec: RankingSpec, truth: list[Path], studies: list[Path], onesho
     if len(evaluated) != 1:
         raise ArtifactError(f"the study's accuracies were measured on different images ({sorted(evaluated)}); "
                             f"{artifacts.REMEDY}")
-    table, summary = study_tables(gt, inherited, scores, spec.directions, spec.top_k, spec.bootstrap, spec.trees)
+    table, summary = study_tables(gt, inherited, scores, spec.directions, spec.top_k, spec.bootstrap, spec.trees,
+                                  spec.rank_by)
     made_from = {"splits": sorted({d for p in studies for d in inherited_from(p, "splits")}),
                  "leaves": sorted({d for p in studies for d in inherited_from(p, "leaf_weights")})}
     extra = dict(made_from=made_from, evaluated_on=json.loads(evaluated.pop()), read=artifacts.inputs_record(

@@ -62,7 +62,7 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
                "training.leaves.bn_batches": 2, "training.leaves.eval_batch_size": 64,
                "training.leaves.leaves_per_job": 1, "run": "u", "seeds": [1], "metrics": {"ntk": {}},
                "study.archs": 10, "study.seed": 3, "study.standalone": 2, "study.archs_per_job": 4,
-               "study.top_k": 3, "study.bootstrap": 200, "study.gt_seeds": 3, "study.protocol": "scratch",
+               "study.top_k": 3, "study.bootstrap": 200, "study.rank_by": "accuracy", "study.gt_seeds": 3, "study.protocol": "scratch",
                "study.pretrain": 4, "data.crop_pad": 1, "study.ground_truth.path": "x", "controls": ["gmnas"],
                "study.ground_truth.dataset": "cifar10", "study.ground_truth.hp": 12, "study.ground_truth.accuracy": "test"}
     resources = {"training.gpus", "training.warmup.runtime_min", "training.leaves.runtime_min",

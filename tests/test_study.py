@@ -37,13 +37,14 @@ def test_every_ranking_equals_scipys_against_the_mean_of_the_ground_truths_seeds
     assert set(table[table.kind == "tree"].name) == {"snip", "synflow"}
     assert set(table[table.kind == "one-shot"].name) == {"one-shot (4 leaves)", "one-shot (1 leaf)"}
     assert set(table[table.kind == "zero-cost"].name) == {"snip", "synflow", "nparams"}
-    for r in table[table.kind.isin(["tree", "one-shot"])].itertuples():
+    for r in table[table.kind.isin(["tree", "one-shot"])].itertuples():  # ranked by the mean loss (study.rank_by)
         part = studies[(studies.metric == r.name) & (studies.seed == r.seed)].set_index("arch")
-        x, y = part.test_accuracy.reindex(gt.index), gt.test_accuracy
-        assert r.tau == pytest.approx(stats.kendalltau(x, y).statistic)
-        assert r.tau_loss == pytest.approx(stats.kendalltau(part.test_loss.reindex(gt.index), gt.test_loss).statistic)
+        x, y = part.test_loss.reindex(gt.index), gt.test_loss
+        assert r.tau == r.tau_loss == pytest.approx(stats.kendalltau(x, y).statistic)
+        accuracy = part.test_accuracy.reindex(gt.index)
+        assert r.tau_accuracy == pytest.approx(stats.kendalltau(accuracy, gt.test_accuracy).statistic)
         assert r.rho == pytest.approx(stats.spearmanr(x, y).statistic)
-        assert r.regret == pytest.approx(y.max() - y[x.idxmax()])
+        assert r.regret == pytest.approx(gt.test_accuracy.max() - gt.test_accuracy[x.idxmin()])
         assert r.tau_lo <= r.tau <= r.tau_hi or np.isclose(r.tau_lo, r.tau_hi)
 
 
@@ -53,8 +54,8 @@ def test_the_ceiling_is_scipys_tau_between_the_ground_truths_seeds(tiny_run):
     acc = truth.pivot(index="arch", columns="gt", values="test_accuracy")
     loss = truth.pivot(index="arch", columns="gt", values="test_loss")
     ceiling = pd.read_parquet(run / "ranking.parquet").query("kind == 'ceiling'").iloc[0]
-    assert ceiling.tau == pytest.approx(stats.kendalltau(acc[0], acc[1]).statistic)
-    assert ceiling.tau_loss == pytest.approx(stats.kendalltau(loss[0], loss[1]).statistic)
+    assert ceiling.tau_accuracy == pytest.approx(stats.kendalltau(acc[0], acc[1]).statistic)
+    assert ceiling.tau == ceiling.tau_loss == pytest.approx(stats.kendalltau(loss[0], loss[1]).statistic)
     summary = pd.read_parquet(run / "study_summary.parquet").query("kind == 'ceiling'").iloc[0]
     assert summary.tau == pytest.approx(ceiling.tau)
 
@@ -62,12 +63,13 @@ def test_the_ceiling_is_scipys_tau_between_the_ground_truths_seeds(tiny_run):
 def test_a_training_free_ranking_is_the_metrics_own_value_oriented_by_its_catalogue_direction(tiny_run):
     run = tiny_run / "results" / "tiny"
     truth, _ = run_tables(run)
-    gt = truth.groupby("arch").test_accuracy.mean()
+    gt = truth.groupby("arch")[["test_accuracy", "test_loss"]].mean()
     table = pd.read_parquet(run / "ranking.parquet").query("kind == 'zero-cost'").set_index("name")
     for proxy in ("snip", "nparams"):
         scores = pd.concat([pd.read_parquet(p) for p in sorted((run / "study" / "zero_cost").glob(f"{proxy}_*"))])
         x = scores.set_index("arch").score.reindex(gt.index)
-        assert table.loc[proxy].tau == pytest.approx(stats.kendalltau(x, gt).statistic)
+        assert table.loc[proxy].tau == pytest.approx(stats.kendalltau(x, -gt.test_loss).statistic)
+        assert table.loc[proxy].tau_accuracy == pytest.approx(stats.kendalltau(x, gt.test_accuracy).statistic)
     directions = load_settings(edited(load_scenario("tiny"), "metrics.ntk", {})).directions
     assert directions["ntk"] == -1 and directions["snip"] == directions["nparams"] == 1
 
