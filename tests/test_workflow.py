@@ -267,6 +267,25 @@ def warm_run(tmp_path_factory, scenario, snakemake):
     return work
 
 
+@pytest.fixture(scope="module")
+def changed(tmp_path_factory, warm_run, scenario, side_by_side, edit):
+    """For one change to the staleness scenario: the complete run updated by it (a copy of ``warm_run``, with
+    Snakemake's records of it, then `snakemake`) and a fresh run of the changed configuration, the two made
+    side by side when first asked for and kept for the module's other tests."""
+    made = {}
+
+    def pair(key: str, value) -> tuple[Path, Path]:
+        if (key, value) not in made:
+            config = edit(scenario("warmup"), key, value)
+            updated, fresh = tmp_path_factory.mktemp("updated"), tmp_path_factory.mktemp("fresh")
+            shutil.copytree(warm_run, updated, dirs_exist_ok=True)
+            side_by_side([(updated, config, ("splits", "leaves")), (fresh, config, ("splits", "leaves"))])
+            made[key, value] = updated, fresh
+        return made[key, value]
+
+    return pair
+
+
 @pytest.mark.parametrize("key,value", [
     ("training.leaves.epochs", 2),
     ("training.leaves.archs", 3),
@@ -274,16 +293,25 @@ def warm_run(tmp_path_factory, scenario, snakemake):
     ("training.warmup.epochs", 2),
     ("metrics.snip.batch_size", 8),
 ])
-def test_a_change_gives_the_tables_of_a_fresh_run(warm_run, tmp_path, scenario, side_by_side, edit, key, value):
+def test_a_change_gives_the_tables_of_a_fresh_run(changed, key, value):
     """After a complete run, one change then `snakemake` equals a fresh run of the new configuration."""
-    changed = edit(scenario("warmup"), key, value)
-    updated, fresh = tmp_path / "updated", tmp_path / "fresh"
-    shutil.copytree(warm_run, updated)  # the finished run, with Snakemake's records of it
-    fresh.mkdir()
-    side_by_side([(updated, changed, ("splits", "leaves")), (fresh, changed, ("splits", "leaves"))])
+    updated, fresh = changed(key, value)
     for name in TABLES:
         pd.testing.assert_frame_equal(pd.read_parquet(updated / "results" / "tiny" / name),
                                       pd.read_parquet(fresh / "results" / "tiny" / name))
+
+
+def test_the_nodes_of_a_warm_up_made_by_other_settings_are_scheduled_again(warm_run, changed, tmp_path, scenario,
+                                                                           snakemake):
+    """The start-up check finds a warm-up's nodes made by other settings (those of the fresh run with two
+    warm-up epochs above, where the scenario has one) and forces their job."""
+    target = "results/tiny/snip/seed0/nodes_L1.pt"
+    work = tmp_path / "run"
+    shutil.copytree(warm_run, work)
+    shutil.copy(changed("training.warmup.epochs", 2)[1] / target, work / target)
+    proc = snakemake(work, scenario("warmup"), "--dry-run", target)
+    assert "snip/seed0: 1 file made with other settings (epochs 2 -> 1): rerunning" in proc.stderr
+    assert "Forced execution" in proc.stdout and "rule train_children" in proc.stdout
 
 
 # ----------------------------------------------------------------------------- the report
