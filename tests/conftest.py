@@ -71,17 +71,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark the tests that run the workflow (through one of :data:`WORKFLOW_FIXTURES`) ``workflow``. Order
     the files longest first, a file's tests keeping their order: by the seconds each took in the last run of
     the whole suite; a file without that record (a new one, or every file in a fresh clone) first, by its
-    number of ``workflow`` tests. With ``--no-loadscope-reorder`` each xdist worker takes the next file in
-    this order when it is free, so no long file starts last."""
+    number of ``workflow`` tests, then of tests (pytest-xdist's own order). With ``--no-loadscope-reorder``
+    each xdist worker takes the next file in this order when it is free, so no long file starts last."""
     for item in items:
         if WORKFLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.workflow)
     cache = getattr(config, "cache", None)  # none under -p no:cacheprovider
     seconds = cache.get(FILE_SECONDS, {}) if cache is not None else {}
-    runs = {}
+    runs, tests = {}, {}
     for item in items:
         runs[item.path.name] = runs.get(item.path.name, 0) + (item.get_closest_marker("workflow") is not None)
-    items.sort(key=lambda item: (item.path.name in seconds, -seconds.get(item.path.name, runs[item.path.name])))
+        tests[item.path.name] = tests.get(item.path.name, 0) + 1
+    items.sort(key=lambda item: (item.path.name in seconds, -seconds.get(item.path.name, 0),
+                                 -runs[item.path.name], -tests[item.path.name]))
 
 
 #: Each test file's seconds in this run (its tests' setup, call and teardown).
