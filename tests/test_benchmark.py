@@ -100,10 +100,12 @@ def test_a_bad_ground_truth_setting_stops_the_run_before_any_job(tmp_path, archi
 
 @pytest.mark.parametrize("change,needles", BAD_GROUND_TRUTHS)
 def test_every_bad_ground_truth_setting_is_refused_by_the_check_before_any_job(tmp_path, archive, change, needles):
+    """Each setting through the check alone; one through Snakemake: the test above."""
     refused_in_process(in_a_run_folder(tmp_path, archive), change(SCENARIO), *needles)
 
 
 def test_a_benchmark_without_the_budget_asked_for_is_named(tmp_path):
+    """Through the check alone: an archive read by the check through Snakemake is the damaged-archive test's."""
     write_archive(tmp_path / "nats", STUDY, epochs={"12": 12})
     refused_in_process(tmp_path, SCENARIO, "study.ground_truth.hp", "only has hyper-parameters of ['12'] instead of 200")
 
@@ -134,6 +136,7 @@ def test_a_damaged_archive_stops_the_run_naming_the_file(tmp_path, archive):
 
 @pytest.mark.parametrize("damage,needles", ARCHIVE_DAMAGES)
 def test_a_damaged_or_incomplete_archive_stops_the_run_naming_the_file(tmp_path, archive, damage, needles):
+    """Each damage through the check alone; one through Snakemake: the test above."""
     work = in_a_run_folder(tmp_path, archive)
     damage(work / "nats")
     refused_in_process(work, SCENARIO, "study.ground_truth.path", *needles)

@@ -14,7 +14,7 @@ from fewshot_core.checks import load_settings
 from fewshot_core.digests import of_code as source_digest
 from fewshot_core.errors import ArtifactError
 from fewshot_core.outputs import OUTPUTS
-from tests.conftest import ENV, ROOT, edited, load_scenario, run_snakemake, run_snakemake_side_by_side
+from tests.conftest import ENV, ROOT, edited, load_scenario, run_snakemake
 
 TINY = load_scenario("tiny")
 #: One setting changed, upstream of everything: every output of this run differs from the tiny run's. One seed
@@ -24,12 +24,15 @@ OTHER = edited(edited(edited(TINY, "data.val_fraction", 0.25), "seeds", [0]), "m
 
 @pytest.fixture(scope="module")
 def other_run(tmp_path_factory):
-    """``OTHER`` made (another validation share: every spec differs), and the tiny scenario with a study set of
-    another size (the study set does not depend on the data), side by side."""
-    work, study = tmp_path_factory.mktemp("other"), tmp_path_factory.mktemp("other_study")
-    run_snakemake_side_by_side([(work, OTHER, ()),
-                                (study, edited(TINY, "study.archs", 5), ("results/tiny/study/archs.json",))])
-    shutil.copy(study / "results" / "tiny" / "study" / "archs.json", work / "results" / "tiny" / "study" / "archs.json")
+    """``OTHER`` made (another validation share: every spec differs), with the study set of the tiny scenario
+    with a study set of another size (the study set does not depend on the data), made in this process by
+    the stage its job runs."""
+    from fewshot_core import stages
+
+    work = tmp_path_factory.mktemp("other")
+    run_snakemake(work, OTHER)
+    stages.sample_study_set(load_settings(edited(TINY, "study.archs", 5)).study_set_spec(),
+                            work / "results" / "tiny" / "study" / "archs.json", log=print)
     return work
 
 
