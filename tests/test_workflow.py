@@ -228,24 +228,37 @@ def cifar_dir(tmp_path_factory):
     return work
 
 
-def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake):
+@pytest.fixture(scope="module")
+def config_dry_run(cifar_dir, snakemake):
+    """The dry run of a configuration file of config/ in ``cifar_dir``, made once for the module's tests."""
+    done = {}
+
+    def dry_run(name: str):
+        if name not in done:
+            done[name] = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / name))
+        return done[name]
+
+    return dry_run
+
+
+def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake, config_dry_run):
     """A --configfile is not merged into the default: the paper's DAG holds exactly its metrics."""
     import yaml
 
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
-    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / "paper.yaml"))
-    trees = dag_paths(proc.stdout, "paper")
+    trees = dag_paths(config_dry_run("paper.yaml").stdout, "paper")
     assert {m for m, _ in trees} == set(paper["metrics"])
     assert {int(s) for _, s in trees} == set(paper["seeds"])
-    study = ROOT / "config" / "study.yaml"  # --config still overrides, on top of a file (a smaller DAG than the paper's)
-    plain = dag_paths(snakemake(cifar_dir, None, "--dry-run", "--configfile", str(study)).stdout, "study")
-    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(study), "--config", "run=study_try")
+    # --config still overrides, on top of a file (a smaller DAG than the paper's)
+    plain = dag_paths(config_dry_run("study.yaml").stdout, "study")
+    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / "study.yaml"), "--config",
+                     "run=study_try")
     assert dag_paths(proc.stdout, "study_try") == plain and plain
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "paper.yaml"))
-def test_every_configuration_file_dry_runs_on_its_own(cifar_dir, snakemake, name):
-    """(paper.yaml's own dry run is the test above.)"""
+def test_every_configuration_file_dry_runs_on_its_own(config_dry_run, name):
+    """(paper.yaml's own dry run is the test above; study.yaml's is shared with it.)"""
     import yaml
 
     from fewshot_core.data import FASHION_ROOT
@@ -253,8 +266,7 @@ def test_every_configuration_file_dry_runs_on_its_own(cifar_dir, snakemake, name
     data = yaml.safe_load((ROOT / "config" / name).read_text()).get("data", {})
     if data.get("name") == "fashion_mnist" and not data.get("root") and not Path(FASHION_ROOT).is_dir():
         pytest.skip(f"{name} reads Debian's dataset-fashion-mnist, not installed here ({FASHION_ROOT})")
-    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / name))
-    assert "This was a dry-run" in proc.stdout
+    assert "This was a dry-run" in config_dry_run(name).stdout
 
 
 # ----------------------------------------------------------------------------- no stale results
