@@ -182,16 +182,19 @@ def run_job_in_process(work: Path, output: str) -> tuple[int, str]:
     workflow writes to the job's log. One Snakemake start less than running it through the workflow."""
     import contextlib
     import io
+    import signal
 
     from fewshot_core import cli
 
-    err = io.StringIO()
+    err, handler = io.StringIO(), signal.getsignal(signal.SIGTERM)
     with contextlib.chdir(work), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             cli.main(job_arguments(work, output))
             code = 0
         except SystemExit as stop:
             code = stop.code
+        finally:
+            signal.signal(signal.SIGTERM, handler)  # the command's own, for a job's process: not the tests'
     return code, err.getvalue()
 
 
