@@ -19,10 +19,9 @@ if os.environ.get("PYTEST_XDIST_WORKER") is not None:
     # pools spin against each other; the workflow's jobs set their own (OMP_NUM_THREADS={threads}).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 SCENARIOS = ROOT / ".test" / "config"
-#: Test files, the longest first (seconds of one `make test`, BENCHMARKS.md): with `--no-loadscope-reorder`
-#: each test process takes the next file in this order when it is free, so no long file starts last.
-LONGEST_FIRST = ("test_workflow.py", "test_faults.py", "test_faults_files.py", "test_readme.py", "test_freshness.py",
-                 "test_custom_metrics.py", "test_benchmark.py", "test_slurm.py", "test_metrics.py")
+#: Where the seconds each test file took in the last run of the whole suite are kept (pytest's cache,
+#: ``.pytest_cache``): the next run starts the longest files first.
+FILE_SECONDS = "fewshot/file_seconds"
 
 
 def start_slurm_test_cluster() -> str | None:
@@ -46,15 +45,20 @@ def start_slurm_test_cluster() -> str | None:
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 
 
+def whole_suite(config: pytest.Config) -> bool:
+    """Whether this run is of every test: no file, test, ``-k`` or ``-m`` chosen."""
+    chosen = config.args and [Path(a).resolve() for a in config.args] != [ROOT / "tests"]
+    return not chosen and not config.option.keyword and not config.option.markexpr
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Once this suite's test cluster has left its /etc/slurm/slurm.conf behind, a controller that does not
     answer costs every Snakemake start 9 s (the SLURM executor plugin asks it, ``scontrol show config``, on
     import): then, for a run of the whole suite (the SLURM test among it), start the test cluster before any
     test, in the main process (not in each xdist worker). Another machine's SLURM, or a run of chosen files,
     is left alone."""
-    whole_suite = not config.args or [Path(a).resolve() for a in config.args] == [ROOT / "tests"]
     ours = SLURM_CONF.exists() and "ClusterName=fewshot-test" in SLURM_CONF.read_text(errors="replace")
-    if not hasattr(config, "workerinput") and whole_suite and ours:
+    if not hasattr(config, "workerinput") and whole_suite(config) and ours:
         start_slurm_test_cluster()
 
 
@@ -63,14 +67,40 @@ def pytest_configure(config: pytest.Config) -> None:
 WORKFLOW_FIXTURES = {"tiny_run", "snakemake", "side_by_side"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the files as ``LONGEST_FIRST``, then the others as collected; a file's tests keep their order.
-    Mark the tests that run the workflow (through one of :data:`WORKFLOW_FIXTURES`) ``workflow``."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that run the workflow (through one of :data:`WORKFLOW_FIXTURES`) ``workflow``. Order
+    the files longest first, a file's tests keeping their order: by the seconds each took in the last run of
+    the whole suite; a file without that record (a new one, or every file in a fresh clone) first, by its
+    number of ``workflow`` tests, then of tests (pytest-xdist's own order). With ``--no-loadscope-reorder``
+    each xdist worker takes the next file in this order when it is free, so no long file starts last."""
     for item in items:
         if WORKFLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.workflow)
+    cache = getattr(config, "cache", None)  # none under -p no:cacheprovider
+    seconds = cache.get(FILE_SECONDS, {}) if cache is not None else {}
+    runs, tests = {}, {}
+    for item in items:
+        runs[item.path.name] = runs.get(item.path.name, 0) + (item.get_closest_marker("workflow") is not None)
+        tests[item.path.name] = tests.get(item.path.name, 0) + 1
+    items.sort(key=lambda item: (item.path.name in seconds, -seconds.get(item.path.name, 0),
+                                 -runs[item.path.name], -tests[item.path.name]))
+
+
+#: Each test file's seconds in this run (its tests' setup, call and teardown).
+TOOK: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up each test file's seconds (under xdist: in the main process, which every worker's reports reach)."""
+    name = Path(report.nodeid.split("::")[0]).name
+    TOOK[name] = TOOK.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After a run of the whole suite, keep each file's seconds for the next run's order."""
+    config, cache = session.config, getattr(session.config, "cache", None)
+    if cache is not None and not hasattr(config, "workerinput") and whole_suite(config) and TOOK:
+        cache.set(FILE_SECONDS, {**cache.get(FILE_SECONDS, {}), **{k: round(v, 1) for k, v in TOOK.items()}})
 
 
 def load_scenario(name: str) -> dict:
@@ -124,6 +154,67 @@ def run_snakemake_side_by_side(runs: list[tuple[Path, dict, tuple[str, ...]]]) -
         out, err = p.communicate()
         done.append(_checked(subprocess.CompletedProcess(p.args, p.returncode, out, err), True))
     return done
+
+
+def fewshot_command(shellcmd: str) -> tuple[list[str], str]:
+    """The ``fewshot`` arguments and the log file of a job's shell command as the workflow writes it
+    (``[VAR=value] fewshot <stage> ... > <log> 2>&1``)."""
+    import shlex
+
+    words = shlex.split(shellcmd)
+    end = words.index(">")
+    return words[words.index("fewshot") + 1:end], words[end + 1]
+
+
+def job_arguments(work: Path, output: str) -> list[str]:
+    """The ``fewshot`` arguments of the job that made ``output`` (a path relative to ``work``) in the workflow
+    run in ``work``, as Snakemake recorded its command (``.snakemake/metadata``)."""
+    import base64
+    import json
+
+    name = base64.urlsafe_b64encode(output.encode()).decode()
+    return fewshot_command(json.loads((work / ".snakemake" / "metadata" / name).read_text())["shellcmd"])[0]
+
+
+def run_job_in_process(work: Path, output: str) -> tuple[int, str]:
+    """Run again, in this process and in ``work``, the job that made ``output`` there (its exact command
+    line, through ``fewshot_core.cli.main``): its exit status and what it wrote to standard error, which the
+    workflow writes to the job's log. One Snakemake start less than running it through the workflow."""
+    import contextlib
+    import io
+    import signal
+
+    from fewshot_core import cli
+
+    err, handler = io.StringIO(), signal.getsignal(signal.SIGTERM)
+    with contextlib.chdir(work), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            cli.main(job_arguments(work, output))
+            code = 0
+        except SystemExit as stop:
+            code = stop.code
+        finally:
+            signal.signal(signal.SIGTERM, handler)  # the command's own, for a job's process: not the tests'
+    return code, err.getvalue()
+
+
+def refusal(work: Path, config: dict) -> str:
+    """The message with which the check the Snakefile makes before any job (``load_settings_or_exit``, run in
+    the workflow's folder ``work`` on ``config`` as read back from its file) stops the run; an AssertionError
+    if it accepts the configuration. In this process: one Snakemake start less than the run it stands for."""
+    import contextlib
+
+    from fewshot_core.checks import load_settings_or_exit
+
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    with contextlib.chdir(work):
+        try:
+            load_settings_or_exit(yaml.safe_load((work / "config.yaml").read_text()), ["config.yaml"])
+        except SystemExit as stop:
+            message = str(stop.code)
+            assert message.startswith("Configuration error: ") and "Nothing was run" in message, message
+            return message
+    raise AssertionError("the check before any job accepted the configuration")
 
 
 @pytest.fixture(scope="session")

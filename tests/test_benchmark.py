@@ -11,7 +11,7 @@ from fewshot_core import benchmark
 from fewshot_core.nb201 import EDGE_NODES, architectures, full_mask, parse_arch
 from fewshot_core.ranking import study_set
 from tests.benchmark_archive import SEEDS, accuracy, write_archive
-from tests.conftest import edited, load_scenario, run_snakemake
+from tests.conftest import edited, load_scenario, refusal, run_snakemake
 
 nats_bench = pytest.importorskip("nats_bench", reason="nats_bench (a dependency) is not installed")
 SCENARIO = load_scenario("benchmark")
@@ -61,6 +61,7 @@ def in_a_run_folder(tmp_path, archive):
 
 
 def refused(tmp_path, cfg, *needles):
+    """Through Snakemake (a dry run): stopped before any job, with one message naming every needle."""
     proc = run_snakemake(tmp_path, cfg, "--dry-run", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-2000:]
@@ -69,7 +70,15 @@ def refused(tmp_path, cfg, *needles):
     assert "Traceback" not in out and not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("change,needles", [
+def refused_in_process(tmp_path, cfg, *needles):
+    """The check the Snakefile makes before any job, in this process (:func:`tests.conftest.refusal`): one
+    Snakemake start less than :func:`refused`."""
+    message = refusal(tmp_path, cfg)
+    for needle in needles:
+        assert needle in message, f"{needle!r} missing from:\n{message}"
+
+
+BAD_GROUND_TRUTHS = [
     (lambda c: edited(c, "study.ground_truth.path", "no/such"), ["study.ground_truth.path", "no/such", "not a folder"]),
     (lambda c: edited(c, "study.ground_truth.dataset", "cifar-10"), ["study.ground_truth.dataset", "cifar10-valid"]),
     (lambda c: edited(c, "study.ground_truth.hp", 90), ["study.ground_truth.hp", "12, 200"]),
@@ -79,14 +88,26 @@ def refused(tmp_path, cfg, *needles):
     (lambda c: edited(c, "data.name", "digits"), ["study.ground_truth.dataset", "data.name 'digits'"]),
     (lambda c: edited(c, "study.archs", "all") | {"study": {**c["study"], "archs": "all", "ground_truth": {}}},
      ["study.archs: all would train every architecture from scratch"]),
-])
-def test_a_bad_ground_truth_setting_stops_the_run_before_any_job(tmp_path, archive, change, needles):
+]
+
+
+@pytest.mark.workflow
+def test_a_bad_ground_truth_setting_stops_the_run_before_any_job(tmp_path, archive):
+    """Through Snakemake, one setting; every setting through the check alone: the next test."""
+    change, needles = BAD_GROUND_TRUTHS[0]
     refused(in_a_run_folder(tmp_path, archive), change(SCENARIO), *needles)
 
 
+@pytest.mark.parametrize("change,needles", BAD_GROUND_TRUTHS)
+def test_every_bad_ground_truth_setting_is_refused_by_the_check_before_any_job(tmp_path, archive, change, needles):
+    """Each setting through the check alone; one through Snakemake: the test above."""
+    refused_in_process(in_a_run_folder(tmp_path, archive), change(SCENARIO), *needles)
+
+
 def test_a_benchmark_without_the_budget_asked_for_is_named(tmp_path):
+    """Through the check alone: an archive read by the check through Snakemake is the damaged-archive test's."""
     write_archive(tmp_path / "nats", STUDY, epochs={"12": 12})
-    refused(tmp_path, SCENARIO, "study.ground_truth.hp", "only has hyper-parameters of ['12'] instead of 200")
+    refused_in_process(tmp_path, SCENARIO, "study.ground_truth.hp", "only has hyper-parameters of ['12'] instead of 200")
 
 
 def first(folder):
@@ -94,18 +115,31 @@ def first(folder):
     return benchmark.arch_file(folder, architectures(full_mask()).index(STUDY[0]))
 
 
-@pytest.mark.parametrize("damage,needles", [
+ARCHIVE_DAMAGES = [
     (lambda f: (f / "meta.pickle.pbz2").write_bytes(b"BZh91AY&SY damaged"), ["meta.pickle.pbz2 cannot be read"]),
     (lambda f: (f / "meta.pickle.pbz2").unlink(), ["holds no meta.pickle.pbz2", "fast mode"]),
     (lambda f: first(f).write_bytes(b"not bz2"),
      [f"nats/{architectures(full_mask()).index(STUDY[0]):06d}.pickle.pbz2 cannot be read by nats_bench"]),
     (lambda f: [p.unlink() for p in f.glob("0*.pickle.pbz2") if p != first(f)], ["is missing",
                                                                                  "download the whole archive"]),
-])
-def test_a_damaged_or_incomplete_archive_stops_the_run_naming_the_file(tmp_path, archive, damage, needles):
+]
+
+
+@pytest.mark.workflow
+def test_a_damaged_archive_stops_the_run_naming_the_file(tmp_path, archive):
+    """Through Snakemake, one damage; every damage through the check alone: the next test."""
     work = in_a_run_folder(tmp_path, archive)
+    damage, needles = ARCHIVE_DAMAGES[0]
     damage(work / "nats")
     refused(work, SCENARIO, "study.ground_truth.path", *needles)
+
+
+@pytest.mark.parametrize("damage,needles", ARCHIVE_DAMAGES)
+def test_a_damaged_or_incomplete_archive_stops_the_run_naming_the_file(tmp_path, archive, damage, needles):
+    """Each damage through the check alone; one through Snakemake: the test above."""
+    work = in_a_run_folder(tmp_path, archive)
+    damage(work / "nats")
+    refused_in_process(work, SCENARIO, "study.ground_truth.path", *needles)
 
 
 def test_pickles_are_read_only_through_the_benchmarks_package():
@@ -115,6 +149,7 @@ def test_pickles_are_read_only_through_the_benchmarks_package():
     assert "pickle.load" not in (ROOT / "fewshot_core" / "benchmark.py").read_text()
 
 
+@pytest.mark.workflow
 def test_the_study_against_the_benchmark_runs_end_to_end_without_standalone_training(tmp_path, archive):
     work = in_a_run_folder(tmp_path, archive)
     dry = run_snakemake(work, SCENARIO, "--dry-run").stdout

@@ -4,7 +4,13 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ENV, ROOT
+
+#: Each test runs a benchmark script in a process of its own, as costly as a workflow run (about a quarter of
+#: the time of the tests that run none): ``make test-fast`` leaves them out with the workflow's.
+pytestmark = pytest.mark.workflow
 
 
 def test_the_gpu_script_runs_and_prints_a_line_per_figure():

@@ -103,16 +103,22 @@ def test_a_user_metric_runs_end_to_end_and_its_edits_rerun_its_jobs_alone(user_r
     scores = artifacts.read_table(run / "mine" / "seed0" / "scores_L0.parquet", {"kind": "scores", "metric": "mine"})
     assert scores.value.notna().all() and (scores.value > 0).all()
     assert "Nothing to be done" in snakemake(work, cfg, "splits", "--dry-run").stdout
-    for edit in (lambda: (work / "my_metrics.py").write_text(USER_METRIC.replace("abs().mean()", "abs().max()")),
-                 lambda: (work / "my_helpers.py").write_text(HELPERS.replace("x**power", "abs(x) ** power"))):
-        edit()  # the metric's own file, then the module it imports
-        text = snakemake(work, cfg, "splits", "--dry-run").stdout
-        assert "metric=mine" in text and "metric=snip" not in text
-        assert "rule make_holdout" not in text and "rule train_root" not in text
-        snakemake(work, cfg, "splits")
+    edits = {work / "my_metrics.py": USER_METRIC.replace("abs().mean()", "abs().max()"),
+             work / "my_helpers.py": HELPERS.replace("x**power", "abs(x) ** power")}
+    for path, text in edits.items():  # the metric's own file, then the module it imports, each alone
+        original = path.read_text()
+        path.write_text(text)
+        out = snakemake(work, cfg, "splits", "--dry-run").stdout
+        assert "metric=mine" in out and "metric=snip" not in out
+        assert "rule make_holdout" not in out and "rule train_root" not in out
+        path.write_text(original)  # the code's digest, not the file's time, decides: back to the run's code
+    for path, text in edits.items():
+        path.write_text(text)
+    snakemake(work, cfg, "splits")  # the edited code runs (both edits at once: one run for the two)
 
 
-@pytest.mark.parametrize("change,needle", [
+#: Mistakes in a metric of the user's (the folder, the configuration) and what stops the run says.
+BAD_USER_METRICS = [
     (lambda w, c: (w / "my_metrics.py").unlink(), "metrics.mine.function: the file 'my_metrics.py' does not exist"),
     (lambda w, c: c["metrics"]["mine"].update(function="my_metrics.py:scor"), "defines no top-level function 'scor'"),
     (lambda w, c: (w / "my_metrics.py").write_text("def score(model):\n    return 1.0\n"),
@@ -123,13 +129,29 @@ def test_a_user_metric_runs_end_to_end_and_its_edits_rerun_its_jobs_alone(user_r
     (lambda w, c: c["metrics"]["mine"].pop("kind"), "metrics.mine.kind"),
     (lambda w, c: c["metrics"].update(mix={"combine": {"mine": 1.0, "random": 1.0}}), "metrics.mix.combine.random"),
     (lambda w, c: c["metrics"].update(late={"schedule": ["snip"]}), "metrics.late.schedule: 1 entries"),
-])
-def test_a_bad_user_metric_stops_the_run_before_any_job_naming_it(user_run, snakemake, change, needle):
+]
+
+
+def test_a_bad_user_metric_stops_the_run_before_any_job_naming_it(user_run, snakemake):
+    """Through Snakemake, one mistake: no job runs, one message. Every mistake, through the check the
+    Snakefile makes: the next test."""
     work, cfg = user_run
+    change, needle = BAD_USER_METRICS[0]
     change(work, cfg)
     proc = snakemake(work, cfg, check=False)
     assert proc.returncode != 0 and needle in proc.stderr, proc.stderr[-1500:]
     assert "Traceback" not in proc.stderr and not (work / "results").exists()
+
+
+@pytest.mark.parametrize("change,needle", BAD_USER_METRICS)
+def test_every_bad_user_metric_is_refused_by_the_check_before_any_job(user_run, change, needle):
+    """The check the Snakefile makes before any job, in the workflow's folder, in this process
+    (:func:`tests.conftest.refusal`): one Snakemake start less each."""
+    from tests.conftest import refusal
+
+    work, cfg = user_run
+    change(work, cfg)
+    assert needle in refusal(work, cfg)
 
 
 def test_the_default_configuration_grows_a_combination_and_a_schedule():

@@ -20,7 +20,7 @@ from fewshot_core.errors import ArtifactError
 from fewshot_core.settings import canonical_json
 from fewshot_core.space import Supernet
 from fewshot_core.train import train
-from tests.conftest import ROOT, edited, load_scenario
+from tests.conftest import ROOT, edited, load_scenario, refusal
 
 pytestmark = pytest.mark.faults
 TINY = load_scenario("tiny")
@@ -98,21 +98,11 @@ THROUGH_SNAKEMAKE = [next(case for case in BAD_CONFIGURATIONS if case[1][0].star
 
 
 @pytest.mark.parametrize("cfg,needles", BAD_CONFIGURATIONS)
-def test_bad_configuration_is_rejected_naming_the_key(tmp_path, monkeypatch, cfg, needles):
-    """The check the workflow makes before any job (``load_settings_or_exit``, called as the Snakefile calls
-    it, on the configuration as read back from its file), in this process: one Snakemake start less each."""
-    import yaml
-
-    from fewshot_core.checks import load_settings_or_exit
-
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(SystemExit) as stop:
-        load_settings_or_exit(yaml.safe_load((tmp_path / "config.yaml").read_text()), ["config.yaml"])
-    message = str(stop.value.code)
+def test_bad_configuration_is_rejected_naming_the_key(tmp_path, cfg, needles):
+    """The check the workflow makes before any job, in this process (:func:`tests.conftest.refusal`)."""
+    message = refusal(tmp_path, cfg)
     for needle in needles:
         assert needle in message, f"{needle!r} missing from:\n{message}"
-    assert message.startswith("Configuration error: ") and "Nothing was run" in message
 
 
 @pytest.mark.parametrize("cfg,needles", THROUGH_SNAKEMAKE)
@@ -132,6 +122,7 @@ def test_a_list_given_with_config_says_to_use_a_file(tmp_path, snakemake, tiny):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.workflow
 def test_a_key_given_twice_in_a_configuration_file_is_named_with_both_lines(tmp_path):
     import yaml
 
@@ -200,17 +191,21 @@ def test_a_signal_during_a_write_leaves_no_temporary_file(tmp_path, sig):
     assert not list(tmp_path.iterdir())  # neither the output nor its temporary file
 
 
-def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path, snakemake, tiny):
-    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}, "study": {}}
-    ref = tmp_path / "ref"
-    ref.mkdir()
-    snakemake(ref, cfg)
+def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path, snakemake, tiny, tiny_run):
+    """One tree of the tiny scenario (snip, seed 0), its settings those of the session's tiny run: killed with
+    every job once its first split is written, unlocked and rerun, every file of the tree equals the tiny
+    run's, which ran uninterrupted."""
+    import json
+
+    import yaml
+
+    cfg = {**tiny, "seeds": [0], "metrics": {"snip": tiny["metrics"]["snip"]}}
     work = tmp_path / "killed"
     work.mkdir()
-    (work / "config.yaml").write_text((ref / "config.yaml").read_text())
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", "2"]
+           "--cores", "2", "splits", "leaves", "--configfile", str(work / "config.yaml")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     target = work / "results" / "tiny" / "snip" / "seed0" / "split_L0.json"
     deadline = time.time() + 120
@@ -219,45 +214,55 @@ def test_sigkill_of_snakemake_then_rerun_equals_an_uninterrupted_run(tmp_path, s
     os.killpg(proc.pid, signal.SIGKILL)  # snakemake and every job it runs
     proc.wait()
     assert not (work / "results" / "tiny" / "leaves.parquet").exists()
-    locked = snakemake(work, cfg, "--rerun-incomplete", check=False)  # Snakemake refuses a stale lock...
+    locked = snakemake(work, cfg, "splits", "leaves", "--rerun-incomplete", check=False)  # a stale lock refused...
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
     snakemake(work, cfg, "--unlock")  # ...which the user lifts, as its message says
-    snakemake(work, cfg, "--rerun-incomplete")
-    for name in ("splits.parquet", "split_distance.parquet", "leaves.parquet"):
-        pd.testing.assert_frame_equal(pd.read_parquet(ref / "results" / "tiny" / name),
-                                      pd.read_parquet(work / "results" / "tiny" / name))
+    snakemake(work, cfg, "splits", "leaves", "--rerun-incomplete")
+    tree = "results/tiny/snip/seed0"
+    for name in ("split_L0.json", "split_L1.json"):
+        assert json.loads((work / tree / name).read_text())["splits"] == json.loads(
+            (tiny_run / tree / name).read_text())["splits"], name
+    for name in ("scores_L0.parquet", "scores_L1.parquet", "leaves/chunk0.parquet"):
+        ours, theirs = pd.read_parquet(work / tree / name), pd.read_parquet(tiny_run / tree / name)
+        pd.testing.assert_frame_equal(ours.drop(columns="seconds", errors="ignore"),
+                                      theirs.drop(columns="seconds", errors="ignore"))
+    leaves = pd.read_parquet(tiny_run / "results" / "tiny" / "leaves.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(work / "results" / "tiny" / "leaves.parquet"),
+                                  leaves[(leaves.metric == "snip") & (leaves.seed == 0)].reset_index(drop=True))
 
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "fewshot_core.cli", *args]
 
 
+@pytest.mark.workflow
 def test_sigkill_of_a_scoring_job_leaves_no_output_and_the_rerun_is_identical(tmp_path, defaults):
+    """The job killed is a `fewshot score-edges` process; what it reads, the uninterrupted run it is compared
+    with and its rerun are made by the same stages in this process (what the command calls)."""
+    from fewshot_core import stages
     from fewshot_core.checks import load_settings
 
     s = load_settings({"run": "x", "seeds": [0], "data": {"input_size": 8}, "supernet": {"C": 4},
                        "tree": {"policy": {"levels": [2]}, "edge_selection": "mincut"},
                        "metrics": {"ntk": {"batch_size": 16}}})
     holdout, root = tmp_path / "holdout.json", tmp_path / "root.pt"
-    subprocess.run(_cli("make-holdout", "--spec", canonical_json(s.holdout_spec(0)), "--out", str(holdout)),
-                   check=True, capture_output=True)
-    subprocess.run(_cli("train-root", "--spec", canonical_json(s.root_spec(0)), "--holdout", str(holdout),
-                        "--checkpoints", str(tmp_path / "ck"), "--device", "cpu", "--out", str(root)),
-                   check=True, capture_output=True)
+    stages.make_holdout(s.holdout_spec(0), holdout, log=print)
+    stages.train_root(s.root_spec(0), holdout, root, tmp_path / "ck", "cpu", log=print)
 
-    def cmd(out):
-        return _cli("score-edges", "--spec", canonical_json(s.score_spec("ntk", 0, 0)), "--holdout", str(holdout),
-                    "--weights", str(root), "--device", "cpu", "--out", str(out))
+    def score(out):
+        stages.score_edges(s.score_spec("ntk", 0, 0), holdout, root, [], out, "cpu", log=print)
 
     ref = tmp_path / "ref.parquet"
-    subprocess.run(cmd(ref), check=True, capture_output=True)
+    score(ref)
     out = tmp_path / "killed.parquet"
-    proc = subprocess.Popen(cmd(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(_cli("score-edges", "--spec", canonical_json(s.score_spec("ntk", 0, 0)), "--holdout",
+                                 str(holdout), "--weights", str(root), "--device", "cpu", "--out", str(out)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     proc.stdout.readline()  # the first edge is scored: the job is mid-way
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
-    subprocess.run(cmd(out), check=True, capture_output=True)
+    score(out)
     pd.testing.assert_frame_equal(pd.read_parquet(ref).drop(columns="seconds"),
                                   pd.read_parquet(out).drop(columns="seconds"))
 

@@ -9,7 +9,7 @@ import pytest
 
 from fewshot_core import artifacts
 from fewshot_core.errors import ArtifactError
-from tests.conftest import edited, load_scenario, run_snakemake
+from tests.conftest import edited, load_scenario, run_job_in_process, run_snakemake
 
 pytestmark = pytest.mark.faults
 TINY = load_scenario("tiny")
@@ -104,29 +104,63 @@ def test_a_split_file_whose_records_name_another_tree_is_refused(copy_of):
 
 
 def test_a_root_of_another_width_is_remade(copy_of, tmp_path):
+    """The other root made in this process by the stages its workflow's two jobs run (holdout, root)."""
+    from fewshot_core import stages
+    from fewshot_core.checks import load_settings
+
     work, run = copy_of
-    other = edited(edited(TINY, "supernet.C", 8), "run", "wide")
-    (tmp_path / "wide").mkdir()
-    run_snakemake(tmp_path / "wide", other, "results/wide/seed0/root.pt")
-    shutil.copy(tmp_path / "wide" / "results" / "wide" / "seed0" / "root.pt", run / "seed0" / "root.pt")
+    wide = load_settings(edited(edited(TINY, "supernet.C", 8), "run", "wide"))
+    holdout, root = tmp_path / "holdout_seed0.json", tmp_path / "root.pt"
+    stages.make_holdout(wide.holdout_spec(0), holdout, log=print)
+    stages.train_root(wide.root_spec(0), holdout, root, tmp_path / "checkpoints", "cpu", log=print)
+    shutil.copy(root, run / "seed0" / "root.pt")
     remade_at_start(work, run / "seed0" / "root.pt", "seed0: 1 file made with other settings (made as run 'wide', not 'tiny')")
 
 
-@pytest.mark.parametrize("edit,needle", [
+#: Damages to a holdout and what the job that reads it must say.
+HOLDOUT_DAMAGES = [
     (lambda h: {**h, "train": [-1, *h["train"][1:]]}, "outside the dataset"),
     (lambda h: {**h, "train": [h["train"][0], *h["train"]]}, "repeats"),
     (lambda h: {**h, "val": [h["train"][0], *h["val"][1:]]}, "in both train and val"),
     (lambda h: {**h, "val": []}, "empty"),
     (lambda h: {**h, "train": ["0", *h["train"][1:]]}, "integer"),
     (lambda h: {**h, "train": h["train"] + [10**6]}, "outside the dataset"),
-])
-def test_a_damaged_holdout_is_refused_by_the_job_that_reads_it(copy_of, edit, needle):
+]
+
+
+def damage_holdout(run, edit) -> None:
     import json
 
-    work, run = copy_of
     path = run / "data" / "holdout_seed0.json"
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+def job_refuses(work, output: str, *needles: str) -> None:
+    """The job that made ``output`` in the run, run again in this process as the workflow ran it, stops with
+    one error line (status 2, no traceback: an unexpected exception would fail the test) naming every needle."""
+    code, err = run_job_in_process(work, output)
+    assert code == 2 and err.startswith("fewshot ") and "error:" in err, err
+    for needle in needles:
+        assert needle in err, f"{needle!r} missing from the job's error:\n{err[-2000:]}"
+    assert "Traceback" not in err
+
+
+def test_a_damaged_holdout_is_refused_by_the_job_that_reads_it(copy_of):
+    """Through the workflow, one damage: the first job that reads the holdout fails, its log naming the file
+    and the fault. Every damage, through that job alone: the next test."""
+    work, run = copy_of
+    edit, needle = HOLDOUT_DAMAGES[0]
+    damage_holdout(run, edit)
     failed_job_says(work, "holdout_seed0.json", needle)
+
+
+@pytest.mark.parametrize("edit,needle", HOLDOUT_DAMAGES)
+def test_every_damage_to_a_holdout_is_refused_by_the_job_that_reads_it(copy_of, edit, needle):
+    """The job the workflow runs first on a changed holdout (the seed's root training), on its recorded
+    command line, in this process: one Snakemake start less per damage than the test above."""
+    work, run = copy_of
+    damage_holdout(run, edit)
+    job_refuses(work, "results/tiny/seed0/root.pt", "holdout_seed0.json", needle)
 
 
 def test_a_scores_table_missing_a_column_is_refused(copy_of):
@@ -139,16 +173,34 @@ def test_a_scores_table_missing_a_column_is_refused(copy_of):
     failed_job_says(work, "scores_L0.parquet", "column(s) ['similarity'] missing")
 
 
-@pytest.mark.parametrize("field,value", [("edge", "2"), ("groups", "skip"), ("depth", None), ("cut", [1])])
-def test_split_fields_of_the_wrong_type_are_refused(copy_of, field, value):
+SPLIT_FIELDS = [("edge", "2"), ("groups", "skip"), ("depth", None), ("cut", [1])]
+
+
+def damage_split_field(run, field: str, value) -> None:
     import json
 
-    work, run = copy_of
     path = run / "synflow" / "seed1" / "split_L0.json"
     obj = json.loads(path.read_text())
     obj["splits"][0][field] = value
     path.write_text(json.dumps(obj))
+
+
+def test_a_split_field_of_the_wrong_type_is_refused(copy_of):
+    """Through the workflow, one field: the job that reads the split fails naming it. Every field, through
+    that job alone: the next test."""
+    work, run = copy_of
+    field, value = SPLIT_FIELDS[0]
+    damage_split_field(run, field, value)
     failed_job_says(work, "split_L0.json", f"split field {field!r}")
+
+
+@pytest.mark.parametrize("field,value", SPLIT_FIELDS)
+def test_split_fields_of_the_wrong_type_are_refused(copy_of, field, value):
+    """The job the workflow runs first on the changed split (the next level's scoring), on its recorded
+    command line, in this process."""
+    work, run = copy_of
+    damage_split_field(run, field, value)
+    job_refuses(work, "results/tiny/synflow/seed1/scores_L1.parquet", "split_L0.json", f"split field {field!r}")
 
 
 def test_a_study_set_that_repeats_an_architecture_is_refused(copy_of):

@@ -14,7 +14,7 @@ from fewshot_core.checks import load_settings
 from fewshot_core.digests import of_code as source_digest
 from fewshot_core.errors import ArtifactError
 from fewshot_core.outputs import OUTPUTS
-from tests.conftest import ENV, ROOT, edited, load_scenario, run_snakemake, run_snakemake_side_by_side
+from tests.conftest import ENV, ROOT, edited, load_scenario, run_snakemake
 
 TINY = load_scenario("tiny")
 #: One setting changed, upstream of everything: every output of this run differs from the tiny run's. One seed
@@ -24,12 +24,15 @@ OTHER = edited(edited(edited(TINY, "data.val_fraction", 0.25), "seeds", [0]), "m
 
 @pytest.fixture(scope="module")
 def other_run(tmp_path_factory):
-    """``OTHER`` made (another validation share: every spec differs), and the tiny scenario with a study set of
-    another size (the study set does not depend on the data), side by side."""
-    work, study = tmp_path_factory.mktemp("other"), tmp_path_factory.mktemp("other_study")
-    run_snakemake_side_by_side([(work, OTHER, ()),
-                                (study, edited(TINY, "study.archs", 5), ("results/tiny/study/archs.json",))])
-    shutil.copy(study / "results" / "tiny" / "study" / "archs.json", work / "results" / "tiny" / "study" / "archs.json")
+    """``OTHER`` made (another validation share: every spec differs), with the study set of the tiny scenario
+    with a study set of another size (the study set does not depend on the data), made in this process by
+    the stage its job runs."""
+    from fewshot_core import stages
+
+    work = tmp_path_factory.mktemp("other")
+    run_snakemake(work, OTHER)
+    stages.sample_study_set(load_settings(edited(TINY, "study.archs", 5)).study_set_spec(),
+                            work / "results" / "tiny" / "study" / "archs.json", log=print)
     return work
 
 
@@ -69,18 +72,6 @@ def test_a_file_of_every_kind_made_by_other_settings_is_scheduled_again_at_start
     assert holdouts and all("Forced execution" in j for j in holdouts)
 
 
-def test_the_nodes_of_a_warm_up_made_by_other_settings_are_scheduled_again(tmp_path):
-    warm = load_scenario("warmup")
-    target = "results/tiny/snip/seed0/nodes_L1.pt"
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    run_snakemake_side_by_side([(a, warm, (target,)), (b, edited(warm, "training.warmup.epochs", 2), (target,))])
-    shutil.copy(b / target, a / target)
-    out, err = dry_run(a, warm, target)
-    assert "snip/seed0: 1 file made with other settings (epochs 2 -> 1): rerunning" in err
-    assert "Forced execution" in out and "rule train_children" in out
-
-
 def test_the_reader_of_a_file_made_by_other_settings_names_the_field(other_run, tiny_run):
     """Where a copy reaches a job (placed after the start-up check), the job refuses it: the spec differs."""
     theirs = other_run / "results" / "tiny" / "snip" / "seed0" / "scores_L0.parquet"
@@ -113,12 +104,14 @@ def test_without_snakemakes_records_a_changed_metric_reruns_that_metric_alone(ru
         assert f"rule {rule}:" in out, rule  # what reads the metric's files
 
 
-@pytest.mark.parametrize("key,value", [("device", "auto"), ("data.download", True)])
-def test_result_neutral_settings_rerun_nothing(run_copy, key, value):
-    out, err = dry_run(run_copy, edited(TINY, key, value))
+def test_result_neutral_settings_rerun_nothing(run_copy):
+    """Both settings changed at once: each alone reruns nothing exactly when the two together rerun nothing
+    (a rerun either caused would be scheduled with both), so one dry run stands for the two."""
+    neutral = edited(edited(TINY, "device", "auto"), "data.download", True)
+    out, err = dry_run(run_copy, neutral)
     assert "Nothing to be done" in out, out[-2000:]
     shutil.rmtree(run_copy / ".snakemake")
-    out, err = dry_run(run_copy, edited(TINY, key, value))
+    out, err = dry_run(run_copy, neutral)
     assert "Nothing to be done" in out and "other settings" not in err
 
 
@@ -252,11 +245,17 @@ def test_the_summary_shows_the_trees_and_names_a_ranking_made_from_a_table_since
 
 
 def test_the_start_up_lines_name_damaged_files(run_copy):
+    """The start-up check as the Snakefile makes it (``freshness.check``, then its lines for the files to
+    remake), in this process; that Snakemake then remakes an unreadable file is
+    test_faults_files.py::test_corrupt_parquet_is_named_at_start_and_remade, and that it schedules the job of
+    every kind of file found: test_a_file_of_every_kind_made_by_other_settings_is_scheduled_again_at_start."""
     path = run_copy / "results" / "tiny" / "leaves.parquet"
     path.write_bytes(b"PAR1 not a table")
-    out, err = dry_run(run_copy)
-    assert "run: 1 file unreadable or without a provenance record (results/tiny/leaves.parquet cannot be read" in err
-    assert "rule collect_leaves:" in out
+    findings = freshness.check(load_settings(TINY), run_copy)
+    assert [f.path for f in findings] == ["results/tiny/leaves.parquet"]
+    lines = freshness.report(findings, {f.path for f in freshness.rerun(findings, False)}, False)
+    assert lines[0].startswith("run: 1 file unreadable or without a provenance record (results/tiny/leaves.parquet "
+                               "cannot be read") and lines[0].endswith(": rerunning"), lines
 
 
 # ----------------------------------------------------------------------------- computed code dependencies
@@ -276,17 +275,60 @@ def test_an_outputs_code_is_what_its_stage_reaches():
     assert all("stages" in c and not c & metric_modules() for c in code.values())
 
 
+#: Runs each job of the JSON file argv[1] ([folder, log, fewshot arguments]) in a child forked from a process
+#: that has imported the libraries the jobs use but nothing of the package, and writes to argv[2] each job's
+#: exit status and the package's modules it loaded: what a fresh process per job shows, without each paying
+#: for torch's import.
+FORK_EACH_JOB = """
+import json, os, sys, traceback
+import matplotlib.pyplot, numpy, pandas, pyarrow.parquet, scipy.stats, seaborn, torch, torch._dynamo, torch.func
+assert not [m for m in sys.modules if m.startswith("fewshot_core")]
+results = []
+for folder, log, args in json.load(open(sys.argv[1])):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read)
+            os.chdir(folder)
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            from fewshot_core import cli
+            try:
+                cli.main(args)
+                code = 0
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 1
+            os.write(write, json.dumps(sorted(m for m in sys.modules if m.startswith("fewshot_core."))).encode())
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        modules = json.loads(pipe.read() or "[]")
+    results.append([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), modules])
+json.dump(results, open(sys.argv[2], "w"))
+"""
+
+
 def test_every_module_a_stage_loads_when_it_runs_is_in_its_outputs_record(tiny_run, tmp_path):
-    """Each rule's job of the tiny run run again as its own process (no server), with Python's import log:
-    every package module the stage loaded is in the code its output records (the command-line modules
-    aside, and each metric's own module, which its spec carries). Not covered here: train_children (warm-up
-    only) and read_benchmark (NAS-Bench-201's archive)."""
+    """Each rule's job of the tiny run run again on its recorded command line, each in a process of its own
+    that had imported no module of the package (forked from one that imported torch and the other libraries:
+    :data:`FORK_EACH_JOB`): every package module the stage loaded is in the code its output records (the
+    command-line modules aside, and each metric's own module, which its spec carries). Not covered here:
+    train_children (warm-up only) and read_benchmark (NAS-Bench-201's archive)."""
     import base64
     import json
     import re
 
     from fewshot_core.dependencies import metric_modules
     from fewshot_core.launch import SERVER_VARIABLE
+    from tests.conftest import fewshot_command
 
     work = tmp_path / "run"
     shutil.copytree(tiny_run, work, symlinks=True)
@@ -299,14 +341,16 @@ def test_every_module_a_stage_loads_when_it_runs_is_in_its_outputs_record(tiny_r
         if kind is not None:
             by_rule.setdefault(record["rule"], (kind, record["shellcmd"]))
     assert len(by_rule) >= 14, sorted(by_rule)
-    env = {**{k: v for k, v in ENV.items() if k != SERVER_VARIABLE}, "FEWSHOT_NO_SERVER": "1",
-           "PYTHONPROFILEIMPORTTIME": "1"}
+    jobs = [(str(work), *reversed(fewshot_command(command))) for _, (_, command) in sorted(by_rule.items())]
+    (tmp_path / "jobs.json").write_text(json.dumps([[folder, log, args] for folder, log, args in jobs]))
+    env = {k: v for k, v in ENV.items() if k != SERVER_VARIABLE}
+    subprocess.run([sys.executable, "-c", FORK_EACH_JOB, str(tmp_path / "jobs.json"), str(tmp_path / "loaded.json")],
+                   env=env, check=True)
     allowed_extra = {"cli", "launch"} | metric_modules()
-    for rule, (kind, command) in sorted(by_rule.items()):
-        subprocess.run(["bash", "-c", command], cwd=work, env=env, check=True)
-        log = work / re.search(r"> (\S+) 2>&1", command).group(1).strip("'")
-        loaded = {m.removeprefix("fewshot_core.") for m in re.findall(r"\|\s+(fewshot_core\.[\w.]+)\s*$",
-                                                                         log.read_text(), flags=re.M)}
-        assert "stages" in loaded, f"no import log from {rule}'s job: {log}"
+    for (rule, (kind, _)), (_, log, _), (status, modules) in zip(sorted(by_rule.items()), jobs,
+                                                                 json.loads((tmp_path / "loaded.json").read_text())):
+        assert status == 0, f"{rule}'s job failed: {(work / log).read_text()[-2000:]}"
+        loaded = {m.removeprefix("fewshot_core.") for m in modules}
+        assert "stages" in loaded, f"no module list from {rule}'s job"
         missing = loaded - set(OUTPUTS[kind].code) - allowed_extra
         assert not missing, f"{rule} loaded {sorted(missing)}, which {kind}'s record does not name"

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -121,6 +122,7 @@ def image_python(folder: Path) -> Path:
     return folder / "bin" / "python"
 
 
+@pytest.mark.workflow
 def test_the_install_step_gives_an_image_without_snakemake_a_working_workflow_from_the_wheels_alone(tmp_path):
     """gpu.sh's install step, as it runs on the GPU machine: the wheel folder built for this Python (the
     GPU machine's is 3.12, this one's 3.11), then installed into a Python that holds only the image's

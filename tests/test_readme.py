@@ -93,12 +93,75 @@ def test_the_readme_opens_with_its_two_commands():
     assert len(commands()) > 10
 
 
+#: Options that do not change what a dry run builds or checks (how many cores, the resources to share out):
+#: Snakemake's own parser reads them in every command, and commands that differ only in them and in their
+#: targets share one dry run.
+DAG_NEUTRAL = ("targets", "cores", "resources", "dryrun")
+
+
+def dry_run_group(run: list[str]) -> str | None:
+    """What decides a Snakemake dry run's DAG: every option as Snakemake's own parser reads it but the
+    :data:`DAG_NEUTRAL` ones (an option it does not know fails the parse, so the test), and whether it names
+    targets; None for another command."""
+    if os.path.basename(run[0]) != "snakemake":
+        return None
+    from snakemake.cli import get_argument_parser
+
+    args = vars(get_argument_parser().parse_args(run[1:]))
+    options = sorted((k, repr(getattr(v, "__dict__", v))) for k, v in args.items() if k not in DAG_NEUTRAL)
+    return repr([*options, ("default target", not args["targets"])])  # no target: the workflow's first rule
+
+
+def targets(run: list[str]) -> list[str]:
+    from snakemake.cli import get_argument_parser
+
+    return list(get_argument_parser().parse_args(run[1:]).targets)
+
+
+def grouped_dry_runs() -> dict[str, list[str]]:
+    """One dry run per distinct DAG: the first command of each group with every target its group names
+    (the union of their DAGs), so a configuration the README shows four times is built once."""
+    groups: dict[str, list[list[str]]] = {}
+    for command in commands():
+        run = as_run(command)
+        if run is not None and (key := dry_run_group(run)) is not None:
+            groups.setdefault(key, []).append(run)
+    merged = {}
+    for key, runs in groups.items():
+        first, wanted = runs[0], list(dict.fromkeys(t for r in runs for t in targets(r)))
+        own = set(targets(first))
+        words = [w for w in first[1:] if w not in own]
+        merged[key] = [first[0], *wanted, *words]  # targets first: --configfile takes every word after it
+        assert dry_run_group(merged[key]) == key and targets(merged[key]) == wanted, merged[key]
+    return merged
+
+
+def run_in_checkout(checkout, run: list[str]) -> subprocess.CompletedProcess:
+    env = {**ENV, "PATH": f"{checkout / '.venv' / 'bin'}{os.pathsep}{ENV['PATH']}", "PYTHONPATH": str(checkout)}
+    return subprocess.run(run, cwd=checkout, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def dry_runs(checkout):
+    """Each group's dry run, made when a test first asks for it."""
+    merged, done = grouped_dry_runs(), {}
+
+    def result(key: str) -> subprocess.CompletedProcess:
+        if key not in done:
+            done[key] = run_in_checkout(checkout, merged[key])
+        return done[key]
+
+    return result
+
+
 @pytest.mark.parametrize("command", commands())
-def test_every_readme_command_runs_as_written(checkout, command):
+def test_every_readme_command_runs_as_written(checkout, dry_runs, command):
+    """A Snakemake command: the dry run of its group (:func:`grouped_dry_runs`), which builds the DAG of
+    each of its targets under its options, as the command alone would."""
     run = as_run(command)
     if run is None:
         pytest.skip("run by test_workflow.py::test_report_is_self_contained_and_renders")
-    env = {**ENV, "PATH": f"{checkout / '.venv' / 'bin'}{os.pathsep}{ENV['PATH']}", "PYTHONPATH": str(checkout)}
-    proc = subprocess.run(run, cwd=checkout, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, f"{command}:\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
+    key = dry_run_group(run)
+    proc = run_in_checkout(checkout, run) if key is None else dry_runs(key)
+    assert proc.returncode == 0, f"{command} ({shlex.join(proc.args)}):\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
     assert "Traceback" not in proc.stderr

@@ -15,6 +15,9 @@ from fewshot_core.server import Server
 from fewshot_core.settings import canonical_json
 from tests.conftest import ENV
 
+#: Every test here starts jobs in processes of their own (through the server or without it).
+pytestmark = pytest.mark.workflow
+
 
 @pytest.fixture(scope="module")
 def server():

@@ -4,6 +4,8 @@ Snakemake: the hook sees the requested targets and what it adds to ``--forcerun`
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ENV
 
 SNAKEFILE = '''
@@ -22,6 +24,7 @@ rule made:
 '''
 
 
+@pytest.mark.workflow
 def test_the_hook_sees_the_targets_and_forces_what_it_adds(tmp_path):
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     (tmp_path / "made.txt").write_text("first\n")  # complete, and Snakemake has no record of it
@@ -33,7 +36,6 @@ def test_the_hook_sees_the_targets_and_forces_what_it_adds(tmp_path):
 
 
 def test_a_snakemake_it_was_not_checked_against_is_refused_in_one_line(monkeypatch):
-    import pytest
     import snakemake
 
     from fewshot_core import snakemake_hook

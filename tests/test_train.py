@@ -233,6 +233,7 @@ def train_leaves_cmd(tmp_path, defaults, out_dir, epochs=6):
             "--device", "cpu"]
 
 
+@pytest.mark.workflow
 @pytest.mark.faults
 def test_sigkill_in_the_middle_then_rerun_matches_an_uninterrupted_run(tmp_path, defaults):
     ref, killed = tmp_path / "ref", tmp_path / "killed"

@@ -228,24 +228,37 @@ def cifar_dir(tmp_path_factory):
     return work
 
 
-def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake):
+@pytest.fixture(scope="module")
+def config_dry_run(cifar_dir, snakemake):
+    """The dry run of a configuration file of config/ in ``cifar_dir``, made once for the module's tests."""
+    done = {}
+
+    def dry_run(name: str):
+        if name not in done:
+            done[name] = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / name))
+        return done[name]
+
+    return dry_run
+
+
+def test_paper_configuration_is_the_whole_configuration(cifar_dir, snakemake, config_dry_run):
     """A --configfile is not merged into the default: the paper's DAG holds exactly its metrics."""
     import yaml
 
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
-    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / "paper.yaml"))
-    trees = dag_paths(proc.stdout, "paper")
+    trees = dag_paths(config_dry_run("paper.yaml").stdout, "paper")
     assert {m for m, _ in trees} == set(paper["metrics"])
     assert {int(s) for _, s in trees} == set(paper["seeds"])
-    study = ROOT / "config" / "study.yaml"  # --config still overrides, on top of a file (a smaller DAG than the paper's)
-    plain = dag_paths(snakemake(cifar_dir, None, "--dry-run", "--configfile", str(study)).stdout, "study")
-    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(study), "--config", "run=study_try")
+    # --config still overrides, on top of a file (a smaller DAG than the paper's)
+    plain = dag_paths(config_dry_run("study.yaml").stdout, "study")
+    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / "study.yaml"), "--config",
+                     "run=study_try")
     assert dag_paths(proc.stdout, "study_try") == plain and plain
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "paper.yaml"))
-def test_every_configuration_file_dry_runs_on_its_own(cifar_dir, snakemake, name):
-    """(paper.yaml's own dry run is the test above.)"""
+def test_every_configuration_file_dry_runs_on_its_own(config_dry_run, name):
+    """(paper.yaml's own dry run is the test above; study.yaml's is shared with it.)"""
     import yaml
 
     from fewshot_core.data import FASHION_ROOT
@@ -253,8 +266,7 @@ def test_every_configuration_file_dry_runs_on_its_own(cifar_dir, snakemake, name
     data = yaml.safe_load((ROOT / "config" / name).read_text()).get("data", {})
     if data.get("name") == "fashion_mnist" and not data.get("root") and not Path(FASHION_ROOT).is_dir():
         pytest.skip(f"{name} reads Debian's dataset-fashion-mnist, not installed here ({FASHION_ROOT})")
-    proc = snakemake(cifar_dir, None, "--dry-run", "--configfile", str(ROOT / "config" / name))
-    assert "This was a dry-run" in proc.stdout
+    assert "This was a dry-run" in config_dry_run(name).stdout
 
 
 # ----------------------------------------------------------------------------- no stale results
@@ -267,6 +279,25 @@ def warm_run(tmp_path_factory, scenario, snakemake):
     return work
 
 
+@pytest.fixture(scope="module")
+def changed(tmp_path_factory, warm_run, scenario, side_by_side, edit):
+    """For one change to the staleness scenario: the complete run updated by it (a copy of ``warm_run``, with
+    Snakemake's records of it, then `snakemake`) and a fresh run of the changed configuration, the two made
+    side by side when first asked for and kept for the module's other tests."""
+    made = {}
+
+    def pair(key: str, value) -> tuple[Path, Path]:
+        if (key, value) not in made:
+            config = edit(scenario("warmup"), key, value)
+            updated, fresh = tmp_path_factory.mktemp("updated"), tmp_path_factory.mktemp("fresh")
+            shutil.copytree(warm_run, updated, dirs_exist_ok=True)
+            side_by_side([(updated, config, ("splits", "leaves")), (fresh, config, ("splits", "leaves"))])
+            made[key, value] = updated, fresh
+        return made[key, value]
+
+    return pair
+
+
 @pytest.mark.parametrize("key,value", [
     ("training.leaves.epochs", 2),
     ("training.leaves.archs", 3),
@@ -274,16 +305,25 @@ def warm_run(tmp_path_factory, scenario, snakemake):
     ("training.warmup.epochs", 2),
     ("metrics.snip.batch_size", 8),
 ])
-def test_a_change_gives_the_tables_of_a_fresh_run(warm_run, tmp_path, scenario, side_by_side, edit, key, value):
+def test_a_change_gives_the_tables_of_a_fresh_run(changed, key, value):
     """After a complete run, one change then `snakemake` equals a fresh run of the new configuration."""
-    changed = edit(scenario("warmup"), key, value)
-    updated, fresh = tmp_path / "updated", tmp_path / "fresh"
-    shutil.copytree(warm_run, updated)  # the finished run, with Snakemake's records of it
-    fresh.mkdir()
-    side_by_side([(updated, changed, ("splits", "leaves")), (fresh, changed, ("splits", "leaves"))])
+    updated, fresh = changed(key, value)
     for name in TABLES:
         pd.testing.assert_frame_equal(pd.read_parquet(updated / "results" / "tiny" / name),
                                       pd.read_parquet(fresh / "results" / "tiny" / name))
+
+
+def test_the_nodes_of_a_warm_up_made_by_other_settings_are_scheduled_again(warm_run, changed, tmp_path, scenario,
+                                                                           snakemake):
+    """The start-up check finds a warm-up's nodes made by other settings (those of the fresh run with two
+    warm-up epochs above, where the scenario has one) and forces their job."""
+    target = "results/tiny/snip/seed0/nodes_L1.pt"
+    work = tmp_path / "run"
+    shutil.copytree(warm_run, work)
+    shutil.copy(changed("training.warmup.epochs", 2)[1] / target, work / target)
+    proc = snakemake(work, scenario("warmup"), "--dry-run", target)
+    assert "snip/seed0: 1 file made with other settings (epochs 2 -> 1): rerunning" in proc.stderr
+    assert "Forced execution" in proc.stdout and "rule train_children" in proc.stdout
 
 
 # ----------------------------------------------------------------------------- the report
