@@ -369,8 +369,8 @@ def data_caption(protocol: dict) -> str:
 
 
 def measure(protocol: dict) -> str:
-    """What a study's rankings are compared on (tables made before ``rank_by`` ranked by accuracy)."""
-    return f"mean test {protocol.get('rank_by', 'accuracy')}"
+    """What a study's rankings are compared on: the ground truth's mean test loss or accuracy."""
+    return f"mean test {protocol['rank_by']}"
 
 
 def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -> str:
