@@ -77,9 +77,9 @@ rule study:
         TARGETS["study"],
 
 
-# Before any job: outputs made by other settings are scheduled again, those made by other code listed.
+# Before any job: outputs made by other settings or code are scheduled again.
 if workflow.is_main_process:
-    start_check(TARGETS)
+    start_check()
 
 
 onstart:

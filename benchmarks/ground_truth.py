@@ -29,7 +29,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fewshot_core.checks import load_settings  # noqa: E402
-from fewshot_core.ranking import kendall_tau, kendall_tau_resampled, study_set  # noqa: E402
+from fewshot_core.nb201 import study_set  # noqa: E402
+from fewshot_core.ranking import kendall_tau, kendall_tau_resampled  # noqa: E402
 
 _WORK: dict = {}
 

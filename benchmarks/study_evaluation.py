@@ -21,8 +21,10 @@ from fewshot_core import data, metrics  # noqa: E402
 from fewshot_core.checks import load_settings  # noqa: E402
 from fewshot_core.device import resolve as resolve_device  # noqa: E402
 from fewshot_core.metrics import Batch  # noqa: E402
-from fewshot_core.nb201 import arch_to_mask  # noqa: E402
-from fewshot_core.ranking import study_set  # noqa: E402
+from fewshot_core.nb201 import (
+    arch_to_mask,  # noqa: E402
+    study_set,  # noqa: E402
+)
 from fewshot_core.space import Supernet  # noqa: E402
 from fewshot_core.train import evaluate_architectures, test_images  # noqa: E402
 

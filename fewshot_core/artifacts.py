@@ -1,15 +1,15 @@
 """Every file the workflow writes or reads: atomic writes, provenance, tables, JSON, weights, checkpoints.
 
-Each artifact carries a provenance record (:func:`record`): its kind, run and identity (metric,
-seed, level or chunk), the digest of the spec that made it and the spec itself, the digests of the
-package modules its content depends on, the digest of its own content (``content``, added by the
-writer) and, under ``read``, the content digest of every input file it was made from. Every reader
-states what it expects (:func:`expect`: kind, run, identity and spec digest) and
-:func:`check_provenance` compares, and checks that no input has changed since, so a file copied to
-the wrong place, left by other settings or made from inputs since remade is an error naming the
-file, the field, both values and the remedy. :func:`read_record` reads a record alone, without the
-data and without torch, for the workflow's start-up check. Weight files are a zip holding the
-record beside the tensors, which are read with ``weights_only=True``: no file can run code when loaded.
+Each artifact carries a provenance record (:func:`record`): its kind, run and identity (metric, seed,
+level or chunk), its key (:func:`fewshot_core.outputs.key`: the digest of its kind, its spec, which names
+its inputs' keys, and its stage's code), the spec itself and the code digests (to say what changed), and
+the digest of its own content (``content``). Every reader states what it expects (:func:`expect`: kind,
+run, identity and key) and :func:`check_provenance` compares, then checks the bytes it read against
+``content``: a file copied to the wrong place, made by other settings or code, or from inputs since
+remade, or edited by hand, is an error naming the file, the field, both values and the remedy.
+:func:`read_record` reads a record alone, without the data and without torch, for the workflow's start-up
+check. Weight files are a zip holding the record beside the tensors, which are read with
+``weights_only=True``: no file can run code when loaded.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ import dataclasses
 import io
 import json
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fewshot_core import digests
 from fewshot_core.errors import ArtifactError
-from fewshot_core.outputs import OUTPUTS, Output, code_version
-from fewshot_core.settings import digest
+from fewshot_core.outputs import OUTPUTS, Output, code_version, key
+from fewshot_core.settings import canonical_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,16 +80,16 @@ def provenance(kind: str, **fields: Any) -> dict:
 
 def record(output: Output, spec: Any, **extra: Any) -> dict:
     """The provenance record of an output made by ``spec``: kind, run, identity (read from the spec),
-    the spec's digest and the spec itself, the code version, and ``extra`` (the inputs' digests ...)."""
+    its key, the spec itself and the code digests it was made with, and ``extra`` (the device ...)."""
     identity = {k: getattr(spec, k) for k in output.identity}
-    return provenance(output.kind, run=spec.run, **identity, spec=digest(spec), settings=dataclasses.asdict(spec),
-                      code=code_version(output), **extra)
+    return provenance(output.kind, run=spec.run, **identity, key=key(output, canonical_json(spec)),
+                      settings=dataclasses.asdict(spec), code=code_version(output), **extra)
 
 
-def expect(output: Output, run: str, spec: str, **identity: Any) -> dict:
-    """What a reader checks in the record of an input: kind, run, identity, and the spec digest it must
-    have been made by, in that order (the first difference is the one reported)."""
-    return {"kind": output.kind, "run": run, **identity, "spec": spec}
+def expect(output: Output, run: str, key: str, **identity: Any) -> dict:
+    """What a reader checks in the record of an input: kind, run, identity, and the key it must have been
+    made with, in that order (the first difference is the one reported)."""
+    return {"kind": output.kind, "run": run, **identity, "key": key}
 
 
 def file_format(path: str | os.PathLike) -> str:
@@ -96,57 +98,22 @@ def file_format(path: str | os.PathLike) -> str:
     return {".parquet": "parquet", ".json": "json"}.get(suffix, "weights")
 
 
-def content_digest(path: str | os.PathLike, records: dict[str, dict | None] | None = None) -> str:
-    """The digest of an artifact's content, as its record states it (``records``: records already read, by
-    absolute path); the digest of its bytes for a file without one (written before records held it)."""
-    key = os.path.abspath(path)
-    found = records[key] if records and key in records else read_record(path, file_format(path))
-    content = found.get(CONTENT) if isinstance(found, dict) else None
-    return content if isinstance(content, str) else digests.of_file(path)
-
-
-def inputs_record(paths: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike]], out: str | os.PathLike) -> dict:
-    """``{input file: content digest}`` of a job's input files, for the record of its output ``out``: each
-    path relative to ``out``'s folder, so that the record reads the same from any working folder."""
-    folder = os.path.dirname(os.path.abspath(out))
-    files = [p for v in paths.values() for p in (v if isinstance(v, (list, tuple)) else [v])]
-    return {os.path.relpath(os.path.abspath(p), folder): content_digest(p) for p in files}
-
-
-def changed_inputs(path: str | os.PathLike, found: dict, records: dict[str, dict | None] | None = None) -> list[str]:
-    """The inputs recorded in ``found`` (the record of the file at ``path``) whose content is not the one it
-    was made from, as absolute paths; an input that no longer exists is not counted (the workflow makes it
-    first)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    changed = []
-    for rel, made_from in (found.get("read") or {}).items():
-        p = os.path.normpath(os.path.join(folder, rel))
-        try:
-            if (p in (records or ()) or os.path.exists(p)) and content_digest(p, records) != made_from:
-                changed.append(p)
-        except ArtifactError:
-            changed.append(p)  # damaged since: not what it was made from
-    return changed
-
-
-def check_provenance(path: str | os.PathLike, found: Any, expected: Mapping[str, Any]) -> dict:
-    """``found`` if it is a provenance record holding every field of ``expected`` with the same value."""
+def check_provenance(path: str | os.PathLike, found: Any, expected: Mapping[str, Any], content: str | None = None) -> dict:
+    """``found`` if it is a provenance record holding every field of ``expected`` with the same value, and
+    (``content`` given) naming that digest of the bytes read as its own."""
     if not isinstance(found, dict):
         raise ArtifactError(f"{path}: no provenance record: it was not written by this tool, or by an older "
                             f"version; {REMEDY}")
     for field, want in expected.items():
         got = found.get(field)
         if got != want:
-            what = ("was made by other settings, or from inputs made by other settings" if field == "spec"
+            what = ("was made by other settings or code, or from inputs made so" if field == "key"
                     else "belongs to another job or another run")
             raise ArtifactError(f"{path}: provenance field {field!r} is {got!r}, expected {want!r}: the file "
                                 f"{what}; {REMEDY}")
-    changed = changed_inputs(path, found)
-    if changed:
-        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-        raise ArtifactError(f"{path} is out of date: it was made from {os.path.relpath(changed[0])}{more} as it was "
-                            "before it changed; "
-                            "rerun the workflow, which remakes it")
+    if content is not None and found.get(CONTENT) != content:
+        raise ArtifactError(f"{path}: its content is not the one its record names: it was edited or damaged "
+                            f"since it was written; {REMEDY}")
     return found
 
 
@@ -177,14 +144,25 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, provenance: dict) -> 
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(df, preserve_index=False)
-    content = io.BytesIO()
-    with pa.ipc.new_stream(content, table.schema) as stream:
-        stream.write_table(table)
-    provenance = {**provenance, CONTENT: digests.short(content.getvalue())}
+    plain = io.BytesIO()
+    pq.write_table(table, plain)  # the digest is of the frame a reader gets back (pandas' types come back others)
+    provenance = {**provenance, CONTENT: _table_digest(pq.read_table(plain, use_threads=False).to_pandas())}
     meta = {**(table.schema.metadata or {}), PROVENANCE_KEY: json.dumps(provenance, sort_keys=True).encode()}
     buf = io.BytesIO()
     pq.write_table(table.replace_schema_metadata(meta), buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _table_digest(df: pd.DataFrame) -> str:
+    """The digest of a table's columns and values, as read back: the Arrow stream of the frame, the schema's
+    metadata left out."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+    stream = io.BytesIO()
+    with pa.ipc.new_stream(stream, table.schema) as writer:
+        writer.write_table(table)
+    return digests.short(stream.getvalue())
 
 
 def read_table(path: str | os.PathLike, expected: Mapping[str, Any], columns: Iterable[str] = ()) -> pd.DataFrame:
@@ -196,9 +174,10 @@ def read_table(path: str | os.PathLike, expected: Mapping[str, Any], columns: It
         raw = (table.schema.metadata or {}).get(PROVENANCE_KEY)
         found = json.loads(raw) if raw is not None else None
         df = table.to_pandas()
+        content = _table_digest(df)
     except Exception as err:  # pyarrow raises several types for damaged files
         raise ArtifactError(f"{path} is not a readable parquet table ({type(err).__name__}: {err}); {REMEDY}") from err
-    check_provenance(path, found, expected)
+    check_provenance(path, found, expected, content)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ArtifactError(f"{path}: column(s) {missing} missing; {REMEDY}")
@@ -206,14 +185,14 @@ def read_table(path: str | os.PathLike, expected: Mapping[str, Any], columns: It
     return df
 
 
+def _json_digest(obj: dict) -> str:
+    """The digest of a JSON artifact's content: everything beside its record."""
+    return digests.short(json.dumps({k: v for k, v in obj.items() if k != "provenance"}, sort_keys=True))
+
+
 def write_json(obj: dict, path: str | os.PathLike) -> None:
-    """A JSON artifact ``{"provenance": ..., ...}``, the digest of the rest in its record, and of the data files
-    it was drawn from when its record names them (a holdout of the same indices drawn from other images is
-    other content: what is made from it must be made again)."""
-    body = {k: v for k, v in obj.items() if k != "provenance"}
-    drawn_from = sorted(d for _, _, d in (obj["provenance"].get("data_files") or {}).values())
-    content = digests.short([json.dumps(body, sort_keys=True), *drawn_from])
-    obj = {**obj, "provenance": {**obj["provenance"], CONTENT: content}}
+    """A JSON artifact ``{"provenance": ..., ...}``, the digest of the rest in its record."""
+    obj = {**obj, "provenance": {**obj["provenance"], CONTENT: _json_digest(obj)}}
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
@@ -225,8 +204,36 @@ def read_json(path: str | os.PathLike, expected: Mapping[str, Any]) -> dict:
         raise ArtifactError(f"{path} is not a readable JSON file ({err}); {REMEDY}") from err
     if not isinstance(obj, dict):
         raise ArtifactError(f"{path}: expected a JSON object with a provenance record; {REMEDY}")
-    check_provenance(path, obj.get("provenance"), expected)
+    check_provenance(path, obj.get("provenance"), expected, _json_digest(obj))
     return obj
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def write_figure_record(path: str | os.PathLike, provenance: dict) -> None:
+    """Put ``provenance`` into a PNG figure as a text chunk before its end (the PNG stays a valid image):
+    the keys of the tables it was drawn from, which the report compares with the tables' keys now."""
+    data = Path(path).read_bytes()
+    text = PROVENANCE_KEY + b"\0" + json.dumps(provenance, sort_keys=True).encode()
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    end = data.rindex(b"IEND") - 4  # the end chunk's length field
+    atomic_write_bytes(path, data[:end] + chunk + data[end:])
+
+
+def read_figure_record(path: str | os.PathLike) -> dict | None:
+    """The record :func:`write_figure_record` put into a PNG figure; None when it has none."""
+    data, pos = Path(path).read_bytes(), 8  # after the PNG signature
+    while pos + 8 <= len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and body.startswith(PROVENANCE_KEY + b"\0"):
+            try:
+                return json.loads(body[len(PROVENANCE_KEY) + 1:])
+            except ValueError:
+                return None
+        pos += 12 + length
+    return None
 
 
 # ----------------------------------------------------------------------------- the train/validation holdout
@@ -332,28 +339,34 @@ def load_weights(path: str | os.PathLike, expected: Mapping[str, Any]) -> dict:
     return obj
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict, provenance: dict) -> None:
-    _torch_save(state, path, CHECKPOINT_FORMAT, provenance)
+@dataclasses.dataclass(frozen=True)
+class Checkpoints:
+    """Where a training run keeps its state between epochs, for the output of key ``key``: a checkpoint is
+    resumed only when it was made for that key by a training run of the same origin (the run's settings,
+    network, data and start weights, :func:`fewshot_core.train.origin`); any other is discarded."""
 
+    path: Path
+    key: str
 
-def load_checkpoint(path: str | os.PathLike, provenance: dict, log=print) -> dict | None:
-    """The state in a checkpoint made with exactly ``provenance``; otherwise None, the file deleted
-    and a log line saying which field differs (a damaged file is discarded the same way)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        state, found = _torch_load(path, "checkpoint", CHECKPOINT_FORMAT)
-        code = found.get("code") if isinstance(found, dict) else None
-        if isinstance(code, dict) and code != provenance.get("code"):
-            changed = sorted(m for m in {*code, *provenance.get("code", {})} if code.get(m) != provenance["code"].get(m))
-            raise ArtifactError(f"{path}: made by other code ({', '.join(f'{m}.py' for m in changed)} changed since)")
-        check_provenance(path, found, provenance)
-    except ArtifactError as err:
-        log(f"discarding checkpoint {path}: {str(err).split('; delete')[0]}")
-        path.unlink(missing_ok=True)
-        return None
-    return state
+    def load(self, origin: dict, log=print) -> dict | None:
+        """The state saved for this key and origin; otherwise None, the file deleted and a log line saying
+        which field differs (a damaged file is discarded the same way)."""
+        if not self.path.exists():
+            return None
+        try:
+            state, found = _torch_load(self.path, "checkpoint", CHECKPOINT_FORMAT)
+            check_provenance(self.path, found, self._provenance(origin))
+        except ArtifactError as err:
+            log(f"discarding checkpoint {self.path}: {str(err).split('; delete')[0]}")
+            self.path.unlink(missing_ok=True)
+            return None
+        return state
+
+    def save(self, state: dict, origin: dict) -> None:
+        _torch_save(state, self.path, CHECKPOINT_FORMAT, self._provenance(origin))
+
+    def _provenance(self, origin: dict) -> dict:
+        return provenance("checkpoint", key=self.key, origin=origin)
 
 
 # ----------------------------------------------------------------------------- split records
@@ -362,36 +375,3 @@ def load_checkpoint(path: str | os.PathLike, provenance: dict, log=print) -> dic
 def write_splits(records: list, path: str | os.PathLike, provenance: dict) -> None:
     """One level's split records (:class:`~fewshot_core.splitting.SplitRecord`) of one tree."""
     write_json({"provenance": provenance, "splits": [r.to_dict() for r in records]}, path)
-
-
-def read_splits(path: str | os.PathLike, expected: Mapping[str, Any]) -> list:
-    """The split records of one level of one tree (``expected`` names its metric, seed and level, and
-    what else its record must say); every record must belong to that tree and level."""
-    from fewshot_core.errors import SplitError
-    from fewshot_core.splitting import SplitRecord
-
-    obj = read_json(path, expected)
-    metric, seed, level = expected["metric"], expected["seed"], expected["level"]
-    items = obj.get("splits")
-    if not isinstance(items, list) or not items:
-        raise ArtifactError(f"{path}: no split records; {REMEDY}")
-    out = []
-    for item in items:
-        try:
-            rec = SplitRecord.from_dict(item)
-        except (SplitError, ValueError, TypeError, KeyError, AttributeError) as err:
-            raise ArtifactError(f"{path}: {err}; {REMEDY}") from err
-        found = {"metric": rec.metric, "seed": rec.seed, "depth": rec.depth}
-        want = {"metric": metric, "seed": seed, "depth": level}
-        if found != want:
-            raise ArtifactError(f"{path}: the split of node {rec.node} says {found}, expected {want}: it belongs "
-                                f"to another tree; {REMEDY}")
-        out.append(rec)
-    return out
-
-
-def read_tree_splits(paths: list[str | os.PathLike], expected: list[Mapping[str, Any]]) -> list:
-    """Every level's split records of one tree, ``paths`` and ``expected`` in level order."""
-    if len(paths) != len(expected):
-        raise ArtifactError(f"expected {len(expected)} split files, one per level above, got {len(paths)}")
-    return [r for p, want in zip(paths, expected) for r in read_splits(p, want)]

@@ -327,7 +327,7 @@ def _study(study: dict, data_name: str, workdir: Path) -> StudySettings:
     """The study's settings: ``archs: all`` is every connected architecture, and a benchmark ground truth is
     checked (path, layout, dataset, budget, set, its files) before any job."""
     from fewshot_core import benchmark
-    from fewshot_core.ranking import study_set
+    from fewshot_core.nb201 import study_set
 
     g = study["ground_truth"]
     _check_path("study.ground_truth.path", g["path"])
@@ -432,15 +432,16 @@ def _fashion_train_images(data: DataSettings, workdir: Path, download: bool) -> 
     """The number of Fashion-MNIST training images, from the labels file's header; every file found and
     its header read (the whole of each is checked by the job that loads it), else the key named. Files not
     there yet that ``data.download`` will fetch count as the official 60,000."""
-    from fewshot_core.data import FASHION_FILES, FASHION_ROOT, _fashion_file, read_idx_header
+    from fewshot_core.data import read_idx_header
+    from fewshot_core.data_files import FASHION_FILES, FASHION_ROOT, fashion_file
     from fewshot_core.errors import DataError
 
     root = workdir / (data.root or FASHION_ROOT)
     try:
         for part in FASHION_FILES.values():
             for name in part:
-                _fashion_file(root, name)
-        return read_idx_header(_fashion_file(root, FASHION_FILES["train"][1]), "labels")[0]
+                fashion_file(root, name)
+        return read_idx_header(fashion_file(root, FASHION_FILES["train"][1]), "labels")[0]
     except DataError as err:
         if download:
             return TRAIN_IMAGES[data.name]
@@ -508,7 +509,6 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
         supernet=SupernetSettings(c["supernet"]["C"], c["supernet"]["N"]),
         device=c["device"],
         download=d["download"],
-        rerun_on_code_change=c["rerun_on_code_change"],
         metrics=metrics,
         warmup=_train(t["warmup"], optimizer, crop_pad, precision),
         leaf_training=_train(leaves, optimizer, crop_pad, precision),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -22,13 +21,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fewshot_core.data_files import (
+    CIFAR_TEST_FILE,
+    CIFAR_TRAIN_FILES,
+    FASHION_FILES,
+    FASHION_HELP,
+    FASHION_ROOT,
+    digits_file,
+    fashion_file,
+    find_cifar,
+)
 from fewshot_core.device import to_device
 from fewshot_core.errors import DataError, cut
 
 DATASETS = ("digits", "fashion_mnist", "cifar10", "synthetic")
 CIFAR_RECORD = 1 + 3 * 32 * 32
-CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
-CIFAR_TEST_FILE = "test_batch.bin"
 
 
 @dataclass(frozen=True)
@@ -65,23 +72,6 @@ def load(name: str, root: str | os.PathLike | None, input_size: int, seed: int =
     raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
-def data_files(name: str, root: str | os.PathLike | None) -> list[Path]:
-    """The files a dataset is read from (none for the synthetic data), for the records of what it feeds."""
-    if name == "digits":
-        return [digits_file()]
-    if name == "fashion_mnist":
-        return [_fashion_file(Path(root or FASHION_ROOT), f) for part in FASHION_FILES.values() for f in part]
-    if name == "cifar10":
-        found = _find_cifar(Path(root)) if root is not None and Path(root).is_dir() else None
-        if found is None:
-            return []  # loading it fails first, with the message that says where it should be
-        layout, folder = found
-        names = ((*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE) if layout == "bin"
-                 else (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"))
-        return [folder / n for n in names if (folder / n).is_file()]
-    return []
-
-
 def _to_uint8_resized(x: torch.Tensor, size: int) -> torch.Tensor:
     """Resize float images in [0, 1] bilinearly and return uint8."""
     if x.shape[-1] != size:
@@ -100,15 +90,6 @@ def _resized(data: ImageData, size: int) -> ImageData:
     te = _to_uint8_resized(data.test_x.float() / 255, size)
     mean, std = _channel_stats(tr)
     return ImageData(data.name, tr, data.train_y, te, data.test_y, data.num_classes, mean, std)
-
-
-def digits_file() -> Path:
-    """scikit-learn's copy of the digits (``sklearn/datasets/data/digits.csv.gz``), found without importing
-    scikit-learn: the import costs every job that loads the data about 1.4 s."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("data.name 'digits' needs scikit-learn, which is not installed: pip install scikit-learn")
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
 
 
 def read_digits(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -140,25 +121,8 @@ def load_digits(input_size: int, test_fraction: float = 0.2) -> ImageData:
     return ImageData("digits", x[~test], y[~test], x[test], y[test], 10, mean, std)
 
 
-FASHION_ROOT = "/usr/share/datasets/fashion-mnist"  # where Debian's dataset-fashion-mnist puts the files
-FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 #: An IDX file's magic number: two zero bytes, the type (0x08: unsigned bytes) and the number of dimensions.
 IDX_MAGIC = {"images": b"\x00\x00\x08\x03", "labels": b"\x00\x00\x08\x01"}
-FASHION_HELP = ("install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist: the files land in "
-                f"{FASHION_ROOT}), point data.root at a folder holding the four IDX files, or set data.download: "
-                "true (torchvision fetches them)")
-
-
-def _fashion_file(root: Path, name: str) -> Path:
-    """``name`` or ``name.gz`` in ``root`` or in torchvision's layout under it (``FashionMNIST/raw``)."""
-    for folder in (root, root / "FashionMNIST" / "raw"):
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
-    raise DataError(f"Fashion-MNIST file missing: {root / name}(.gz); {FASHION_HELP}")
-
-
 def _read_bytes(path: Path, size: int = -1) -> bytes:
     """A file's first ``size`` bytes (all: -1), decompressed when its name ends in .gz."""
     try:
@@ -201,7 +165,7 @@ def read_idx(path: Path, content: str) -> np.ndarray:
 
 
 def _fashion_part(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = (read_idx(_fashion_file(root, name), content)
+    images, labels = (read_idx(fashion_file(root, name), content)
                       for name, content in zip(FASHION_FILES[part], ("images", "labels")))
     if len(images) != len(labels) or len(images) == 0:
         raise DataError(f"Fashion-MNIST in {root}: the {part} part has {len(images)} images and {len(labels)} labels; "
@@ -229,7 +193,7 @@ def download_fashion_mnist(root: str | os.PathLike) -> bool:
     try:
         for part in FASHION_FILES:
             for name in FASHION_FILES[part]:
-                _fashion_file(root, name)
+                fashion_file(root, name)
         return False
     except DataError:
         pass
@@ -305,17 +269,6 @@ def read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(images.copy()), torch.from_numpy(labels)
 
 
-def _find_cifar(root: Path) -> tuple[str, Path] | None:
-    for layout, sub in (("bin", "cifar-10-batches-bin"), ("py", "cifar-10-batches-py")):
-        if (root / sub).is_dir():
-            return layout, root / sub
-    if (root / CIFAR_TRAIN_FILES[0]).exists() or (root / CIFAR_TEST_FILE).exists():
-        return "bin", root
-    if (root / "data_batch_1").exists():
-        return "py", root
-    return None
-
-
 def download(name: str, root: str | os.PathLike | None) -> bool:
     """Let torchvision download a dataset that lives on disk into ``root`` unless it is there already; True
     when it downloaded; a :class:`DataError` saying how to place the files by hand when it cannot, with
@@ -330,7 +283,7 @@ def download(name: str, root: str | os.PathLike | None) -> bool:
 def download_cifar10(root: str | os.PathLike) -> bool:
     """Let torchvision download CIFAR-10's python version into ``root`` unless a layout is there already."""
     root = Path(root)
-    if root.is_dir() and _find_cifar(root) is not None:
+    if root.is_dir() and find_cifar(root) is not None:
         return False
     import torchvision
 
@@ -344,7 +297,7 @@ def load_cifar10(root: str | os.PathLike) -> ImageData:
     """CIFAR-10 from ``root``: the official binary layout (parsed with numpy, no pickle), or the
     python layout through torchvision, whose MD5 check runs before anything is unpickled."""
     root = Path(root)
-    found = _find_cifar(root) if root.is_dir() else None
+    found = find_cifar(root) if root.is_dir() else None
     if found is None:
         raise DataError(
             f"CIFAR-10 not found in {root}: expected cifar-10-batches-bin/ (the official binary "

@@ -1,14 +1,12 @@
-"""Which package modules an output's content depends on, computed from the code, not listed by hand.
+"""Which code an output's content depends on, computed from the code, not listed by hand.
 
-The stage function that makes an output (``stages.<rule>``) uses the modules it imports, those of the
-helpers of ``stages.py`` it calls, and what ``stages.py`` imports at its top (loaded by every stage);
-each of those modules uses every module it imports anywhere in its code, and so on. That closure, with
-``stages`` itself (whose other stages' imports are not this stage's), is what an output's record names
-(:func:`fewshot_core.outputs.code_version`), so an edit to any module a stage reaches is reported at the
-next start for exactly the outputs of the stages that reach it. A catalogue metric's own module
-(``metrics/saliency.py`` ...) is left out: its digest is in the scoring spec
-(:func:`fewshot_core.catalog.code_hash`), so that editing it reruns that metric's jobs alone. Torch-free
-and import-free: the code is read, never run.
+An output's code is the function of ``stages.py`` that makes it, with the helpers of ``stages.py`` it
+calls, and the science modules these reach: the package modules they import or name, and every science
+module those import, directly or not. The machinery (:data:`MACHINERY`: records, catalogue, settings,
+specs, command line, server) decides where and how a file is kept and checked, not what it holds, so it
+is not followed: a file's format and columns are in its key (:func:`fewshot_core.outputs.key`). A
+catalogue metric's own module is in its scoring spec (:func:`fewshot_core.catalog.code_hash`), so that
+editing it reruns that metric's jobs alone. Torch-free and import-free: the code is read, never run.
 """
 
 from __future__ import annotations
@@ -17,9 +15,15 @@ import ast
 from functools import cache
 from pathlib import Path
 
+from fewshot_core import digests
+
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "fewshot_core"
 STAGES = "stages"
+#: The package's modules that make no content: where files live, how they are written and checked, how a
+#: run is configured and started. An edit to one reruns nothing; a stage's edit to its glue does.
+MACHINERY = frozenset({"artifacts", "catalog", "checks", "cli", "dependencies", "digests", "errors", "freshness",
+                       "launch", "outputs", "plan", "server", "settings", "specs", STAGES})
 
 
 def module_file(module: str) -> Path:
@@ -28,26 +32,19 @@ def module_file(module: str) -> Path:
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
-def _exists(module: str) -> bool:
-    return module_file(module).is_file()
-
-
 def _named(node: ast.Import | ast.ImportFrom) -> dict[str, str]:
     """``{local name: package module}`` for what an import statement brings from this package: a module
     itself, or a name defined in one (``from fewshot_core.tree import ROOT``: ROOT -> tree)."""
-    out = {}
     if isinstance(node, ast.Import):
-        for alias in node.names:
-            if alias.name.startswith(f"{PREFIX}."):
-                module = alias.name[len(PREFIX) + 1:]
-                out[alias.asname or alias.name] = module
-        return out
+        return {alias.asname or alias.name: alias.name[len(PREFIX) + 1:] for alias in node.names
+                if alias.name.startswith(f"{PREFIX}.")}
     if node.level or not node.module or not (node.module == PREFIX or node.module.startswith(f"{PREFIX}.")):
-        return out
+        return {}
     base = node.module[len(PREFIX) + 1:]
+    out = {}
     for alias in node.names:
         sub = f"{base}.{alias.name}" if base else alias.name
-        out[alias.asname or alias.name] = sub if _exists(sub) else base
+        out[alias.asname or alias.name] = sub if module_file(sub).is_file() else base
     return out
 
 
@@ -60,23 +57,20 @@ def _tree(module: str) -> ast.Module:
 @cache
 def imports(module: str) -> frozenset[str]:
     """The package modules ``module`` imports anywhere in its code (at its top or inside functions)."""
-    found = set()
-    for node in ast.walk(_tree(module)):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            found.update(m for m in _named(node).values() if m)
-    return frozenset(found)
+    return frozenset(m for node in ast.walk(_tree(module)) if isinstance(node, (ast.Import, ast.ImportFrom))
+                     for m in _named(node).values() if m)
 
 
 @cache
 def closure(modules: frozenset[str]) -> frozenset[str]:
-    """``modules`` and every package module they import, directly or not (a submodule's package too:
-    Python runs ``metrics/__init__.py`` before ``metrics/base.py``)."""
-    found, todo = set(), list(modules)
+    """The science modules among ``modules`` and every science module they import, directly or not (a
+    submodule's package too: Python runs ``metrics/__init__.py`` before ``metrics/base.py``)."""
+    found, todo = set(), [m for m in modules if m not in MACHINERY]
     while todo:
         module = todo.pop()
         if module not in found:
             found.add(module)
-            todo += imports(module)
+            todo += [m for m in imports(module) if m not in MACHINERY]
             todo += [module.rsplit(".", 1)[0]] if "." in module else []
     return frozenset(found)
 
@@ -93,34 +87,34 @@ def _stage_scope() -> tuple[dict[str, str], dict[str, ast.FunctionDef]]:
     return names, functions
 
 
-def used_by_stage(function: str) -> frozenset[str]:
-    """The package modules the stage function ``stages.<function>`` uses directly: its own imports, the
-    top-level package names of ``stages.py`` it mentions, and the same for the helpers of ``stages.py`` it
-    calls (a name the function binds itself is its own, whatever module-level name it shadows)."""
+@cache
+def _reach(function: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The package modules ``stages.<function>`` uses directly (its own imports and the top-level package
+    names of ``stages.py`` it mentions, and the same for the helpers it calls), and those functions' names:
+    a name the function binds itself is its own, whatever module-level name it shadows."""
     names, functions = _stage_scope()
     if function not in functions:
         raise KeyError(f"no stage function {function!r} in {module_file(STAGES)}")
-    found, seen, todo = set(), set(), [function]
+    found, seen, todo = set(), [], [function]
     while todo:
         name = todo.pop()
         if name in seen:
             continue
-        seen.add(name)
+        seen.append(name)
         local = _local_names(functions[name])
         for node in ast.walk(functions[name]):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 found.update(m for m in _named(node).values() if m)
             elif isinstance(node, ast.Name) and node.id not in local:
-                if node.id in names and names[node.id]:
+                if names.get(node.id):
                     found.add(names[node.id])
                 elif node.id in functions:
                     todo.append(node.id)
-    return frozenset(found)
+    return frozenset(found), tuple(sorted(seen))
 
 
 def _local_names(function: ast.FunctionDef) -> set[str]:
-    """The names a function binds itself (parameters, assignments, loop and comprehension targets), which
-    shadow the module's names of the same spelling."""
+    """The names a function binds itself (parameters, assignments, loop and comprehension targets)."""
     args = function.args
     bound = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
     bound |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
@@ -141,6 +135,13 @@ def metric_modules() -> frozenset[str]:
 
 @cache
 def stage_code(function: str) -> tuple[str, ...]:
-    """Every package module the content made by ``stages.<function>`` depends on, sorted."""
-    top_level = frozenset(m for m in _stage_scope()[0].values() if m)  # loaded by every stage's process
-    return tuple(sorted((closure(used_by_stage(function) | top_level) - metric_modules()) | {STAGES}))
+    """Every science module the content made by ``stages.<function>`` depends on, sorted."""
+    return tuple(sorted(closure(_reach(function)[0]) - metric_modules()))
+
+
+@cache
+def stage_digest(function: str) -> str:
+    """The digest of ``stages.<function>`` and the helpers of ``stages.py`` it calls, as parsed (docstrings,
+    comments and layout do not count): an edit to one stage's glue reruns that stage's outputs alone."""
+    functions = _stage_scope()[1]
+    return digests.short(digests.of_ast(functions[name]) for name in _reach(function)[1])

@@ -10,6 +10,7 @@ read again only when the first two change. Torch-free: the workflow imports it w
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import os
 from collections.abc import Iterable
@@ -59,6 +60,11 @@ def _of_source(source: str, filename: str) -> str:
     return short(ast.dump(_NoDocstrings().visit(ast.parse(source, filename=filename))))
 
 
+def of_ast(node: ast.AST) -> str:
+    """The digest of one parsed function or class, as :func:`of_code` digests a file."""
+    return short(ast.dump(_NoDocstrings().visit(copy.deepcopy(node))))
+
+
 @cache
 def of_code_cached(path: Path) -> str:
     """:func:`of_code`, once per process (the package's own modules, which a run does not edit under a job)."""
@@ -68,6 +74,12 @@ def of_code_cached(path: Path) -> str:
 def of_sources(paths: Iterable[Path]) -> str:
     """The digest of several files' code, in the order given."""
     return short(of_code(p) for p in paths)
+
+
+def of_files(paths: Iterable[str | Path]) -> str:
+    """The digest of several files' bytes, in the order given (each read once per process for its size and
+    time): what a run's data key names."""
+    return short(_file_digest(str(p), (st := os.stat(p)).st_size, st.st_mtime_ns) for p in paths)
 
 
 def of_data_files(paths: Iterable[str | Path]) -> dict[str, list]:

@@ -1,14 +1,14 @@
-"""The workflow's start-up check: every existing output compared with what this configuration would make.
+"""The workflow's start-up check: every existing output's key compared with the key this configuration and
+this code give it.
 
-Snakemake reruns a job whose parameters changed only while it remembers them (``.snakemake``); the
-outputs' own provenance records say which settings and which code made them, and are read here at
-every start, before any job (records only: parquet footers, JSON, one entry of a weights zip). An
-output made by other settings, for another job or run, or whose record cannot be read, is scheduled
-again, and so is one made from an input whose content has changed since (its record's ``read``
-against the input's own record) or from data files that changed (``data_files``: the dataset's files
-under the holdout's record, the benchmark archive's under its table's); one made by other code is
-listed with the modules that changed, and rerun only when the configuration says
-``rerun_on_code_change: true``. Torch-free.
+An output's key (:func:`fewshot_core.outputs.key`) covers its settings, its stage's code and its inputs' keys,
+so one comparison per file says whether it is current, whatever changed upstream; the rest of its record
+(settings, code digests) only says what changed. Snakemake reruns a job whose parameters changed only while
+it remembers them (``.snakemake``); these keys hold with it deleted. Each output has a stamp,
+``results/<run>/.stamps/<its path>``, a file holding its key that its rule declares as an input: rewritten
+now when the file is stale, it is newer than the file and Snakemake remakes it, and everything after it,
+where a target needs it, by its ordinary rules; dated 1970 otherwise (:func:`mark`). The records are read without their data (parquet
+footers, JSON, one entry of a weights zip). Torch-free.
 """
 
 from __future__ import annotations
@@ -16,18 +16,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fewshot_core import artifacts, digests
 from fewshot_core.errors import ArtifactError
-from fewshot_core.outputs import OUTPUTS, code_version
+from fewshot_core.outputs import FIGURES, OUTPUTS, code_version, key
 from fewshot_core.plan import RunSettings
+from fewshot_core.settings import canonical_json
 
 #: How the start-up lines and the report's refusal name each problem that reruns a file.
-STATES = {"settings": "made with other settings", "inputs": "made from inputs that have changed since",
+STATES = {"settings": "made with other settings", "code": "made by other code",
+          "inputs": "made from inputs made by other settings or code, or from other data",
           "damaged": "unreadable or without a provenance record"}
+#: Under a run's folder: one empty file per output, at the output's path (see the module's docstring).
+STAMPS = ".stamps"
 
 
 @dataclass
@@ -37,7 +43,7 @@ class Finding:
     path: str
     kind: str
     group: str  # "snip/seed0", "seed0" or "run": what the start-up lines are grouped by
-    problem: str  # "settings", "damaged", "inputs" (all rerun) or "code" (listed; rerun on request)
+    problem: str  # a key of STATES
     changes: list[str] = field(default_factory=list)  # "batch_size 32 -> 16", or the modules that changed
 
 
@@ -59,23 +65,25 @@ def _flat(obj, prefix: str = "") -> dict[str, object]:
 
 
 def setting_changes(found: dict | None, wanted: dict) -> list[str]:
-    """The settings that differ between two specs, as ``name old -> new`` (the inputs' digests left out:
-    a file made from stale inputs says so in its own group)."""
+    """The settings that differ between two specs, as ``name old -> new`` (the inputs' keys left out: a file
+    made from stale inputs says so in its own group)."""
     old, new = _flat(found or {}), _flat(json.loads(json.dumps(wanted)))
     changes = []
-    for key in sorted(set(old) | set(new)):
-        if key.split(".")[0] == "inputs" or old.get(key) == new.get(key):
+    for dotted in sorted(set(old) | set(new)):
+        if dotted.split(".")[0] == "inputs" or old.get(dotted) == new.get(dotted):
             continue
-        name = next((p for p in reversed(key.split(".")) if not p.isdigit()), key)
-        changes.append(f"{name} {old.get(key, '(none)')} -> {new.get(key, '(none)')}")
+        name = next((p for p in reversed(dotted.split(".")) if not p.isdigit()), dotted)
+        if name == "images":
+            name = f"the files of {new.get('data.name', 'the dataset')}"
+        changes.append(f"{name} {old.get(dotted, '(none)')} -> {new.get(dotted, '(none)')}")
     return changes
 
 
 def check(settings: RunSettings, root: str | Path = ".") -> list[Finding]:
-    """Every output of the run that exists under ``root`` and that this configuration would not make so."""
+    """Every output of the run that exists under ``root`` and whose key is not the one this configuration and
+    this code give it, with what changed."""
     run_dir, base = f"results/{settings.run}", os.path.abspath(root)
-    findings, current = [], []
-    records: dict[str, dict | None] = {}  # every record read, by absolute path: the inputs' comparisons reuse them
+    findings = []
     for kind, identity in settings.outputs():
         out = OUTPUTS[kind]
         path = out.path(run_dir, **identity)
@@ -84,34 +92,100 @@ def check(settings: RunSettings, root: str | Path = ".") -> list[Finding]:
             continue
         group = _group(identity)
         try:
-            found = records[full] = artifacts.read_record(full, out.format)
+            found = artifacts.read_record(full, out.format)
         except ArtifactError:
             findings.append(Finding(path, kind, group, "damaged", [f"{path} cannot be read"]))
             continue
         if not isinstance(found, dict):
             findings.append(Finding(path, kind, group, "damaged", [f"{path} has no provenance record"]))
             continue
-        spec = settings.spec_for(kind, identity)
-        wanted = artifacts.expect(out, settings.run, settings.digest_of(spec), **identity)
+        wanted = artifacts.expect(out, settings.run, settings.key(kind, *identity.values()), **identity)
         field_ = next((k for k, v in wanted.items() if found.get(k) != v), None)
-        if field_ == "spec":
-            findings.append(Finding(path, kind, group, "settings",
-                                    setting_changes(found.get("settings"), dataclasses.asdict(spec))))
+        if field_ == "key":
+            findings.append(_why(path, kind, group, found, settings.spec_for(kind, identity)))
         elif field_ is not None:
             findings.append(Finding(path, kind, group, "settings",
                                     [f"made as {field_} {found.get(field_)!r}, not {wanted[field_]!r}"]))
-        else:
-            current.append((path, kind, group, found))
-            code = found.get("code") or {}
-            changed = sorted(m for m, d in code_version(out).items() if code.get(m) != d)
-            if changed:
-                findings.append(Finding(path, kind, group, "code", [f"{m}.py" for m in changed]))
-    for path, kind, group, found in current:
-        changed = [os.path.relpath(c, base) for c in artifacts.changed_inputs(os.path.join(base, path), found, records)]
-        changed += digests.changed_files(found.get("data_files") or {}, base)  # the dataset's, the benchmark's
-        if changed:
+        elif changed := digests.changed_files(found.get("data_files") or {}, base):  # the benchmark's archive
             findings.append(Finding(path, kind, group, "inputs", changed))
     return findings
+
+
+def _why(path: str, kind: str, group: str, found: dict, spec) -> Finding:
+    """What made a file's key differ: its own settings, its stage's code, or else its inputs."""
+    changes = setting_changes(found.get("settings"), dataclasses.asdict(spec))
+    if changes:
+        return Finding(path, kind, group, "settings", changes)
+    code = found.get("code") or {}
+    modules = sorted(m for m, d in code_version(OUTPUTS[kind]).items() if code.get(m) != d)
+    if modules:
+        return Finding(path, kind, group, "code", [f"stages.py ({m[7:]})" if m.startswith("stages.")
+                                                   else f"{m.replace('.', '/')}.py" for m in modules])
+    return Finding(path, kind, group, "inputs")
+
+
+def mark(settings: RunSettings, findings: list[Finding], root: str | Path = ".") -> None:
+    """Give every output of the run its stamp: its key, dated 1970 (older than any file) while the file is
+    current; when it is stale, its key and the time, dated now, so that Snakemake, which compares a small
+    input's content with what it recorded as well as its date, remakes the file."""
+    run_dir = f"results/{settings.run}"
+    stale = {f.path for f in findings}
+    for kind, identity in settings.outputs():
+        path = OUTPUTS[kind].path(run_dir, **identity)
+        full = Path(root, stamp(path, run_dir))
+        text = settings.key(kind, *identity.values())
+        if path in stale:
+            text += f" stale since {time.time_ns()}"
+        elif full.is_file() and full.read_text() == text:
+            continue
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_text(text)
+        if path not in stale:
+            os.utime(full, ns=(0, 0))
+
+
+def stamp(path: str, run_dir: str) -> str:
+    """The stamp of a run's output ``path``."""
+    return str(Path(run_dir, STAMPS, Path(path).relative_to(run_dir)))
+
+
+def stale_in_run(run_dir: str | Path) -> dict[str, str]:
+    """Every output under a run's folder that is not what its inputs there and this code make, with why: its
+    record unreadable, its stage's code changed since, or an input it names by key no longer there with that
+    key (remade or removed) or itself stale. Needs no configuration: what ``fewshot summary`` goes by."""
+    records = {}
+    for out in OUTPUTS.values():
+        for path in sorted(Path(run_dir).glob(re.sub(r"\{\w+\}", "*", out.template))):
+            try:
+                records[str(path)] = out, artifacts.read_record(path, out.format)
+            except ArtifactError:
+                records[str(path)] = out, None
+    by_key = {found["key"]: p for p, (_, found) in records.items() if isinstance(found, dict) and "key" in found}
+    why: dict[str, str | None] = {}
+
+    def visit(path: str) -> str | None:
+        if path not in why:
+            out, found = records[path]
+            why[path] = None
+            if not isinstance(found, dict) or not isinstance(found.get("settings"), dict):
+                why[path] = "it has no readable record"
+            elif key(out, canonical_json(found["settings"])) != found.get("key"):
+                why[path] = "it was made by other code"
+            else:
+                inputs = _keys(found["settings"].get("inputs") or {})
+                gone = next((k for k in inputs if k not in by_key), None)
+                if gone is not None:
+                    why[path] = "it was made from an input since remade or removed"
+                elif stale := next((by_key[k] for k in inputs if visit(by_key[k])), None):
+                    why[path] = f"it was made from {stale}, which is stale"
+        return why[path]
+
+    return {p: r for p in records if (r := visit(p))}
+
+
+def _keys(inputs: dict) -> list[str]:
+    """The keys a spec's inputs name, in order."""
+    return [k for v in inputs.values() for k in (v if isinstance(v, list) else [v])]
 
 
 def report_refusal(settings: RunSettings, findings: list[Finding], kinds: set[str], figures: list[str],
@@ -126,12 +200,18 @@ def report_refusal(settings: RunSettings, findings: list[Finding], kinds: set[st
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         return f"{missing[0]}{more} does not exist"
-    stale = [f for f in findings if f.kind in kinds and f.problem != "code"]
+    stale = [f for f in findings if f.kind in kinds]
     if stale:
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
         why = STATES[stale[0].problem]
         changes = f" ({', '.join(stale[0].changes[:3])})" if stale[0].changes else ""
         return f"{stale[0].path}{more} was {why}{changes}"
+    for figure in FIGURES.values():
+        png = figure.files(run_dir)[0]
+        if png in figures:
+            made_from = (artifacts.read_figure_record(Path(root, png)) or {}).get("made_from")
+            if made_from != settings.figure_spec(figure.rule).inputs:
+                return f"{png} was drawn from other tables than this configuration's (or carries no record)"
     return None
 
 
@@ -163,36 +243,19 @@ def links_line(run_dir: str | Path) -> str | None:
             f"would write through it to {os.path.realpath(planted[0])}; remove it")
 
 
-def rerun(findings: list[Finding], rerun_on_code_change: bool) -> list[Finding]:
-    """The findings whose files are scheduled again."""
-    return [f for f in findings if f.problem != "code" or rerun_on_code_change]
-
-
-def report(findings: list[Finding], forced: set[str], rerun_on_code_change: bool) -> list[str]:
-    """One line per group of outputs made by other settings, and one per set of changed modules."""
-    lines = []
+def report(findings: list[Finding]) -> list[str]:
+    """One line per group of outputs made with other settings or from other inputs, and one per set of
+    changed modules."""
     by_group: dict[tuple[str, str], list[Finding]] = defaultdict(list)
     for f in findings:
-        if f.problem != "code":
-            by_group[f.group, f.problem].append(f)
+        by_group[f.group if f.problem != "code" else ", ".join(f.changes), f.problem].append(f)
+    lines = []
     for (group, problem), items in by_group.items():
+        n = f"{len(items)} file{'s' * (len(items) != 1)}"
+        if problem == "code":
+            lines.append(f"{n} made by other code ({group} changed since): remade where the targets need them")
+            continue
         changes = list(dict.fromkeys(c for f in items for c in f.changes))
-        what = ", ".join(changes[:3]) + (", ..." if len(changes) > 3 else "") if changes else \
-            "their inputs were made with other settings"
-        now = sum(f.path in forced for f in items)
-        fate = "rerunning" if now == len(items) else (
-            f"rerunning {now}, the others are not needed for this target" if now else "not needed for this target")
-        lines.append(f"{group}: {len(items)} file{'s' * (len(items) != 1)} {STATES[problem]} ({what}): {fate}")
-    by_code: dict[tuple[str, ...], list[Finding]] = defaultdict(list)
-    for f in findings:
-        if f.problem == "code":
-            by_code[tuple(f.changes)].append(f)
-    for modules, items in by_code.items():
-        rules = list(dict.fromkeys(OUTPUTS[f.kind].rule for f in items))
-        head = f"{len(items)} file{'s' * (len(items) != 1)} made by other code ({', '.join(modules)} changed since)"
-        if rerun_on_code_change:
-            lines.append(f"{head}: rerunning (rerun_on_code_change: true)")
-        else:
-            lines.append(f"{head}: kept. `snakemake --forcerun {' '.join(rules)}` reruns them, or set "
-                         "rerun_on_code_change: true in the configuration")
+        what = f" ({', '.join(changes[:3])}{', ...' if len(changes) > 3 else ''})" if changes else ""
+        lines.append(f"{group}: {n} {STATES[problem]}{what}: remade where the targets need them")
     return lines

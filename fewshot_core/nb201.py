@@ -117,3 +117,14 @@ def architectures(mask: np.ndarray) -> list[str]:
     m = np.asarray(mask, dtype=bool)
     choices = [[OPS[o] for o in np.flatnonzero(row)] for row in m]
     return [format_arch(ops) for ops in itertools.product(*choices)]
+
+
+def study_set(n: int, seed: int) -> tuple[list[str], int]:
+    """``n`` architectures drawn uniformly without replacement from those whose cell connects its input to
+    its output (the others give chance accuracy everywhere), and how many of all 5^6 are cut off."""
+    all_ops = np.array(np.meshgrid(*[range(NUM_OPS)] * NUM_EDGES, indexing="ij")).reshape(NUM_EDGES, -1).T
+    connected = [row for row in all_ops if reaches_output([OPS[o] != "none" for o in row])]
+    if n > len(connected):
+        raise ValueError(f"study.archs: {n} exceeds the {len(connected)} connected architectures")
+    picks = np.random.default_rng([seed, 201]).choice(len(connected), size=n, replace=False)
+    return [format_arch([OPS[o] for o in connected[i]]) for i in sorted(picks)], len(all_ops) - len(connected)

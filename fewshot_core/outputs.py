@@ -39,12 +39,6 @@ class Output:
     needs: tuple[str, ...] = ()  # the kinds of output it is made from
     doc: str = ""
 
-    @property
-    def code(self) -> tuple[str, ...]:
-        """The package modules its content depends on: those the stage that makes it reaches
-        (:mod:`fewshot_core.dependencies`)."""
-        return dependencies.stage_code(self.rule)
-
     def path(self, run_dir: str | Path, **wildcards) -> str:
         """The file's path; wildcards not given stay as ``{name}`` for Snakemake."""
         filled = self.template.format_map(_Keep({k: v for k, v in wildcards.items() if v is not None}))
@@ -219,7 +213,7 @@ def match(path: str, run_dir: str) -> str | None:
     return None
 
 
-# ----------------------------------------------------------------------------- code versions
+# ----------------------------------------------------------------------------- code and keys
 
 
 def module_digest(module: str) -> str:
@@ -231,17 +225,31 @@ def digest_imported_modules() -> None:
     """Cache the digest of every module an output names that this process has imported. The warm server
     calls it after its imports, so a job forked from it records the code it runs (read when that code was
     loaded) without parsing the package again (0.07-0.09 s off a scoring job, BENCHMARKS.md)."""
-    for module in sorted({m for o in OUTPUTS.values() for m in o.code}):
-        if f"fewshot_core.{module}" in sys.modules:
-            module_digest(module)
+    for rule in sorted({o.rule for o in OUTPUTS.values()}):
+        if f"fewshot_core.{dependencies.STAGES}" in sys.modules:
+            dependencies.stage_digest(rule)
+        for module in dependencies.stage_code(rule):
+            if f"fewshot_core.{module}" in sys.modules:
+                module_digest(module)
 
 
 def code_version(output: Output) -> dict[str, str]:
-    """``{module: digest}`` of the package modules an output's content depends on."""
+    """``{module: digest}`` of the code an output's content depends on: its stage function
+    (``stages.<rule>``, with the helpers it calls) and the science modules it reaches."""
     return dict(_code_version(output.kind))
 
 
 @cache
 def _code_version(kind: str) -> tuple[tuple[str, str], ...]:
     """Once per kind and process: the start-up check asks for it for each of the paper's 3,941 outputs."""
-    return tuple((m, module_digest(m)) for m in OUTPUTS[kind].code)
+    rule = OUTPUTS[kind].rule
+    return ((f"{dependencies.STAGES}.{rule}", dependencies.stage_digest(rule)),
+            *((m, module_digest(m)) for m in dependencies.stage_code(rule)))
+
+
+def key(output: Output, spec_json: str) -> str:
+    """The key of an output made by the spec whose canonical JSON is ``spec_json``: the digest of its kind,
+    format and columns, the spec (which names its inputs' keys, so a key changes with anything upstream)
+    and the code its stage reaches. Equal keys, equal content; the one thing every check compares."""
+    code = sorted(f"{m}={d}" for m, d in code_version(output).items())
+    return digests.short([output.kind, output.format, ",".join(output.columns), spec_json, *code])

@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from fewshot_core import digests
+from fewshot_core.data_files import data_files
+from fewshot_core.outputs import OUTPUTS, key
 from fewshot_core.settings import (
     DataSettings,
     EvalSettings,
@@ -60,8 +62,8 @@ def _memo(method):
 class RunSettings:
     """A whole run, built once from the configuration; its methods give each job's spec.
 
-    ``device``, ``download`` and ``rerun_on_code_change`` decide how a run goes, not what it
-    computes: they are in no spec, so changing them reruns nothing (docs/design.md §7).
+    ``device`` and ``download`` decide how a run goes, not what it computes: they are in no spec, so
+    changing them reruns nothing (docs/design.md §7).
     """
 
     run: str
@@ -70,7 +72,6 @@ class RunSettings:
     supernet: SupernetSettings
     device: str
     download: bool
-    rerun_on_code_change: bool
     metrics: dict[str, TreeMetric]  # every tree's metric or control, by the tree's name
     warmup: TrainSettings
     leaf_training: TrainSettings
@@ -89,12 +90,23 @@ class RunSettings:
             self._cache[key] = (spec, canonical_json(spec))  # the spec is kept: its id stays its own
         return self._cache[key][1]
 
-    def digest_of(self, spec) -> str:
-        """:func:`digest` of a spec this object built, computed once."""
-        key = ("digest", id(spec))
-        if key not in self._cache:
-            self._cache[key] = (spec, digests.short(self.canonical(spec)))
-        return self._cache[key][1]
+    def key(self, kind: str, *identity) -> str:
+        """The key of the output ``kind`` identified by ``identity`` (its values in the catalogue's order), as
+        :func:`fewshot_core.outputs.key` computes it, once: what its record must name, and what the specs of
+        the jobs that read it name for it."""
+        cache_key = ("key", kind, identity)
+        if cache_key not in self._cache:
+            out = OUTPUTS[kind]
+            spec = getattr(self, out.spec)(*identity)
+            self._cache[cache_key] = key(out, self.canonical(spec))
+        return self._cache[cache_key]
+
+    def images(self) -> str:
+        """The digest of the dataset's files as they are now (those its loader reads): the holdouts' specs name
+        it, so replaced images rerun everything made from them."""
+        if "images" not in self._cache:
+            self._cache["images"] = digests.of_files(data_files(self.data.name, self.data.root))
+        return self._cache["images"]
 
     def levels(self, metric: str) -> int:
         """The levels of ``metric``'s trees."""
@@ -142,12 +154,12 @@ class RunSettings:
 
     @_memo
     def holdout_spec(self, seed: int) -> HoldoutSpec:
-        return HoldoutSpec(self.run, self.data, seed)
+        return HoldoutSpec(self.run, self.data, self.images(), seed)
 
     @_memo
     def root_spec(self, seed: int) -> RootSpec:
         return RootSpec(self.run, self.data, self.supernet, self.warmup if self.warms_up else None, seed,
-                        {"holdout": self.digest_of(self.holdout_spec(seed))})
+                        {"holdout": self.key("holdout", seed)})
 
     def level_weights(self, metric: str, seed: int, level: int) -> tuple[str, dict]:
         """The output a level's nodes are scored with (and its children start from): the level's own
@@ -157,43 +169,43 @@ class RunSettings:
             return "nodes", {"metric": metric, "seed": seed, "level": level}
         return "root", {"seed": seed}
 
-    def weights_digest(self, metric: str, seed: int, level: int) -> str:
+    def weights_key(self, metric: str, seed: int, level: int) -> str:
         """The digest of the spec of :meth:`level_weights`' output."""
         kind, identity = self.level_weights(metric, seed, level)
-        return self.digest_of(self.spec_for(kind, identity))
+        return self.key(kind, *identity.values())
 
     def _splits_above(self, metric: str, seed: int, level: int) -> list[str]:
-        return [self.digest_of(self.split_spec(metric, seed, lv)) for lv in range(level)]
+        return [self.key("splits", metric, seed, lv) for lv in range(level)]
 
     @_memo
     def score_spec(self, metric: str, seed: int, level: int) -> ScoreSpec:
         scorer = self.metrics[metric].levels[level]
         return ScoreSpec(self.run, self.data, self.supernet, metric, scorer, scorer.code_hash(), self.metrics[metric].tree,
                          self.trains_children(level), seed, level,
-                         {"holdout": self.digest_of(self.holdout_spec(seed)), "weights": self.weights_digest(metric, seed, level),
+                         {"holdout": self.key("holdout", seed), "weights": self.weights_key(metric, seed, level),
                           "previous": self._splits_above(metric, seed, level)})
 
     @_memo
     def split_spec(self, metric: str, seed: int, level: int) -> SplitSpec:
         tree = self.metrics[metric]
         return SplitSpec(self.run, metric, tree.levels[level].kind, tree.tree, tree.balanced, seed, level,
-                         {"scores": self.digest_of(self.score_spec(metric, seed, level)),
+                         {"scores": self.key("scores", metric, seed, level),
                           "previous": self._splits_above(metric, seed, level)})
 
     @_memo
     def children_spec(self, metric: str, seed: int, level: int) -> ChildrenSpec:
         return ChildrenSpec(self.run, self.data, self.supernet, self.warmup, self.metrics[metric].tree.factors, metric,
                             seed, level,
-                            {"holdout": self.digest_of(self.holdout_spec(seed)),
-                             "parent_weights": self.weights_digest(metric, seed, level - 1),
+                            {"holdout": self.key("holdout", seed),
+                             "parent_weights": self.weights_key(metric, seed, level - 1),
                              "splits": self._splits_above(metric, seed, level)})
 
     @_memo
     def leaves_spec(self, metric: str, seed: int, chunk: int) -> LeavesSpec:
-        inputs = {"holdout": self.digest_of(self.holdout_spec(seed)),
+        inputs = {"holdout": self.key("holdout", seed),
                   "splits": self._splits_above(metric, seed, self.levels(metric))}
         if self.study.transfers:
-            inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
+            inputs["pretrained"] = self.key("pretrained", seed)
         return LeavesSpec(self.run, self.data, self.supernet, self.leaf_training, self.evaluation,
                           self.metrics[metric].tree.factors, metric, seed, chunk, self.leaf_chunks(metric)[chunk],
                           self.leaf_start, inputs)
@@ -214,17 +226,16 @@ class RunSettings:
 
     @_memo
     def distances_spec(self) -> TreesSpec:
-        return self._trees_spec({"splits": [self.digest_of(self.split_spec(m, s, lv)) for m, s in self.trees()
+        return self._trees_spec({"splits": [self.key("splits", m, s, lv) for m, s in self.trees()
                                             for lv in range(self.levels(m))]})
 
     @_memo
     def collect_spec(self) -> TreesSpec:
-        return self._trees_spec({"tables": [self.digest_of(self.leaves_spec(m, s, c)) for m, s in self.trees()
+        return self._trees_spec({"tables": [self.key("leaves", m, s, c) for m, s in self.trees()
                                             for c in range(self.chunks(m))]})
 
     def figures_spec(self) -> FiguresSpec:
-        d = self.digest_of(self.distances_spec())
-        return FiguresSpec(self.run, {"splits": d, "distance": d})
+        return FiguresSpec(self.run, {"splits": self.key("splits_table"), "distance": self.key("split_distance")})
 
     @_memo
     def study_set_spec(self) -> StudySetSpec:
@@ -235,13 +246,13 @@ class RunSettings:
         train = dataclasses.replace(self.leaf_training, epochs=self.study.standalone)
         return StandaloneSpec(self.run, self.data, self.supernet, train, self.evaluation.batch_size, self.study.seed,
                               gt, chunk, self.study.archs_per_job,
-                              {"study_set": self.digest_of(self.study_set_spec()),
-                               "holdout": self.digest_of(self.holdout_spec(self.study.seed))})
+                              {"study_set": self.key("study_set"),
+                               "holdout": self.key("holdout", self.study.seed)})
 
     @_memo
     def pretrain_spec(self, seed: int) -> PretrainSpec:
         train = dataclasses.replace(self.leaf_training, epochs=self.study.pretrain)
-        return PretrainSpec(self.run, self.data, self.supernet, train, seed, {"holdout": self.digest_of(self.holdout_spec(seed))})
+        return PretrainSpec(self.run, self.data, self.supernet, train, seed, {"holdout": self.key("holdout", seed)})
 
     def budget_epochs(self, budget: int) -> int:
         """The one-shot baseline's epochs: as many steps as ``budget`` leaves (all the leaves of a tree, or one)."""
@@ -249,9 +260,9 @@ class RunSettings:
 
     @_memo
     def oneshot_spec(self, seed: int, budget: int) -> OneShotSpec:
-        inputs = {"holdout": self.digest_of(self.holdout_spec(seed))}
+        inputs = {"holdout": self.key("holdout", seed)}
         if self.study.transfers:
-            inputs["pretrained"] = self.digest_of(self.pretrain_spec(seed))
+            inputs["pretrained"] = self.key("pretrained", seed)
         train = dataclasses.replace(self.leaf_training, epochs=self.budget_epochs(budget))
         return OneShotSpec(self.run, self.data, self.supernet, train, budget, self.leaf_start, seed, inputs)
 
@@ -259,20 +270,20 @@ class RunSettings:
     def study_eval_spec(self, metric: str, seed: int, chunk: int) -> StudyEvalSpec:
         return StudyEvalSpec(self.run, self.data, self.evaluation, self.metrics[metric].tree.factors, metric, seed, chunk,
                              self.study.archs_per_job,
-                             {"study_set": self.digest_of(self.study_set_spec()), "holdout": self.digest_of(self.holdout_spec(seed)),
+                             {"study_set": self.key("study_set"), "holdout": self.key("holdout", seed),
                               "splits": self._splits_above(metric, seed, self.levels(metric)),
-                              "leaf_weights": [self.digest_of(self.leaves_spec(metric, seed, c))
+                              "leaf_weights": [self.key("leaf_weights", metric, seed, c)
                                                for c in range(self.chunks(metric))]})
 
     @_memo
     def oneshot_eval_spec(self, seed: int, budget: int, chunk: int) -> OneShotEvalSpec:
         return OneShotEvalSpec(self.run, self.data, self.evaluation, seed, budget, chunk, self.study.archs_per_job,
-                               {"study_set": self.digest_of(self.study_set_spec()), "holdout": self.digest_of(self.holdout_spec(seed)),
-                                "oneshot": self.digest_of(self.oneshot_spec(seed, budget))})
+                               {"study_set": self.key("study_set"), "holdout": self.key("holdout", seed),
+                                "oneshot": self.key("oneshot", seed, budget)})
 
     @_memo
     def benchmark_spec(self) -> BenchmarkSpec:
-        return BenchmarkSpec(self.run, self.study.ground_truth, {"study_set": self.digest_of(self.study_set_spec())})
+        return BenchmarkSpec(self.run, self.study.ground_truth, {"study_set": self.key("study_set")})
 
     @_memo
     def zero_cost_spec(self, proxy: str, chunk: int) -> ZeroCostSpec:
@@ -281,8 +292,8 @@ class RunSettings:
         m = self.proxies[proxy]
         code = user_metrics.code_hash(m.function) if m.function else catalog.code_hash(m.name)
         return ZeroCostSpec(self.run, self.data, self.supernet, proxy, m, code, self.study.seed, chunk,
-                            self.study.archs_per_job, {"study_set": self.digest_of(self.study_set_spec()),
-                                                       "holdout": self.digest_of(self.holdout_spec(self.study.seed))})
+                            self.study.archs_per_job, {"study_set": self.key("study_set"),
+                                                       "holdout": self.key("holdout", self.study.seed)})
 
     @_memo
     def ranking_spec(self) -> RankingSpec:
@@ -299,21 +310,25 @@ class RunSettings:
                     "data": {"name": self.data.name, "input_size": self.data.input_size,
                              "train_images": self.data.train_images, "val_fraction": self.data.val_fraction},
                     "network": {"C": self.supernet.C, "N": self.supernet.N}}
-        truth = ([self.digest_of(self.benchmark_spec())] if gt.benchmark else
-                 [self.digest_of(self.standalone_spec(g, k)) for g in range(self.study.gt_seeds) for k in chunks])
+        truth = ([self.key("benchmark")] if gt.benchmark else
+                 [self.key("standalone", g, k) for g in range(self.study.gt_seeds) for k in chunks])
         trees = {m: {"leaves": self.leaf_count(m), "factors": list(t.tree.factors), "control": t.control}
                  for m, t in self.metrics.items()}
         return RankingSpec(self.run, tuple(self.metrics), self.seeds, gt.source, self.study.gt_seeds,
                            self.study_chunks(), tuple(self.proxies), self.directions, self.budgets(), self.study.rank_by,
                            self.study.top_k, self.study.bootstrap, trees, protocol,
                            {"truth": truth,
-                            "studies": [self.digest_of(self.study_eval_spec(m, s, k)) for m, s in self.trees() for k in chunks],
-                            "oneshots": [self.digest_of(self.oneshot_eval_spec(s, b, k)) for s in self.seeds
+                            "studies": [self.key("study", m, s, k) for m, s in self.trees() for k in chunks],
+                            "oneshots": [self.key("oneshot_study", s, b, k) for s in self.seeds
                                          for b in self.budgets() for k in chunks],
-                            "zero_cost": [self.digest_of(self.zero_cost_spec(p, k)) for p in self.proxies for k in chunks]})
+                            "zero_cost": [self.key("zero_cost", p, k) for p in self.proxies for k in chunks]})
 
     def ranking_figure_spec(self) -> FiguresSpec:
-        return FiguresSpec(self.run, {"ranking": self.digest_of(self.ranking_spec())})
+        return FiguresSpec(self.run, {"ranking": self.key("ranking"), "summary": self.key("study_summary")})
+
+    def figure_spec(self, rule: str) -> FiguresSpec:
+        """The spec of the rule that draws a figure (``draw_figures`` or ``draw_ranking``)."""
+        return self.figures_spec() if rule == "draw_figures" else self.ranking_figure_spec()
 
     # ------------------------------------------------------------------------- every output of the run
 
@@ -348,6 +363,4 @@ class RunSettings:
 
     def spec_for(self, kind: str, identity: dict):
         """The spec that makes the output ``kind`` identified by ``identity``."""
-        from fewshot_core.outputs import OUTPUTS
-
         return getattr(self, OUTPUTS[kind].spec)(*(identity[k] for k in OUTPUTS[kind].identity))

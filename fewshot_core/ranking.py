@@ -23,33 +23,15 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from fewshot_core.nb201 import NUM_EDGES, NUM_OPS, OPS, format_arch, reaches_output
+from fewshot_core.labels import CEILING, ONESHOT, RANDOM, oneshot_name
 from fewshot_core.outputs import RANKING_COLUMNS, SUMMARY_COLUMNS
 
-#: The name the one-shot baselines' rows carry, followed by their budget: "one-shot (8 leaves)".
-ONESHOT = "one-shot"
-RANDOM = "random"
-CEILING = "ground truth seeds"
 #: The training-free ranking whose ties group architectures of equal parameter count.
 PARAMS = "nparams"
 
 
-def oneshot_name(budget: int) -> str:
-    """The name of the one-shot baseline trained as long as ``budget`` leaves."""
-    return f"{ONESHOT} ({budget} lea{'f' if budget == 1 else 'ves'})"
 #: Up to this many architectures, resampled taus are computed for all pairs at once; beyond it, one by one.
 VECTORISED_UP_TO = 300
-
-
-def study_set(n: int, seed: int) -> tuple[list[str], int]:
-    """``n`` architectures drawn uniformly without replacement from those whose cell connects its input to
-    its output (the others give chance accuracy everywhere), and how many of all 5^6 are cut off."""
-    all_ops = np.array(np.meshgrid(*[range(NUM_OPS)] * NUM_EDGES, indexing="ij")).reshape(NUM_EDGES, -1).T
-    connected = [row for row in all_ops if reaches_output([OPS[o] != "none" for o in row])]
-    if n > len(connected):
-        raise ValueError(f"study.archs: {n} exceeds the {len(connected)} connected architectures")
-    picks = np.random.default_rng([seed, 201]).choice(len(connected), size=n, replace=False)
-    return [format_arch([OPS[o] for o in connected[i]]) for i in sorted(picks)], len(all_ops) - len(connected)
 
 
 def kendall_tau(x, y) -> float:

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from fewshot_core import artifacts  # noqa: E402
+from fewshot_core import artifacts, freshness  # noqa: E402
 from fewshot_core.catalog import CATALOG, display_name  # noqa: E402
 from fewshot_core.distance import per_split, summarise  # noqa: E402
 from fewshot_core.errors import ArtifactError  # noqa: E402
@@ -237,7 +237,7 @@ def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path, prot
     interval and the share of resamples it wins; (c) what each ranking knows beyond the parameter count:
     its tau over the pairs of architectures of equal parameter count. The CSV holds ``summary``, the
     study's summary table, as it is."""
-    from fewshot_core.ranking import CEILING, ONESHOT, RANDOM
+    from fewshot_core.labels import CEILING, ONESHOT, RANDOM
 
     trees = _ordered(ranking[ranking.kind == "tree"].name)
     controls = list(dict.fromkeys(ranking[ranking.kind == "control"].name))
@@ -323,7 +323,7 @@ def figure_ranking(ranking: pd.DataFrame, summary: pd.DataFrame, out: Path, prot
 
 def _label(name: str) -> str:
     """A ranking's name on an axis: a metric's or control's display name, a one-shot baseline on two lines."""
-    from fewshot_core.ranking import ONESHOT
+    from fewshot_core.labels import ONESHOT
 
     return name.replace(f"{ONESHOT} ", "one-shot\n") if name.startswith(ONESHOT) else display_name(name)
 
@@ -375,7 +375,7 @@ def measure(protocol: dict) -> str:
 
 def ranking_text(ranking: pd.DataFrame, summary: pd.DataFrame, protocol: dict) -> str:
     """The ranking study as text: the protocol, the ceiling, per metric and baseline, then per ranking."""
-    from fewshot_core.ranking import CEILING
+    from fewshot_core.labels import CEILING
 
     p = protocol
     start = (f"transfer: each seed's one-shot supernet pretrained {p['pretrain_epochs']} epochs, every leaf inherits "
@@ -434,11 +434,11 @@ def summary_text(splits: pd.DataFrame, pairs: pd.DataFrame) -> str:
 
 
 def read_run_tables(splits: Path, distance: Path, expected: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A run's split table and split-distance table, checked (``expected``: the run and spec digest their
-    records must name; None: the two must be the halves of one job's output)."""
+    """A run's split table and split-distance table, checked (``expected``: the run and key the split table's
+    record must name; None: the two must be the halves of one job's output)."""
     table = artifacts.read_table(splits, {"kind": "splits_table", **(expected or {})}, columns=SPLIT_COLUMNS)
     pairs = artifacts.read_table(distance, {"kind": "split_distance", "run": table.attrs["provenance"]["run"],
-                                            "spec": table.attrs["provenance"]["spec"]}, columns=PAIR_COLUMNS)
+                                            "settings": table.attrs["provenance"]["settings"]}, columns=PAIR_COLUMNS)
     return table, pairs
 
 
@@ -478,7 +478,7 @@ def summary(run_dir: Path) -> str:
     trees = sorted({(m, int(s)) for m, s in zip(splits.metric, splits.seed)})
     text = (f"Run {made['run']!r}: {len(trees)} trees ({len({m for m, _ in trees})} metrics x "
             f"{len({s for _, s in trees})} seeds), from {files['splits_table'].name} and "
-            f"{files['split_distance'].name} (settings {made['spec']}). {devices_line(devices_of(run_dir))}\n\n"
+            f"{files['split_distance'].name} (key {made['key']}). {devices_line(devices_of(run_dir))}\n\n"
             + summary_text(splits, pairs))
     if not files["ranking"].exists():
         return text
@@ -488,19 +488,12 @@ def summary(run_dir: Path) -> str:
     except ArtifactError as err:  # out of date (a study chunk remade since), damaged: the trees above still hold
         return text + f"\n\nRanking study: not shown: {err}"
     study = ranking.attrs["provenance"]
-    stale = []
-    if sorted(study.get("made_from", {}).get("splits", [])) != sorted(made["settings"]["inputs"]["splits"]):
-        stale.append(f"its trees' splits are not those of {files['splits_table'].name}")
-    if files["leaves_table"].exists():
-        leaves = artifacts.read_record(files["leaves_table"], "parquet") or {}
-        if sorted(study.get("made_from", {}).get("leaves", [])) != sorted(leaves.get("settings", {}).get(
-                "inputs", {}).get("tables", [])):
-            stale.append(f"its leaves are not those of {files['leaves_table'].name}")
-    if stale:
-        return text + (f"\n\nRanking study: {files['ranking']} is stale ({'; '.join(stale)}): it was made from an "
-                       "earlier run's trees and is not shown. `snakemake study` (with this run's configuration) "
-                       "remakes it.")
+    stale = freshness.stale_in_run(run_dir)
+    behind = [f"{files[k]} ({stale[str(files[k])]})" for k in ("splits_table", "ranking") if str(files[k]) in stale]
+    if behind:
+        return text + (f"\n\nRanking study: not shown: {'; '.join(behind)}: the ranking is not what this run's trees "
+                       "and this code make. `snakemake study` (with this run's configuration) remakes it.")
     means = artifacts.read_table(files["study_summary"], {"kind": "study_summary", "run": made["run"],
-                                                          "spec": study["spec"]}, columns=SUMMARY_COLUMNS)
-    return text + (f"\n\nFrom {files['ranking'].name} and {files['study_summary'].name} (settings {study['spec']}), "
+                                                          "settings": study["settings"]}, columns=SUMMARY_COLUMNS)
+    return text + (f"\n\nFrom {files['ranking'].name} and {files['study_summary'].name} (key {study['key']}), "
                    "made from the trees above.\n" + ranking_text(ranking, means, study["settings"]["protocol"]))

@@ -124,7 +124,6 @@ def serve(path: str, owner: int) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     digest_imported_modules()
-    importlib.import_module("fewshot_core.train").training_code()  # what every checkpoint records, once
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
     os.replace(path + ".tmp", path)  # the socket appears only once it is bound and ready

@@ -20,19 +20,21 @@ from fewshot_core.settings import (
 
 # ----------------------------------------------------------------------------- the stages' specs
 #
-# Every spec names its run and carries ``inputs``: for each input file, the digest of the spec that
-# made it (a list for several files). A job's spec therefore changes with anything upstream of it,
-# and its readers check that each input was made by exactly the spec it expects.
+# Every spec names its run and carries ``inputs``: for each input file, its key (a list for several
+# files; :func:`fewshot_core.outputs.key`). A job's spec therefore changes with anything upstream of
+# it, settings or code, and its readers check that each input has exactly the key it expects.
 
-Inputs = dict  # {input name: spec digest, or a list of them}
+Inputs = dict  # {input name: key, or a list of them}
 
 
 @dataclass(frozen=True)
 class HoldoutSpec:
-    """``make_holdout``: the seeded train/validation split of the training images."""
+    """``make_holdout``: the seeded train/validation split of the training images. ``images``: the digest of
+    the dataset's files, so that replaced images rerun everything made from them."""
 
     run: str
     data: DataSettings
+    images: str
     seed: int
 
 

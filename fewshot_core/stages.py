@@ -21,7 +21,7 @@ import pandas as pd
 
 from fewshot_core import artifacts, digests
 from fewshot_core.artifacts import record
-from fewshot_core.errors import ArtifactError, DataError
+from fewshot_core.errors import ArtifactError, DataError, SplitError
 from fewshot_core.outputs import (
     BENCHMARK_COLUMNS,
     LEAF_COLUMNS,
@@ -34,9 +34,9 @@ from fewshot_core.outputs import (
     SUMMARY_COLUMNS,
     ZERO_COST_COLUMNS,
     checkpoint,
+    key,
 )
-from fewshot_core.ranking import oneshot_name
-from fewshot_core.settings import DataSettings, MetricSettings, SupernetSettings
+from fewshot_core.settings import DataSettings, MetricSettings, SupernetSettings, canonical_json
 from fewshot_core.specs import (
     BenchmarkSpec,
     ChildrenSpec,
@@ -56,8 +56,6 @@ from fewshot_core.specs import (
     TreesSpec,
     ZeroCostSpec,
 )
-from fewshot_core.splitting import edge_similarity_ops, edges_to_score, node_masks, split_level
-from fewshot_core.tree import ROOT, node_seed, parent_of
 
 Log = Callable[[str], None]
 
@@ -73,9 +71,44 @@ def _expect(kind: str, spec, key: str, index: int | None = None, **identity) -> 
     return artifacts.expect(OUTPUTS[kind], spec.run, want, **identity)
 
 
+# ----------------------------------------------------------------------------- split files
+
+
+def read_splits(path: Path, expected: dict) -> list:
+    """The split records of one level of one tree (``expected`` names its metric, seed and level, and
+    what else its record must say); every record must belong to that tree and level."""
+    from fewshot_core.splitting import SplitRecord
+
+    obj = artifacts.read_json(path, expected)
+    metric, seed, level = expected["metric"], expected["seed"], expected["level"]
+    items = obj.get("splits")
+    if not isinstance(items, list) or not items:
+        raise ArtifactError(f"{path}: no split records; {artifacts.REMEDY}")
+    out = []
+    for item in items:
+        try:
+            rec = SplitRecord.from_dict(item)
+        except (SplitError, ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ArtifactError(f"{path}: {err}; {artifacts.REMEDY}") from err
+        found = {"metric": rec.metric, "seed": rec.seed, "depth": rec.depth}
+        want = {"metric": metric, "seed": seed, "depth": level}
+        if found != want:
+            raise ArtifactError(f"{path}: the split of node {rec.node} says {found}, expected {want}: it belongs "
+                                f"to another tree; {artifacts.REMEDY}")
+        out.append(rec)
+    return out
+
+
+def read_tree_splits(paths: list[Path], expected: list[dict]) -> list:
+    """Every level's split records of one tree, ``paths`` and ``expected`` in level order."""
+    if len(paths) != len(expected):
+        raise ArtifactError(f"expected {len(expected)} split files, one per level above, got {len(paths)}")
+    return [r for p, want in zip(paths, expected) for r in read_splits(p, want)]
+
+
 def _tree_splits(spec, key: str, paths: list[Path], metric: str, seed: int, first: int = 0) -> list:
     """The split records of one tree's levels read from ``paths`` (inputs ``spec.inputs[key][first:]``)."""
-    return artifacts.read_tree_splits(paths, [_expect("splits", spec, key, first + i, metric=metric, seed=seed, level=i)
+    return read_tree_splits(paths, [_expect("splits", spec, key, first + i, metric=metric, seed=seed, level=i)
                                               for i in range(len(paths))])
 
 
@@ -95,6 +128,12 @@ def _load_data(spec: DataSettings, holdout: Path, expected: dict):
 def _holdout(spec, holdout: Path, seed: int | None = None):
     """:func:`_load_data` for a stage whose ``inputs`` name the holdout of ``seed`` (its own by default)."""
     return _load_data(spec.data, holdout, _expect("holdout", spec, "holdout", seed=spec.seed if seed is None else seed))
+
+
+def _checkpoints(kind: str, spec, folder: Path, name: str, **fields) -> artifacts.Checkpoints:
+    """Where a training stage keeps the checkpoint ``name`` of a run, resumed only for its output of ``kind``
+    made by this spec and code (its key)."""
+    return artifacts.Checkpoints(checkpoint(folder, name, **fields), key(OUTPUTS[kind], canonical_json(spec)))
 
 
 def _shape(supernet: SupernetSettings, data: DataSettings, num_classes: int = 10) -> dict:
@@ -125,12 +164,16 @@ def _supernet(shape: dict, state: dict | None = None, mask: np.ndarray | None = 
 def make_holdout(spec: HoldoutSpec, out: Path, log: Log = _log) -> None:
     """The seeded train/validation split of the dataset's training images."""
     from fewshot_core import data
+    from fewshot_core.data_files import data_files
 
     d = data.load(spec.data.name, root=spec.data.root, input_size=spec.data.input_size)
+    files = data_files(spec.data.name, spec.data.root)
+    if digests.of_files(files) != spec.images:
+        raise DataError(f"the files of {spec.data.name} ({', '.join(map(str, files))}) changed since the workflow "
+                        "started: rerun it, which remakes everything made from them")
     train_idx, val_idx = data.split_indices(len(d.train_y), spec.data.val_fraction, spec.seed, spec.data.train_images)
     artifacts.write_holdout(out, train_idx, val_idx, record(
-        OUTPUTS["holdout"], spec, n_images=len(d.train_y),
-        data_files=digests.of_data_files(data.data_files(spec.data.name, spec.data.root))))
+        OUTPUTS["holdout"], spec, n_images=len(d.train_y), data_files=digests.of_data_files(files)))
     log(f"{d.name}: {len(train_idx)} training and {len(val_idx)} validation images of {len(d.train_y)} -> {out}")
 
 
@@ -140,20 +183,21 @@ def train_root(spec: RootSpec, holdout: Path, out: Path, checkpoints: Path, devi
 
     from fewshot_core.device import resolve
     from fewshot_core.train import train
+    from fewshot_core.tree import ROOT
 
     d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
     torch.manual_seed(spec.seed)
     net = _supernet(shape)
-    ckpt = checkpoint(checkpoints, "root", seed=spec.seed)
+    ckpt = _checkpoints("root", spec, checkpoints, "root", seed=spec.seed)
     dev = resolve(device) if spec.warmup is not None else torch.device("cpu")  # initialised on the CPU
     if spec.warmup is not None:
         train(net, d, train_idx, spec.warmup, spec.seed, checkpoint=ckpt, device=dev,
               label=f"root warm-up, seed {spec.seed}")
         net.cpu()
     artifacts.save_weights(out, shape, {ROOT: net.state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["root"], spec, device=str(dev), read=artifacts.inputs_record({"holdout": holdout}, out)))
-    ckpt.unlink(missing_ok=True)
+        OUTPUTS["root"], spec, device=str(dev)))
+    ckpt.path.unlink(missing_ok=True)
     epochs = 0 if spec.warmup is None else spec.warmup.epochs
     log(f"root supernet, seed {spec.seed}: {sum(p.numel() for p in net.parameters())} parameters, "
         f"{epochs} warm-up epochs -> {out}")
@@ -192,6 +236,8 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
 
     from fewshot_core import metrics
     from fewshot_core.device import resolve
+    from fewshot_core.splitting import edge_similarity_ops, edges_to_score, node_masks
+    from fewshot_core.tree import ROOT, node_seed
 
     scorer, kind = spec.scorer, spec.scorer.kind
     for part in scorer.parts:
@@ -240,18 +286,19 @@ def score_edges(spec: ScoreSpec, holdout: Path, weights: Path, previous: list[Pa
                           value=values[i], parent_value=parent, similarity=sim[i].tolist(), seconds=seconds[i])
                      for i, op in enumerate(ops)]
     artifacts.write_table(pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), out, record(
-        OUTPUTS["scores"], spec, device=str(dev),
-        read=artifacts.inputs_record({"holdout": holdout, "weights": weights, "previous": previous}, out)))
+        OUTPUTS["scores"], spec, device=str(dev)))
 
 
 def split_nodes(spec: SplitSpec, scores: Path, previous: list[Path], out: Path, log: Log = _log) -> None:
     """Each node's edge and operation groups, by min-cut over its level's scores."""
+    from fewshot_core.splitting import split_level
+
     table = artifacts.read_table(scores, _expect("scores", spec, "scores", metric=spec.metric, seed=spec.seed,
                                                  level=spec.level), columns=SCORE_COLUMNS)
     records = split_level(table, spec.metric, spec.kind, spec.seed, spec.level, spec.tree, spec.balanced,
                           _tree_splits(spec, "previous", previous, spec.metric, spec.seed))
     artifacts.write_splits(records, out, record(
-        OUTPUTS["splits"], spec, read=artifacts.inputs_record({"scores": scores, "previous": previous}, out)))
+        OUTPUTS["splits"], spec))
     for r in records:
         log(f"{r.metric} seed {r.seed} node {r.node}: edge {r.edge_name} -> {r.groups} (cut {r.cut:.4g})")
 
@@ -260,7 +307,9 @@ def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, spli
                    checkpoints: Path, device: str, log: Log = _log) -> None:
     """The nodes of one level, each starting from its parent's weights and warmed up on its own mask."""
     from fewshot_core.device import resolve
+    from fewshot_core.splitting import node_masks
     from fewshot_core.train import train
+    from fewshot_core.tree import node_seed, parent_of
 
     d, train_idx, _ = _holdout(spec, holdout)
     parent_level = spec.level - 1
@@ -275,21 +324,22 @@ def train_children(spec: ChildrenSpec, holdout: Path, parent_weights: Path, spli
         if parent is None:
             raise ArtifactError(f"{parent_weights}: no weights for node {parent_of(node)}; {artifacts.REMEDY}")
         net = _supernet(parents["supernet"], parent, mask)
-        ckpt = checkpoint(checkpoints, "warmup", metric=spec.metric, seed=spec.seed, node=node)
+        ckpt = _checkpoints("nodes", spec, checkpoints, "warmup", metric=spec.metric, seed=spec.seed, node=node)
         train(net, d, train_idx, spec.warmup, node_seed(spec.seed, node, "warmup"), checkpoint=ckpt, device=dev,
               label=f"{spec.metric} seed {spec.seed} warm-up {node}")
         states[node], masks[node] = net.cpu().state_dict(), mask
         used.append(ckpt)
     artifacts.save_weights(out, parents["supernet"], states, masks, record(
-        OUTPUTS["nodes"], spec, device=str(dev),
-        read=artifacts.inputs_record({"holdout": holdout, "parent_weights": parent_weights, "splits": splits}, out)))
+        OUTPUTS["nodes"], spec, device=str(dev)))
     for ckpt in used:
-        ckpt.unlink(missing_ok=True)
+        ckpt.path.unlink(missing_ok=True)
     log(f"{spec.metric} seed {spec.seed}: {len(states)} nodes of level {spec.level} warmed up -> {out}")
 
 
 def _start_weights(spec, pretrained: Path | None, shape: dict) -> dict | None:
     """The one-shot supernet a job starts from (``spec.start`` pretrained), checked; None for an init."""
+    from fewshot_core.tree import ROOT
+
     if spec.start != "pretrained":
         return None
     if pretrained is None:
@@ -305,6 +355,7 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
     import torch
 
     from fewshot_core.device import resolve
+    from fewshot_core.splitting import node_masks
     from fewshot_core.train import (
         evaluate_architectures,
         sample_architectures,
@@ -313,6 +364,7 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
         training_steps,
         validation_images,
     )
+    from fewshot_core.tree import node_seed
 
     d, train_idx, val_idx = _holdout(spec, holdout)
     masks = node_masks(spec.factors, len(spec.factors), _tree_splits(spec, "splits", splits, spec.metric, spec.seed))
@@ -328,7 +380,7 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
         torch.manual_seed(init_seed)
         net = _supernet(shape, start, masks[leaf][0])
         starts[leaf] = state_digest(net)
-        ckpt = checkpoint(checkpoints, "leaf", metric=spec.metric, seed=spec.seed, node=leaf)
+        ckpt = _checkpoints("leaf_weights", spec, checkpoints, "leaf", metric=spec.metric, seed=spec.seed, node=leaf)
         train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
               label=f"{spec.metric} seed {spec.seed} leaf {leaf}")
         archs = sample_architectures(masks[leaf][0], spec.evaluation.archs, init_seed)
@@ -337,14 +389,13 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
         states[leaf] = net.cpu().state_dict()
         used.append(ckpt)
     out = pd.concat(tables, ignore_index=True)[list(LEAF_COLUMNS)]
-    files = {"holdout": holdout, "splits": splits, **({"pretrained": pretrained} if pretrained else {})}
     extra = dict(steps=len(spec.leaves) * training_steps(spec.train, len(train_idx)), start=spec.start, device=str(dev),
-                 start_weights=starts, read=artifacts.inputs_record(files, out_table))
+                 start_weights=starts)
     artifacts.save_weights(out_weights, shape, states, {leaf: masks[leaf][0] for leaf in spec.leaves},
                            record(OUTPUTS["leaf_weights"], spec, **extra))
     artifacts.write_table(out, out_table, record(OUTPUTS["leaves"], spec, **extra))
     for ckpt in used:
-        ckpt.unlink(missing_ok=True)
+        ckpt.path.unlink(missing_ok=True)
     best = out.loc[out.val_accuracy.idxmax()]
     log(f"best of {len(out)} architectures: {best.arch} in {best.leaf}: {best.val_accuracy:.4f}")
 
@@ -354,7 +405,7 @@ def train_leaves(spec: LeavesSpec, holdout: Path, splits: list[Path], out_table:
 
 def sample_study_set(spec: StudySetSpec, out: Path, log: Log = _log) -> None:
     """The study's architectures: a seeded sample of those whose cell connects input to output."""
-    from fewshot_core.ranking import study_set
+    from fewshot_core.nb201 import study_set
 
     archs, excluded = study_set(spec.archs, spec.seed)
     artifacts.write_json({"provenance": record(OUTPUTS["study_set"], spec), "archs": archs, "excluded": excluded}, out)
@@ -396,7 +447,7 @@ def _evaluated_on(d, images) -> dict:
 
 
 def standalone_result(spec: StandaloneSpec, arch: str, d, train_idx: np.ndarray, images, device,
-                      ckpt: Path | None = None) -> tuple[float, float]:
+                      ckpt: artifacts.Checkpoints | None = None) -> tuple[float, float]:
     """One study architecture trained from scratch with the spec's ground-truth seed: its test accuracy and
     loss (``images``: the test part, normalised, on ``device``). The workflow's ground truth, and what
     ``benchmarks/ground_truth.py`` measures alone."""
@@ -404,6 +455,7 @@ def standalone_result(spec: StandaloneSpec, arch: str, d, train_idx: np.ndarray,
 
     from fewshot_core.space import standalone
     from fewshot_core.train import train, validate
+    from fewshot_core.tree import node_seed
 
     init_seed = node_seed(spec.seed, arch, f"standalone{spec.gt}")
     torch.manual_seed(init_seed)
@@ -427,17 +479,16 @@ def train_standalone(spec: StandaloneSpec, study_set: Path, holdout: Path, out: 
     images = test_images(d, dev)
     rows, used = [], []
     for arch in archs:
-        ckpt = checkpoint(checkpoints, "standalone", gt=spec.gt, arch=digest(arch))
+        ckpt = _checkpoints("standalone", spec, checkpoints, "standalone", gt=spec.gt, arch=digest(arch))
         accuracy, loss = standalone_result(spec, arch, d, train_idx, images, dev, ckpt)
         rows.append({"arch": arch, "gt": spec.gt, "test_accuracy": accuracy, "test_loss": loss,
                      "epochs": spec.train.epochs})
         used.append(ckpt)
         log(f"{arch}: test accuracy {accuracy:.4f}")
     artifacts.write_table(pd.DataFrame(rows, columns=list(STANDALONE_COLUMNS)), out, record(
-        OUTPUTS["standalone"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images),
-        read=artifacts.inputs_record({"study_set": study_set, "holdout": holdout}, out)))
+        OUTPUTS["standalone"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images)))
     for ckpt in used:
-        ckpt.unlink(missing_ok=True)
+        ckpt.path.unlink(missing_ok=True)
 
 
 def pretrain_oneshot(spec: PretrainSpec, holdout: Path, out: Path, checkpoints: Path, device: str,
@@ -448,19 +499,20 @@ def pretrain_oneshot(spec: PretrainSpec, holdout: Path, out: Path, checkpoints: 
 
     from fewshot_core.device import resolve
     from fewshot_core.train import train, training_steps
+    from fewshot_core.tree import ROOT, node_seed
 
     d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
     torch.manual_seed(node_seed(spec.seed, ROOT, "pretrain"))
     net = _supernet(shape)
-    ckpt = checkpoint(checkpoints, "pretrain", seed=spec.seed)
+    ckpt = _checkpoints("pretrained", spec, checkpoints, "pretrain", seed=spec.seed)
     dev = resolve(device)
     train(net, d, train_idx, spec.train, node_seed(spec.seed, ROOT, "pretrain"), checkpoint=ckpt,
           device=dev, label=f"pretrained one-shot supernet, seed {spec.seed}")
     steps = training_steps(spec.train, len(train_idx))
     artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["pretrained"], spec, steps=steps, device=str(dev), read=artifacts.inputs_record({"holdout": holdout}, out)))
-    ckpt.unlink(missing_ok=True)
+        OUTPUTS["pretrained"], spec, steps=steps, device=str(dev)))
+    ckpt.path.unlink(missing_ok=True)
     log(f"pretrained one-shot supernet, seed {spec.seed}: {steps} steps ({spec.train.epochs} epochs) -> {out}")
 
 
@@ -471,7 +523,9 @@ def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path
     import torch
 
     from fewshot_core.device import resolve
+    from fewshot_core.labels import oneshot_name
     from fewshot_core.train import state_digest, train, training_steps
+    from fewshot_core.tree import ROOT, node_seed
 
     d, train_idx, _ = _holdout(spec, holdout)
     shape = _shape(spec.supernet, spec.data, d.num_classes)
@@ -479,16 +533,14 @@ def train_oneshot(spec: OneShotSpec, holdout: Path, out: Path, checkpoints: Path
     torch.manual_seed(init_seed)
     net = _supernet(shape, _start_weights(spec, pretrained, shape))
     start = state_digest(net)
-    ckpt = checkpoint(checkpoints, "oneshot", seed=spec.seed, budget=spec.budget)
+    ckpt = _checkpoints("oneshot", spec, checkpoints, "oneshot", seed=spec.seed, budget=spec.budget)
     dev = resolve(device)
     train(net, d, train_idx, spec.train, init_seed, checkpoint=ckpt, device=dev,
           label=f"{oneshot_name(spec.budget)}, seed {spec.seed}")
     steps = training_steps(spec.train, len(train_idx))
-    files = {"holdout": holdout, **({"pretrained": pretrained} if pretrained else {})}
     artifacts.save_weights(out, shape, {ROOT: net.cpu().state_dict()}, {ROOT: net.mask}, record(
-        OUTPUTS["oneshot"], spec, steps=steps, start=spec.start, start_weights=start, device=str(dev),
-        read=artifacts.inputs_record(files, out)))
-    ckpt.unlink(missing_ok=True)
+        OUTPUTS["oneshot"], spec, steps=steps, start=spec.start, start_weights=start, device=str(dev)))
+    ckpt.path.unlink(missing_ok=True)
     log(f"{oneshot_name(spec.budget)}, seed {spec.seed}: {steps} more steps from {spec.start} -> {out}")
 
 
@@ -501,7 +553,7 @@ def read_benchmark(spec: BenchmarkSpec, study_set: Path, out: Path, log: Log = _
     archs = _study_set(study_set, _expect("study_set", spec, "study_set"))
     table = benchmark.read(g.path, archs, g.dataset, g.hp, g.accuracy)
     artifacts.write_table(table, out, record(
-        OUTPUTS["benchmark"], spec, read=artifacts.inputs_record({"study_set": study_set}, out),
+        OUTPUTS["benchmark"], spec,
         data_files=digests.of_data_files(benchmark.files(g.path, table["index"].tolist()))))
     log(f"{len(archs)} architectures, {len(table)} trials: {g.dataset}, {g.hp} epochs, {g.accuracy} accuracy")
 
@@ -512,8 +564,9 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
     re-estimated for it on the tree's training images, evaluated on the test part."""
     from fewshot_core.device import resolve
     from fewshot_core.nb201 import arch_to_mask
-    from fewshot_core.splitting import leaf_of
+    from fewshot_core.splitting import leaf_of, node_masks
     from fewshot_core.train import evaluate_architectures, test_images
+    from fewshot_core.tree import node_seed
 
     d, train_idx, _ = _holdout(spec, holdout)
     archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
@@ -539,8 +592,7 @@ def evaluate_study(spec: StudyEvalSpec, study_set: Path, holdout: Path, splits: 
                                        node_seed(spec.seed, leaf, "study"), device=dev, prefix="test")
         tables.append(table.assign(metric=spec.metric, seed=spec.seed, leaf=leaf))
     artifacts.write_table(pd.concat(tables, ignore_index=True)[list(STUDY_COLUMNS)], out, record(
-        OUTPUTS["study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), read=artifacts.inputs_record(
-            {"study_set": study_set, "holdout": holdout, "splits": splits, "leaf_weights": leaf_weights}, out)))
+        OUTPUTS["study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images)))
     log(f"{spec.metric} seed {spec.seed}: {len(archs)} study architectures in {len(by_leaf)} leaves")
 
 
@@ -548,7 +600,9 @@ def evaluate_oneshot(spec: OneShotEvalSpec, study_set: Path, holdout: Path, ones
                      log: Log = _log) -> None:
     """Some study architectures with a one-shot baseline's weights, evaluated as the leaves' are."""
     from fewshot_core.device import resolve
+    from fewshot_core.labels import oneshot_name
     from fewshot_core.train import evaluate_architectures, test_images
+    from fewshot_core.tree import ROOT, node_seed
 
     d, train_idx, _ = _holdout(spec, holdout)
     archs = _chunk(_study_set(study_set, _expect("study_set", spec, "study_set")), spec.chunk, spec.archs_per_job)
@@ -560,8 +614,7 @@ def evaluate_oneshot(spec: OneShotEvalSpec, study_set: Path, holdout: Path, ones
                                    node_seed(spec.seed, ROOT, "study"), device=dev, prefix="test")
     name = oneshot_name(spec.budget)
     artifacts.write_table(table.assign(metric=name, seed=spec.seed, leaf=ROOT)[list(STUDY_COLUMNS)], out, record(
-        OUTPUTS["oneshot_study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images), read=artifacts.inputs_record(
-            {"study_set": study_set, "holdout": holdout, "oneshot": oneshot}, out)))
+        OUTPUTS["oneshot_study"], spec, device=str(dev), evaluated_on=_evaluated_on(d, images)))
     log(f"{name}, seed {spec.seed}: {len(archs)} study architectures")
 
 
@@ -574,6 +627,7 @@ def score_study(spec: ZeroCostSpec, study_set: Path, holdout: Path, out: Path, d
     from fewshot_core import metrics
     from fewshot_core.device import resolve
     from fewshot_core.nb201 import arch_to_mask
+    from fewshot_core.tree import ROOT, node_seed
 
     m = spec.metric
     if m.function is not None:
@@ -592,7 +646,7 @@ def score_study(spec: ZeroCostSpec, study_set: Path, holdout: Path, out: Path, d
         value = metrics.value(m.name, net, batches, m.settings, seed=draws, where=f"architecture {arch}", say=log)
         rows.append({"proxy": m.name, "arch": arch, "score": float(value)})
     artifacts.write_table(pd.DataFrame(rows, columns=list(ZERO_COST_COLUMNS)), out, record(
-        OUTPUTS["zero_cost"], spec, device=str(dev), read=artifacts.inputs_record({"study_set": study_set, "holdout": holdout}, out)))
+        OUTPUTS["zero_cost"], spec, device=str(dev)))
     log(f"{m.name}: {len(rows)} study architectures scored at initialisation")
 
 
@@ -633,18 +687,10 @@ def rank_study(spec: RankingSpec, truth: list[Path], studies: list[Path], onesho
                             f"{artifacts.REMEDY}")
     table, summary = study_tables(gt, inherited, scores, spec.directions, spec.top_k, spec.bootstrap, spec.trees,
                                   spec.rank_by)
-    made_from = {"splits": sorted({d for p in studies for d in inherited_from(p, "splits")}),
-                 "leaves": sorted({d for p in studies for d in inherited_from(p, "leaf_weights")})}
-    extra = dict(made_from=made_from, evaluated_on=json.loads(evaluated.pop()), read=artifacts.inputs_record(
-        {"truth": truth, "studies": studies, "oneshots": oneshots, "zero_cost": zero_cost}, out))
+    extra = dict(evaluated_on=json.loads(evaluated.pop()))
     artifacts.write_table(table, out, record(OUTPUTS["ranking"], spec, **extra))
     artifacts.write_table(summary, out_summary, record(OUTPUTS["study_summary"], spec, **extra))
     log(summary.round(3).to_string(index=False))
-
-
-def inherited_from(path: Path, key: str) -> list[str]:
-    """The spec digests of the inputs ``key`` recorded in a table's provenance (which trees it was made from)."""
-    return (artifacts.read_record(path, "parquet") or {}).get("settings", {}).get("inputs", {}).get(key, [])
 
 
 # ----------------------------------------------------------------------------- the whole run
@@ -662,8 +708,7 @@ def collect_leaves(spec: TreesSpec, tables: list[Path], out: Path, log: Log = _l
     parts = [artifacts.read_table(p, _expect("leaves", spec, "tables", i, **ident), columns=LEAF_COLUMNS)
              for i, (p, ident) in enumerate(zip(tables, expected))]
     table = pd.concat(parts, ignore_index=True)
-    artifacts.write_table(table, out, record(OUTPUTS["leaves_table"], spec,
-                                             read=artifacts.inputs_record({"tables": tables}, out)))
+    artifacts.write_table(table, out, record(OUTPUTS["leaves_table"], spec))
     best = table.loc[table.groupby(["metric", "seed"]).val_accuracy.idxmax()]
     log("best architecture per tree (across its leaves):")
     log(best.to_string(index=False))
@@ -679,12 +724,11 @@ def compute_split_distances(spec: TreesSpec, splits: list[Path], out_splits: Pat
     if len(splits) != len(expected):
         raise ArtifactError(f"expected {len(expected)} split files, got {len(splits)}")
     records = [r for i, (p, ident) in enumerate(zip(splits, expected))
-               for r in artifacts.read_splits(p, _expect("splits", spec, "splits", i, **ident))]
+               for r in read_splits(p, _expect("splits", spec, "splits", i, **ident))]
     table = pd.DataFrame([{**r.to_dict(), "edge_name": r.edge_name} for r in records])[list(SPLIT_COLUMNS)]
     pairs = pair_table(table[~table.metric.isin(spec.controls)])
-    read = artifacts.inputs_record({"splits": splits}, out_splits)  # the two tables share a folder
-    artifacts.write_table(table, out_splits, record(OUTPUTS["splits_table"], spec, read=read))
-    artifacts.write_table(pairs, out_distance, record(OUTPUTS["split_distance"], spec, read=read))
+    artifacts.write_table(table, out_splits, record(OUTPUTS["splits_table"], spec))
+    artifacts.write_table(pairs, out_distance, record(OUTPUTS["split_distance"], spec))
     summary = summarise(pairs).groupby(["kind", "metric"]).distance.agg(["mean", "std", "count"]).reset_index()
     log(summary.to_string(index=False))
 
@@ -693,7 +737,8 @@ def draw_figures(spec: FiguresSpec, splits: Path, distance: Path, out_dir: Path,
     """The paper's figures and the ones beyond it, as PNG and PDF."""
     from fewshot_core.report import draw_all, read_run_tables
 
-    for f in draw_all(*read_run_tables(splits, distance, {"run": spec.run, "spec": spec.inputs["splits"]}), out_dir):
+    for f in draw_all(*read_run_tables(splits, distance, {"run": spec.run, "key": spec.inputs["splits"]}), out_dir):
+        _figure_record(f, spec)
         log(str(f))
 
 
@@ -702,7 +747,14 @@ def draw_ranking(spec: FiguresSpec, ranking: Path, summary: Path, out: Path, log
     from fewshot_core.report import draw
 
     table = artifacts.read_table(ranking, _expect("ranking", spec, "ranking"), columns=RANKING_COLUMNS)
-    means = artifacts.read_table(summary, _expect("study_summary", spec, "ranking"), columns=SUMMARY_COLUMNS)
+    means = artifacts.read_table(summary, _expect("study_summary", spec, "summary"), columns=SUMMARY_COLUMNS)
     for f in draw("ranking", out.parent, ranking=table, summary=means,
                   protocol=table.attrs["provenance"]["settings"]["protocol"]):
+        _figure_record(f, spec)
         log(str(f))
+
+
+def _figure_record(path: Path, spec: FiguresSpec) -> None:
+    """A PNG figure's record: the keys of the tables it was drawn from (what the report checks)."""
+    if path.suffix == ".png":
+        artifacts.write_figure_record(path, artifacts.provenance("figure", run=spec.run, made_from=spec.inputs))

@@ -5,27 +5,29 @@ clipping 5 (GM-NAS); every figure comes from :class:`~fewshot_core.settings.Trai
 checkpoints at an epoch's end at most once a minute, and after its last epoch (model, optimizer, scheduler,
 every random generator, epoch); a restarted job resumes from its last checkpoint, and ends bit-identical to
 an uninterrupted run on the CPU,
-only when the checkpoint was made by the same settings, seed, supernet, mask, data, start weights and code.
+only when the checkpoint was made for the same output (its key: settings and code) from the same origin
+(settings, seed, supernet, mask, data and start weights).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from fewshot_core import artifacts, data, dependencies, digests
+from fewshot_core import data
 from fewshot_core import device as devices
-from fewshot_core.outputs import module_digest
 from fewshot_core.settings import EvalSettings, TrainSettings
 from fewshot_core.space import SearchCell, StandaloneNet, Supernet, architectures
 
@@ -60,8 +62,11 @@ class Progress:
 
 def state_digest(net: torch.nn.Module) -> str:
     """A hash of every parameter and buffer: names the weights a training run started from."""
-    return digests.short(part for name, t in sorted(net.state_dict().items())
-                         for part in (name, t.detach().cpu().contiguous().numpy().tobytes()))
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def describe(net: Network) -> dict:
@@ -72,26 +77,23 @@ def describe(net: Network) -> dict:
     return {**shape, "arch": net.arch}
 
 
-def checkpoint_provenance(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings,
-                          seed: int) -> dict:
-    """Everything a training run's result depends on; a checkpoint is resumed only when this is equal."""
-    return artifacts.provenance(
-        "checkpoint", train=asdict(cfg), seed=seed, network=describe(net),
-        data={"name": d.name, "input_size": d.input_size,
-              "train_indices": digests.short(np.asarray(train_idx, dtype=np.int64).tobytes())},
-        start_weights=state_digest(net), draws=DRAWS, code=training_code())
+def origin(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings, seed: int) -> dict:
+    """Where a training run starts, as plain JSON data: its settings, seed, network, data and start weights.
+    A checkpoint is resumed only when its origin is this one."""
+    indices = hashlib.sha256(np.asarray(train_idx, dtype=np.int64).tobytes()).hexdigest()[:16]
+    return json.loads(json.dumps({
+        "train": asdict(cfg), "seed": seed, "network": describe(net), "draws": DRAWS, "start_weights": state_digest(net),
+        "data": {"name": d.name, "input_size": d.input_size, "train_indices": indices}}, sort_keys=True))
 
 
-def training_code() -> dict[str, str]:
-    """``{module: digest}`` of the code a training run's epochs depend on (this module and every package
-    module it imports): a checkpoint made by other code is not resumed."""
-    return dict(_training_code())
+class Checkpoints(Protocol):
+    """Where a training run saves its state and resumes from (:class:`fewshot_core.artifacts.Checkpoints`)."""
 
+    path: Path
 
-@cache
-def _training_code() -> tuple[tuple[str, str], ...]:
-    """Once per process (the warm server computes it before it forks any job)."""
-    return tuple((m, module_digest(m)) for m in sorted(dependencies.closure(frozenset({"train"}))))
+    def load(self, origin: dict, log: Callable[[str], None]) -> dict | None: ...
+
+    def save(self, state: dict, origin: dict) -> None: ...
 
 
 #: Where a training run draws its random numbers (a checkpoint of another layout is not resumed): every
@@ -113,22 +115,21 @@ def training_steps(cfg: TrainSettings, n_train: int) -> int:
 
 
 def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSettings, seed: int,
-          checkpoint: Path | None = None, device: torch.device | None = None, label: str = "train",
+          checkpoint: Checkpoints | None = None, device: torch.device | None = None, label: str = "train",
           on_epoch: Callable[[int], None] | None = None) -> list[dict]:
     """Train ``net`` (a supernet in ``cfg.mode``, or a standalone network) in place for ``cfg.epochs``
     epochs; returns one record per epoch run here, with the optimisation steps taken in it.
 
     ``checkpoint``: where to save at the end of an epoch once :data:`CHECKPOINT_SECONDS` have passed since
     the last save (or the start), and after the last epoch; and to resume from when it holds a run of the
-    same settings, seed, supernet, mask, data, start weights and training code (any other is discarded
-    with a log line saying why), made on any device. ``on_epoch`` is called at the end of each epoch, after
-    its checkpoint if one was written (tests use it to kill a job at a known point). The host waits for the
-    device once per epoch, to read its loss.
+    same output and :func:`origin` (any other is discarded with a log line saying why), made on any
+    device. ``on_epoch`` is called at the end of each epoch, after its checkpoint if one was written (tests
+    use it to kill a job at a known point). The host waits for the device once per epoch, to read its loss.
     """
     if cfg.mode not in MODES:
         raise ValueError(f"training mode must be one of {MODES}, got {cfg.mode!r}")
     device = device or torch.device("cpu")
-    origin = checkpoint_provenance(net, d, train_idx, cfg, seed)
+    start_from = origin(net, d, train_idx, cfg, seed)
     net.to(device)
     params = [p for p in net.parameters() if p.requires_grad]
     o = cfg.optimizer
@@ -140,8 +141,7 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
         net.mode = cfg.mode
         net.path_generator = gens["path"]
     start = 0
-    state = None if checkpoint is None else artifacts.load_checkpoint(
-        checkpoint, origin, log=lambda m: print(f"{label}: {m}", flush=True))
+    state = None if checkpoint is None else checkpoint.load(start_from, lambda m: print(f"{label}: {m}", flush=True))
     if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -150,7 +150,7 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
             g.set_state(state["rng"][k])
         start = state["epoch"] + 1
         moved = f" (made on {state['device']})" if state.get("device", str(device)) != str(device) else ""
-        print(f"{label}: resuming from {checkpoint} after epoch {start}{moved}", flush=True)
+        print(f"{label}: resuming from {checkpoint.path} after epoch {start}{moved}", flush=True)
     # The whole training part lives on the device (CIFAR-10's is 150 MB as uint8); batches are taken,
     # cropped and flipped there, by the epoch's draws made on the CPU and copied over once.
     x_all = d.train_x[torch.as_tensor(train_idx)].to(device)
@@ -174,9 +174,9 @@ def train(net: Network, d: data.ImageData, train_idx: np.ndarray, cfg: TrainSett
             history.append(rec)
             progress.epoch(epoch, rec["loss"], rec["accuracy"], rate, start)
             if checkpoint is not None and (epoch + 1 == cfg.epochs or time.perf_counter() - saved_at >= CHECKPOINT_SECONDS):
-                artifacts.save_checkpoint(checkpoint, {
+                checkpoint.save({
                     "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(), "device": str(device),
-                    "scheduler": sched.state_dict(), "rng": {k: g.get_state() for k, g in gens.items()}}, origin)
+                    "scheduler": sched.state_dict(), "rng": {k: g.get_state() for k, g in gens.items()}}, start_from)
                 saved_at = time.perf_counter()
             if on_epoch is not None:
                 on_epoch(epoch)

@@ -54,7 +54,7 @@ def write_complete_archive(folder: Path) -> Path:
     """An archive with every connected architecture's file present, as a full download has them: the meta
     file and the first study architecture's file real (what the check before any job reads), the others
     empty (what it only finds)."""
-    from fewshot_core.ranking import study_set
+    from fewshot_core.nb201 import study_set
 
     archs = study_set(15284, 0)[0]
     write_archive(folder, archs[:1])

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from fewshot_core import benchmark
-from fewshot_core.nb201 import EDGE_NODES, architectures, full_mask, parse_arch
-from fewshot_core.ranking import study_set
+from fewshot_core.nb201 import EDGE_NODES, architectures, full_mask, parse_arch, study_set
 from tests.benchmark_archive import SEEDS, accuracy, write_archive
 from tests.conftest import edited, load_scenario, refusal, run_snakemake
 

@@ -27,7 +27,7 @@ def grow(s, metric: str, seed: int, work) -> list:
         stages.score_edges(s.score_spec(metric, seed, level), holdout, root, previous, scores, "cpu", log=quiet)
         stages.split_nodes(s.split_spec(metric, seed, level), scores, previous, split, log=quiet)
         previous.append(split)
-    return artifacts.read_tree_splits(previous, [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
+    return stages.read_tree_splits(previous, [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
                                                  for lv in range(len(previous))])
 
 
@@ -97,7 +97,7 @@ def test_a_user_metric_runs_end_to_end_and_its_edits_rerun_its_jobs_alone(user_r
     work, cfg = user_run
     snakemake(work, cfg, "splits")
     run = work / "results" / "tiny"
-    records = artifacts.read_tree_splits([run / "mine" / "seed0" / f"split_L{lv}.json" for lv in (0, 1)],
+    records = stages.read_tree_splits([run / "mine" / "seed0" / f"split_L{lv}.json" for lv in (0, 1)],
                                          [{"kind": "splits", "metric": "mine", "seed": 0, "level": lv} for lv in (0, 1)])
     assert len(records) == 3
     scores = artifacts.read_table(run / "mine" / "seed0" / "scores_L0.parquet", {"kind": "scores", "metric": "mine"})

@@ -242,7 +242,8 @@ def _interrupted(cfg, path):
         raise Stop
 
     with pytest.raises(Stop), mock.patch.object(training, "CHECKPOINT_SECONDS", 0):
-        training.train(Supernet(**SHAPE), tiny_data(), np.arange(64), cfg, 0, checkpoint=path, on_epoch=stop)
+        training.train(Supernet(**SHAPE), tiny_data(), np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(path, "k"),
+                       on_epoch=stop)
 
 
 def test_a_checkpoint_made_on_a_gpu_resumes_on_the_cpu(tmp_path, cfg, capsys):
@@ -250,9 +251,9 @@ def test_a_checkpoint_made_on_a_gpu_resumes_on_the_cpu(tmp_path, cfg, capsys):
     ck = tmp_path / "ck.pt"
     _interrupted(cfg, ck)
     state, record = artifacts._torch_load(ck, "checkpoint", artifacts.CHECKPOINT_FORMAT)
-    artifacts.save_checkpoint(ck, {**state, "device": "cuda:0"}, record)
+    artifacts._torch_save({**state, "device": "cuda:0"}, ck, artifacts.CHECKPOINT_FORMAT, record)
     torch.manual_seed(0)
-    history = training.train(Supernet(**SHAPE), tiny_data(), np.arange(64), cfg, 0, checkpoint=ck)
+    history = training.train(Supernet(**SHAPE), tiny_data(), np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(ck, "k"))
     assert [h["epoch"] for h in history] == [2]
     assert "after epoch 1 (made on cuda:0)" in capsys.readouterr().out
 
@@ -264,10 +265,10 @@ def test_a_checkpoint_with_a_gpu_generator_state_is_discarded_not_a_crash(tmp_pa
     _interrupted(cfg, ck)
     state, record = artifacts._torch_load(ck, "checkpoint", artifacts.CHECKPOINT_FORMAT)
     rng = {**state["rng"], "order": torch.zeros(16, dtype=torch.uint8)}
-    old = {k: v for k, v in record.items() if k != "draws"}
-    artifacts.save_checkpoint(ck, {**state, "rng": rng}, old)
+    old = {**record, "origin": {k: v for k, v in record["origin"].items() if k != "draws"}}
+    artifacts._torch_save({**state, "rng": rng}, ck, artifacts.CHECKPOINT_FORMAT, old)
     torch.manual_seed(0)
-    history = training.train(Supernet(**SHAPE), tiny_data(), np.arange(64), cfg, 0, checkpoint=ck)
+    history = training.train(Supernet(**SHAPE), tiny_data(), np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(ck, "k"))
     assert [h["epoch"] for h in history] == [1, 2]
     assert "discarding checkpoint" in capsys.readouterr().out
 

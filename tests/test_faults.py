@@ -289,13 +289,13 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, m
     monkeypatch.setattr(artifacts.os, "fsync", fsync_fails_on_second_checkpoint)
     monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0)  # a checkpoint every epoch
     with pytest.raises(OSError, match="No space left"):
-        train(fresh(), d, np.arange(64), cfg, 0, checkpoint=ck)
+        train(fresh(), d, np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(ck, "k"))
     monkeypatch.setattr(artifacts.os, "fsync", real_fsync)
     state, _ = artifacts._torch_load(ck, "checkpoint", artifacts.CHECKPOINT_FORMAT)
     assert state["epoch"] == 0  # the first epoch's checkpoint, intact
     assert not list(tmp_path.glob(".*.tmp"))
     resumed = fresh()
-    train(resumed, d, np.arange(64), cfg, 0, checkpoint=ck)
+    train(resumed, d, np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(ck, "k"))
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
 
 

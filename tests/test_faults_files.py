@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from fewshot_core import artifacts
+from fewshot_core import artifacts, stages
 from fewshot_core.errors import ArtifactError
 from tests.conftest import edited, load_scenario, run_job_in_process, run_snakemake
 
@@ -37,17 +37,21 @@ def test_corrupt_parquet_is_named_at_start_and_remade(small_run, snakemake):
         artifacts.read_table(scores, {"kind": "scores"})
     proc = snakemake(work, cfg, "splits")
     assert "snip/seed0: 1 file unreadable or without a provenance record (results/tiny/snip/seed0/scores_L1.parquet " \
-           "cannot be read): rerunning" in proc.stderr
+           "cannot be read): remade where the targets need them" in proc.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(scores).drop(columns="seconds"), good.drop(columns="seconds"))
 
 
 def test_hand_edited_invalid_split_is_named_and_the_workflow_recovers(small_run, snakemake):
+    """An invalid split whose record agrees with its bytes (a hand edit without that is refused earlier:
+    test_freshness.py::test_a_file_edited_by_hand_with_its_time_restored_is_refused_by_its_reader)."""
+    import json
+
     work, cfg = small_run
     split = work / "results" / "tiny" / "snip" / "seed0" / "split_L0.json"
     good = split.read_text()
-    split.write_text(good.replace('"skip_connect"', '"nor_conv_1x1"', 1))  # an op in two groups
+    artifacts.write_json(json.loads(good.replace('"skip_connect"', '"nor_conv_1x1"', 1)), split)  # an op in two groups
     with pytest.raises(ArtifactError, match="split_L0.json.*not a partition"):
-        artifacts.read_splits(split, {"kind": "splits", "metric": "snip", "seed": 0, "level": 0})
+        stages.read_splits(split, {"kind": "splits", "metric": "snip", "seed": 0, "level": 0})
     proc = snakemake(work, cfg, "splits", check=False)
     assert proc.returncode != 0 and "split_L0.json" in proc.stdout + proc.stderr
     split.unlink()
@@ -99,7 +103,7 @@ def test_a_split_file_whose_records_name_another_tree_is_refused(copy_of):
     path = run / "snip" / "seed0" / "split_L1.json"
     obj = json.loads(path.read_text())
     obj["splits"][0]["seed"] = 7  # a phantom seed 7 inside a file whose record is right
-    path.write_text(json.dumps(obj))
+    artifacts.write_json(obj, path)
     failed_job_says(work, "split_L1.json", "'seed': 7", "another tree")
 
 
@@ -132,7 +136,7 @@ def damage_holdout(run, edit) -> None:
     import json
 
     path = run / "data" / "holdout_seed0.json"
-    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    artifacts.write_json(edit(json.loads(path.read_text())), path)  # its record's content digest made to agree
 
 
 def job_refuses(work, output: str, *needles: str) -> None:
@@ -164,12 +168,11 @@ def test_every_damage_to_a_holdout_is_refused_by_the_job_that_reads_it(copy_of, 
 
 
 def test_a_scores_table_missing_a_column_is_refused(copy_of):
-    import pyarrow.parquet as pq
 
     work, run = copy_of
     path = run / "snip" / "seed1" / "scores_L0.parquet"
-    table = pq.read_table(path)
-    pq.write_table(table.drop_columns(["similarity"]), path)
+    table = artifacts.read_table(path, {})
+    artifacts.write_table(table.drop(columns=["similarity"]), path, table.attrs["provenance"])
     failed_job_says(work, "scores_L0.parquet", "column(s) ['similarity'] missing")
 
 
@@ -182,7 +185,7 @@ def damage_split_field(run, field: str, value) -> None:
     path = run / "synflow" / "seed1" / "split_L0.json"
     obj = json.loads(path.read_text())
     obj["splits"][0][field] = value
-    path.write_text(json.dumps(obj))
+    artifacts.write_json(obj, path)
 
 
 def test_a_split_field_of_the_wrong_type_is_refused(copy_of):
@@ -210,7 +213,7 @@ def test_a_study_set_that_repeats_an_architecture_is_refused(copy_of):
     path = run / "study" / "archs.json"
     obj = json.loads(path.read_text())
     obj["archs"][1] = obj["archs"][0]
-    path.write_text(json.dumps(obj))
+    artifacts.write_json(obj, path)
     failed_job_says(work, "archs.json", f"the architecture {obj['archs'][0]} is listed 2 times", target="study")
 
 
@@ -267,15 +270,33 @@ def test_a_weight_file_whose_tensors_were_altered_is_refused_naming_it(tmp_path)
         artifacts.load_weights(path, {"kind": "root"})
 
 
-def test_a_holdout_drawn_from_other_images_is_other_content_though_its_indices_are_the_same(tmp_path):
-    """Replaced data reruns the holdouts, which draw the same indices: what was made from the old images must
-    still be made again, so the holdout's content covers the data files it was drawn from."""
-    import numpy as np
+def test_other_images_give_every_output_made_from_them_another_key(tmp_path, monkeypatch):
+    """Replaced data draws the same holdout indices: the holdouts' specs name the images' digest, so their keys
+    change, and with them those of everything made from the data; the study set, drawn from no image, keeps its."""
+    from fewshot_core.checks import load_settings
+    from fewshot_core.plan import RunSettings
 
-    contents = []
-    for digest in ("a" * 16, "b" * 16):
-        path = tmp_path / f"{digest[0]}.json"
-        artifacts.write_holdout(path, np.arange(4), np.arange(4, 6), {"kind": "holdout",
-                                                                       "data_files": {"x.gz": [10, 1, digest]}})
-        contents.append(artifacts.read_record(path, "json")["content"])
-    assert contents[0] != contents[1]
+    settings = load_settings(TINY)
+    before = {(k, *i.values()): settings.key(k, *i.values()) for k, i in settings.outputs()}
+    monkeypatch.setattr(RunSettings, "images", lambda self: "0" * 16)
+    after = load_settings(TINY)
+    kept = {k[0] for k, v in before.items() if after.key(*k) == v}
+    assert kept == {"study_set"}
+
+
+def test_the_data_file_read_is_the_one_whose_digest_the_holdouts_name(tmp_path):
+    """An uncompressed IDX file placed beside the .gz it would be read in place of: the files the loader reads
+    and those the data key digests are found by the same function, so the key changes with it."""
+    from fewshot_core import data
+    from fewshot_core.data_files import data_files
+    from fewshot_core.digests import of_files
+    from tests.fashion import write_fashion
+
+    write_fashion(tmp_path)
+    before = of_files(data_files("fashion_mnist", tmp_path))
+    arrays = write_fashion(tmp_path / "other", seed=1, compressed=False)
+    (tmp_path / "other" / "train-images-idx3-ubyte").rename(tmp_path / "train-images-idx3-ubyte")
+    files = data_files("fashion_mnist", tmp_path)
+    assert tmp_path / "train-images-idx3-ubyte" in files and of_files(files) != before
+    read = data.load("fashion_mnist", tmp_path, input_size=28)
+    assert (read.train_x[:, 0].numpy() == arrays["train-images-idx3-ubyte"]).all()

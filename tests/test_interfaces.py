@@ -64,14 +64,10 @@ def test_a_rules_command_is_its_stage_with_the_stages_own_flags(rule):
             assert name in RULES[rule][part] or name == "", f"{flag} takes {what}, which the rule does not name"
 
 
-#: Inputs made by the same job as another input: the spec records the digest of that job's spec once.
-COMPANIONS = {"draw_ranking": {"summary"}}
-
-
 @pytest.mark.parametrize("rule", sorted(FEWSHOT))
 def test_every_input_a_spec_records_is_a_file_the_stage_reads(rule):
-    """The spec's ``inputs`` name the digests of exactly the files the stage reads (its parameters but its
-    outputs, its checkpoints folder and an input made by the same job as another)."""
+    """The spec's ``inputs`` name the keys of exactly the files the stage reads (its parameters but its
+    outputs and its checkpoints folder)."""
     settings = load_settings({**load_scenario("tiny"), "training": {"warmup": {"epochs": 1}}})
     made = [o for o in OUTPUTS.values() if o.rule == rule] or [f for f in FIGURES.values() if f.rule == rule]
     if not made:
@@ -84,7 +80,7 @@ def test_every_input_a_spec_records_is_a_file_the_stage_reads(rule):
         spec = settings.spec_for(kind.kind, {k: identity[k] for k in kind.identity})
     stage = cli.STAGES[command(rule)][1]
     reads = {p for p in inspect.signature(stage).parameters if not p.startswith("out")}
-    reads -= NOT_FILES | {"checkpoints"} | COMPANIONS.get(rule, set())
+    reads -= NOT_FILES | {"checkpoints"}
     recorded = set(getattr(spec, "inputs", {}))
     assert recorded == reads, f"{rule}: the spec records {sorted(recorded)}, the stage reads {sorted(reads)}"
 

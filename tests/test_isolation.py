@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from fewshot_core import artifacts, metrics, stages
+from fewshot_core import metrics, stages
 from fewshot_core.checks import load_settings
 from fewshot_core.errors import MetricError
 from fewshot_core.metrics import REGISTRY, Batch, base
@@ -94,7 +94,7 @@ def test_a_metric_in_a_combination_leaves_the_other_components_split_as_it_is_al
             stages.score_edges(s.score_spec(metric, 0, level), holdout, root, previous, scores, "cpu", log=said.append)
             stages.split_nodes(s.split_spec(metric, 0, level), scores, previous, split, log=lambda _: None)
             previous.append(split)
-        trees[metric] = [(r.node, r.edge, r.groups) for r in artifacts.read_tree_splits(
+        trees[metric] = [(r.node, r.edge, r.groups) for r in stages.read_tree_splits(
             previous, [{"kind": "splits", "metric": metric, "seed": 0, "level": lv} for lv in range(s.levels(metric))])]
     assert trees["mix"] == trees["snip"] and len(trees["snip"]) == 3
     assert [line for line in said if "left changed" in line] and os.getcwd() == str(tmp_path)

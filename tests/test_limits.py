@@ -179,4 +179,4 @@ def test_a_download_that_succeeds_puts_its_files_where_the_loader_finds_them(tmp
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "_load_data", lambda self: (None, None))
     assert data.download("fashion_mnist", tmp_path / "fm")
     assert sorted(p.name for p in (tmp_path / "fm").iterdir()) == ["FashionMNIST"]
-    assert all(data._fashion_file(tmp_path / "fm", n) for part in data.FASHION_FILES.values() for n in part)
+    assert all(data.fashion_file(tmp_path / "fm", n) for part in data.FASHION_FILES.values() for n in part)

@@ -107,10 +107,10 @@ def test_without_a_server_the_command_runs_in_its_own_process(tmp_path, defaults
 def test_the_server_digests_the_code_it_imported_once_for_every_job():
     """Digests of what the server imported are cached before it forks, and only those: a job records the
     code it runs without parsing the package, and a module the server never loaded is read by the job."""
-    code = ("import sys, fewshot_core.stages\n"
+    code = ("import sys, fewshot_core.stages, fewshot_core.splitting\n"
             "from fewshot_core import outputs\n"
             "outputs.digest_imported_modules()\n"
-            "named = {m for o in outputs.OUTPUTS.values() for m in o.code}\n"
+            "named = {m for o in outputs.OUTPUTS.values() for m in outputs.dependencies.stage_code(o.rule)}\n"
             "loaded = {m for m in named if 'fewshot_core.' + m in sys.modules}\n"
             "from fewshot_core import digests\n"
             "print(digests.of_code_cached.cache_info().currsize, len(loaded), len(named))")

@@ -50,7 +50,6 @@ def test_every_setting_the_schema_documents_reaches_the_run_settings():
     base = load_settings(MINIMAL)
     changes = {"data.name": "synthetic", "data.root": "somewhere", "data.download": True, "data.input_size": 32,
                "data.val_fraction": 0.3, "data.train_images": 100, "supernet.C": 16, "supernet.N": 5, "device": "cpu",
-               "rerun_on_code_change": True,
                "training.precision": "bfloat16",
                "tree.policy": {"levels": [2, 3]}, "tree.edge_selection": "random", "tree.edge_order": [2, 1, 0],
                "tree.balanced": True, "training.optimizer.lr": 0.1, "training.optimizer.lr_min": 0.0,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fewshot_core import artifacts, ranking
+from fewshot_core import artifacts, labels, nb201, ranking, stages
 from fewshot_core.checks import load_settings
 from fewshot_core.nb201 import arch_to_mask, architectures, full_mask
 from fewshot_core.splitting import SplitRecord, leaf_of, node_masks
@@ -142,10 +142,10 @@ def test_each_tree_meets_the_oneshot_of_its_own_steps_and_random_splits_of_its_s
                           for g in (0, 1) for a in archs])
     rows = []
     for s in (0, 1):
-        for name in ("snip", "random", "fewshot_nas", ranking.oneshot_name(8), ranking.oneshot_name(5)):
+        for name in ("snip", "random", "fewshot_nas", labels.oneshot_name(8), labels.oneshot_name(5)):
             rows += [{"metric": name, "seed": s, "arch": a, "leaf": "r0", "test_accuracy": x, "test_loss": 1 - x}
                      for a, x in zip(archs, rng.random(len(archs)))]
-    same_as_five = [r for r in rows if r["metric"] == ranking.oneshot_name(5)]
+    same_as_five = [r for r in rows if r["metric"] == labels.oneshot_name(5)]
     rows += [{**r, "metric": "copy_of_five"} for r in same_as_five]
     trees = {"snip": {"leaves": 8, "factors": [2, 2, 2], "control": False},
              "random": {"leaves": 8, "factors": [2, 2, 2], "control": False},
@@ -178,7 +178,7 @@ def test_each_study_architecture_is_evaluated_in_the_leaf_that_holds_it(tiny_run
     archs = artifacts.read_json(run / "study" / "archs.json", {"kind": "study_set"})["archs"]
     for metric, seed in TREES:
         part = pd.concat([pd.read_parquet(p) for p in tree_tables(run, metric, seed)])
-        records = artifacts.read_tree_splits([run / metric / f"seed{seed}" / f"split_L{lv}.json" for lv in (0, 1)],
+        records = stages.read_tree_splits([run / metric / f"seed{seed}" / f"split_L{lv}.json" for lv in (0, 1)],
                                              [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
                                               for lv in (0, 1)])
         masks = {leaf: m for leaf, (m, _) in node_masks((2, 2), 2, records).items()}
@@ -202,7 +202,7 @@ def test_a_leaf_under_transfer_starts_from_the_pretrained_supernet_on_its_mask(t
         record = leaves["provenance"]
         assert record["start"] == "pretrained" and set(record["start_weights"]) == set(leaves["nodes"])
         assert all(d == state_digest(net) for d in record["start_weights"].values())
-        records = artifacts.read_tree_splits([run / metric / f"seed{seed}" / f"split_L{lv}.json" for lv in (0, 1)],
+        records = stages.read_tree_splits([run / metric / f"seed{seed}" / f"split_L{lv}.json" for lv in (0, 1)],
                                              [{"kind": "splits", "metric": metric, "seed": seed, "level": lv}
                                               for lv in (0, 1)])
         for leaf, (mask, _) in node_masks((2, 2), 2, records).items():
@@ -221,7 +221,7 @@ def test_the_oneshot_baselines_take_a_trees_and_a_leafs_steps_from_the_leaves_st
             assert tree["steps"] == leaves["steps"] == 4 * per_leaf > 0 and leaf["steps"] == per_leaf
         for budget in (4, 1):
             record = artifacts.read_record(run / f"seed{seed}" / f"oneshot_{budget}leaves.pt", "weights")
-            assert record["start"] == "pretrained" and record["settings"]["inputs"]["pretrained"] == start["spec"]
+            assert record["start"] == "pretrained" and record["settings"]["inputs"]["pretrained"] == start["key"]
 
 
 def test_every_accuracy_of_the_study_is_measured_on_the_test_images(tiny_run):
@@ -307,8 +307,8 @@ def test_one_metrics_setting_reruns_that_metrics_study_evaluation_alone(tiny_run
 
 
 def test_the_study_set_is_seeded_and_leaves_out_cut_off_cells():
-    a, excluded = ranking.study_set(30, seed=1)
-    assert a == ranking.study_set(30, seed=1)[0] != ranking.study_set(30, seed=2)[0]
+    a, excluded = nb201.study_set(30, seed=1)
+    assert a == nb201.study_set(30, seed=1)[0] != nb201.study_set(30, seed=2)[0]
     assert len(set(a)) == 30 and excluded > 0
     from fewshot_core.nb201 import reaches_output
 
@@ -322,11 +322,11 @@ def test_a_study_with_the_three_controls_grows_each_tree_by_its_own_policy(tmp_p
     snakemake(tmp_path, scenario("controls"))
     run = tmp_path / "results" / "controls"
     def splits(tree, level):
-        return artifacts.read_splits(run / tree / "seed0" / f"split_L{level}.json",
+        return stages.read_splits(run / tree / "seed0" / f"split_L{level}.json",
                                      {"kind": "splits", "metric": tree, "seed": 0, "level": level})
 
     (few,) = splits("fewshot_nas", 0)
-    assert few.edge == 0 and few.groups == [[op] for op in ranking.OPS]
+    assert few.edge == 0 and few.groups == [[op] for op in nb201.OPS]
     assert not (run / "fewshot_nas" / "seed0" / "split_L1.json").exists()
     leaves = artifacts.read_record(run / "fewshot_nas" / "seed0" / "leaves" / "chunk0.pt", "weights")
     assert len(leaves["settings"]["leaves"]) == 5

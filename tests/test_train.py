@@ -15,7 +15,8 @@ import torch
 
 from fewshot_core import artifacts, data
 from fewshot_core import train as training
-from fewshot_core.settings import canonical_json, digest
+from fewshot_core.outputs import OUTPUTS, key
+from fewshot_core.settings import canonical_json
 from fewshot_core.space import Supernet
 from fewshot_core.train import evaluate_architectures, sample_architectures, train, validation_images
 
@@ -76,14 +77,14 @@ def interrupted(cfg, path, seed=0, mask=None, idx=None):
     """A run of ``cfg`` killed after its first epoch's checkpoint (a checkpoint every epoch)."""
     idx = np.arange(64) if idx is None else idx
     with pytest.raises(Stop), mock.patch.object(training, "CHECKPOINT_SECONDS", 0):
-        train(fresh(seed, mask), tiny_data(), idx, cfg, seed, checkpoint=path, on_epoch=stop_after_first)
+        train(fresh(seed, mask), tiny_data(), idx, cfg, seed, checkpoint=artifacts.Checkpoints(path, "k"), on_epoch=stop_after_first)
 
 
 def saved_epochs(monkeypatch) -> list[int]:
     """The epochs whose checkpoint a training run writes, as it writes them."""
-    saved, save = [], artifacts.save_checkpoint
-    monkeypatch.setattr(training.artifacts, "save_checkpoint",
-                        lambda path, state, origin: (saved.append(state["epoch"]), save(path, state, origin)))
+    saved, save = [], artifacts.Checkpoints.save
+    monkeypatch.setattr(artifacts.Checkpoints, "save",
+                        lambda self, state, origin: (saved.append(state["epoch"]), save(self, state, origin)))
     return saved
 
 
@@ -101,7 +102,7 @@ class Clock:
 def test_checkpoints_are_written_at_most_once_a_minute_and_after_the_last_epoch(tmp_path, cfg, monkeypatch):
     """A checkpoint copies the whole state off the device: epochs of a few seconds are not each checkpointed."""
     saved = saved_epochs(monkeypatch)
-    train(fresh(), tiny_data(), np.arange(64), cfg, 0, checkpoint=tmp_path / "fast.pt")
+    train(fresh(), tiny_data(), np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(tmp_path / "fast.pt", "k"))
     assert saved == [2]  # three quick epochs: the last one only
     saved.clear()
     clock = Clock()
@@ -110,8 +111,8 @@ def test_checkpoints_are_written_at_most_once_a_minute_and_after_the_last_epoch(
     def epoch_of_25_seconds(epoch):
         clock.now += 25
 
-    train(fresh(), tiny_data(), np.arange(64), dataclasses.replace(cfg, epochs=8), 0, checkpoint=tmp_path / "slow.pt",
-          on_epoch=epoch_of_25_seconds)
+    train(fresh(), tiny_data(), np.arange(64), dataclasses.replace(cfg, epochs=8), 0,
+          checkpoint=artifacts.Checkpoints(tmp_path / "slow.pt", "k"), on_epoch=epoch_of_25_seconds)
     # epochs end 0, 25, 50 and 75 s after the start (saved), 100, 125 and 150 s (75 s after the last: saved), 175 s
     assert saved == [3, 6, 7]
 
@@ -122,7 +123,7 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path, cfg, defaults):
     full, _, full_table = run(cfg, evaluation, 0)
     interrupted(cfg, tmp_path / "ck.pt")
     again = fresh(0)  # a fresh process would start from a fresh initialisation
-    history = train(again, tiny_data(), np.arange(64), cfg, 0, checkpoint=tmp_path / "ck.pt")
+    history = train(again, tiny_data(), np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(tmp_path / "ck.pt", "k"))
     assert [h["epoch"] for h in history] == [2, 3]  # resumed after the first epoch
     assert same_weights(full, again)
     archs = sample_architectures(again.mask, evaluation.archs, 0)
@@ -159,7 +160,7 @@ def test_a_checkpoint_made_by_other_settings_is_never_resumed(tmp_path, cfg, cap
         idx = np.arange(1, 65)
     capsys.readouterr()
     net = fresh(init, mask)
-    history = train(net, tiny_data(), idx, new_cfg, seed, checkpoint=ck)
+    history = train(net, tiny_data(), idx, new_cfg, seed, checkpoint=artifacts.Checkpoints(ck, "k"))
     assert "discarding checkpoint" in capsys.readouterr().out
     assert history[0]["epoch"] == 1  # started over
     reference = fresh(init, mask)
@@ -168,19 +169,15 @@ def test_a_checkpoint_made_by_other_settings_is_never_resumed(tmp_path, cfg, cap
 
 
 @pytest.mark.faults
-def test_a_checkpoint_made_by_other_training_code_is_discarded_with_the_module_named(tmp_path, cfg, capsys,
-                                                                                     monkeypatch):
-    """A job interrupted, train.py edited, the job restarted: it starts over (the record then names the code
-    that made every epoch), saying which module changed."""
-    import fewshot_core.train as training
-
+def test_a_checkpoint_made_for_another_key_is_discarded_with_the_field_named(tmp_path, cfg, capsys):
+    """A job interrupted, its code edited (or its output's settings changed), the job restarted: its output's
+    key is another, so it starts over (the record then names the code that made every epoch), saying so."""
     ck = tmp_path / "ck.pt"
     interrupted(cfg, ck)
-    code = training.training_code()
-    monkeypatch.setattr(training, "training_code", lambda: {**code, "train": "edited"})
     capsys.readouterr()
-    assert train(fresh(0), tiny_data(), np.arange(64), cfg, 0, checkpoint=ck)[0]["epoch"] == 1
-    assert "made by other code (train.py changed since)" in capsys.readouterr().out
+    assert train(fresh(0), tiny_data(), np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(ck, "edited"))[0][
+        "epoch"] == 1
+    assert "provenance field 'key' is 'k', expected 'edited'" in capsys.readouterr().out
 
 
 @pytest.mark.faults
@@ -189,7 +186,7 @@ def test_a_damaged_checkpoint_is_discarded_and_training_starts_over(tmp_path, cf
     interrupted(cfg, ck)
     ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
     net = fresh(0)
-    assert train(net, tiny_data(), np.arange(64), cfg, 0, checkpoint=ck)[0]["epoch"] == 1
+    assert train(net, tiny_data(), np.arange(64), cfg, 0, checkpoint=artifacts.Checkpoints(ck, "k"))[0]["epoch"] == 1
     assert "is not a checkpoint this tool wrote" in capsys.readouterr().out
 
 
@@ -203,7 +200,7 @@ def test_a_checkpoint_with_code_is_refused_and_nothing_runs(tmp_path, cfg):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"format": "fewshot-checkpoint/1", "payload": Evil()}, tmp_path / "evil.pt")
-    assert artifacts.load_checkpoint(tmp_path / "evil.pt", {}, log=lambda m: None) is None
+    assert artifacts.Checkpoints(tmp_path / "evil.pt", "k").load({}, log=lambda m: None) is None
     assert not marker.exists() and not (tmp_path / "evil.pt").exists()
 
 
@@ -224,7 +221,7 @@ def train_leaves_cmd(tmp_path, defaults, out_dir, epochs=6):
         defaults.leaves_spec("snip", 0, 0), data=data_settings, supernet=dataclasses.replace(defaults.supernet, C=4),
         train=dataclasses.replace(defaults.leaf_training, epochs=epochs, batch_size=32), factors=(), leaves=("r",),
         evaluation=dataclasses.replace(defaults.evaluation, archs=3), start="init",
-        inputs={"holdout": digest(holdout_spec), "splits": []})
+        inputs={"holdout": key(OUTPUTS["holdout"], canonical_json(holdout_spec)), "splits": []})
     every_epoch = ("import sys; from fewshot_core import cli, train; train.CHECKPOINT_SECONDS = 0; "
                    "cli.main(sys.argv[1:])")  # a checkpoint at every epoch's end: killed after one, mid-training
     return [sys.executable, "-c", every_epoch, "train-leaves", "--spec", canonical_json(spec),

@@ -1,5 +1,6 @@
 """The workflow end to end on tiny configurations: outputs, caching, staleness, configuration files, report."""
 
+import contextlib
 import dataclasses
 import itertools
 import re
@@ -11,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fewshot_core import artifacts
-from fewshot_core.errors import DataError
+from fewshot_core import artifacts, stages
+from fewshot_core.errors import ArtifactError, DataError
+from fewshot_core.freshness import STAMPS
 from fewshot_core.outputs import BENCHMARK, CHECKPOINTS, FIGURES, LOG, OUTPUTS
 from tests.conftest import ROOT
 
@@ -38,7 +40,7 @@ def test_tiny_run_writes_every_output(tiny_run):
 
 def test_every_file_of_the_tiny_run_is_in_the_catalogue_with_its_columns(tiny_run):
     """fewshot_core/outputs.py describes every file a run writes: each output (a table's columns in their
-    order, a JSON file's keys), each figure's PNG, PDF and CSV, the logs and the job records."""
+    order, a JSON file's keys), each figure's PNG, PDF and CSV, the logs, the job records and the stamps."""
     import json
     import re
 
@@ -52,6 +54,7 @@ def test_every_file_of_the_tiny_run_is_in_the_catalogue_with_its_columns(tiny_ru
     kinds = [(o, pattern(o.template)) for o in OUTPUTS.values()]
     figures = {Path(p).relative_to(run).as_posix() for f in FIGURES.values() for p in f.files(run)}
     other = [pattern(t, ".+") for t in (LOG, BENCHMARK, *(f"checkpoints/{c}" for c in CHECKPOINTS.values()))]
+    other += [pattern(f"{STAMPS}/{o.template}") for o in OUTPUTS.values()]  # one stamp per output
     seen = set()
     for path in sorted(p for p in run.rglob("*") if p.is_file()):
         rel = path.relative_to(run).as_posix()
@@ -158,9 +161,9 @@ def test_gmnas_choices_with_warmup_run(tmp_path, scenario, snakemake):
     """mincut edge selection, balanced cuts and warm-up (root per seed, children inherit)."""
     snakemake(tmp_path, scenario("gmnas"), "splits")
     run = tmp_path / "results" / "tiny"
-    root = artifacts.read_splits(run / "gradnorm" / "seed0" / "split_L0.json",
+    root = stages.read_splits(run / "gradnorm" / "seed0" / "split_L0.json",
                                  {"kind": "splits", "metric": "gradnorm", "seed": 0, "level": 0})[0]
-    children = artifacts.read_splits(run / "gradnorm" / "seed0" / "split_L1.json",
+    children = stages.read_splits(run / "gradnorm" / "seed0" / "split_L1.json",
                                      {"kind": "splits", "metric": "gradnorm", "seed": 0, "level": 1})
     assert sorted(map(len, root.groups)) == [2, 3]  # balanced: sizes differ by at most one
     cuts = root.candidates
@@ -197,15 +200,20 @@ def test_fashion_mnist_from_its_files_runs_end_to_end_on_a_subset(tmp_path, tiny
     assert "Nothing to be done" in snakemake(tmp_path, cfg, "--dry-run").stdout
     write_fashion(tmp_path / "fm", n_train=120, n_test=30, seed=1)
     proc = snakemake(tmp_path, cfg, "--dry-run")
-    assert "seed0: 1 file made from inputs that have changed since" in proc.stderr
-    assert "train-images-idx3-ubyte.gz" in proc.stderr and "rule make_holdout:" in proc.stdout
+    assert "seed0: 1 file made with other settings (the files of fashion_mnist" in proc.stderr, proc.stderr
+    assert "rule make_holdout:" in proc.stdout
     from fewshot_core import stages
     from fewshot_core.checks import load_settings
 
-    spec = load_settings(cfg, workdir=tmp_path).root_spec(0)
+    with contextlib.chdir(tmp_path):  # data.root is relative to the workflow's folder
+        spec = load_settings(cfg, workdir=tmp_path).root_spec(0)
+    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, root=str(tmp_path / "fm")))
+    holdout = run / "data" / "holdout_seed0.json"
+    with pytest.raises(ArtifactError, match="holdout_seed0.json: provenance field 'key'"):  # planned now: another key
+        stages._holdout(spec, holdout)
+    started = dataclasses.replace(spec, inputs={**spec.inputs, "holdout": artifacts.read_record(holdout, "json")["key"]})
     with pytest.raises(DataError, match="images-idx3-ubyte.gz has changed since .*holdout_seed0.json was made"):
-        stages._holdout(dataclasses.replace(spec, data=dataclasses.replace(spec.data, root=str(tmp_path / "fm"))),
-                        run / "data" / "holdout_seed0.json")
+        stages._holdout(started, holdout)  # a job planned before the images changed, run after
 
 
 # ----------------------------------------------------------------------------- configuration files
@@ -322,8 +330,9 @@ def test_the_nodes_of_a_warm_up_made_by_other_settings_are_scheduled_again(warm_
     shutil.copytree(warm_run, work)
     shutil.copy(changed("training.warmup.epochs", 2)[1] / target, work / target)
     proc = snakemake(work, scenario("warmup"), "--dry-run", target)
-    assert "snip/seed0: 1 file made with other settings (epochs 2 -> 1): rerunning" in proc.stderr
-    assert "Forced execution" in proc.stdout and "rule train_children" in proc.stdout
+    assert "snip/seed0: 1 file made with other settings (epochs 2 -> 1): remade where the targets need them" in proc.stderr
+    assert "Updated input files: results/tiny/.stamps/snip/seed0/nodes_L1.pt" in proc.stdout
+    assert "rule train_children" in proc.stdout
 
 
 # ----------------------------------------------------------------------------- the report
@@ -340,6 +349,12 @@ def test_a_report_of_a_configuration_that_never_ran_is_refused_in_one_line(tiny_
         assert "Traceback" not in proc.stderr and not report.exists()
     proc = snakemake(tiny_run, edit(scenario("tiny"), "run", "never"), "--report", str(report), check=False)
     assert "Report: results/never/figures/fig1_split_distance.png (and" in proc.stderr and "does not exist" in proc.stderr
+    profile = tiny_run / "report_profile"  # --report given in a profile, not on the command line
+    profile.mkdir(exist_ok=True)
+    (profile / "config.yaml").write_text(f"report: {report}\n")
+    proc = snakemake(tiny_run, edit(scenario("tiny"), "study.top_k", 3), "--profile", str(profile), check=False)
+    assert proc.returncode != 0 and "was made with other settings (top_k 2 -> 3)" in proc.stderr, proc.stderr
+    assert not report.exists()
 
 
 def test_report_is_self_contained_and_renders(tiny_run, scenario, snakemake):

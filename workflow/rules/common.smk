@@ -16,6 +16,26 @@ SETTINGS, filled = load_settings_or_exit(
 )
 config.update(filled)  # the schema's defaults, for the report's captions
 RUN = f"results/{SETTINGS.run}"
+
+
+def download_data():
+    """Fetch the dataset into data.root when data.download allows it and it is missing: before the rules
+    are read, since the holdouts' specs name the digest of its files."""
+    from fewshot_core.data import download
+    from fewshot_core.errors import DataError
+
+    try:
+        if download(SETTINGS.data.name, SETTINGS.data.root):
+            print(
+                f"{SETTINGS.data.name} downloaded into {SETTINGS.data.root}",
+                file=sys.stderr,
+            )
+    except DataError as err:
+        sys.exit(f"data.download: {err}. Nothing was run.")
+
+
+if SETTINGS.download and workflow.is_main_process:
+    download_data()
 METRICS = list(SETTINGS.metrics)  # every tree's metric or control
 # The device changes how a job runs, not what it computes: it reaches the jobs through their
 # environment, not as a parameter, so changing it reruns nothing.
@@ -164,24 +184,18 @@ GPUS = config["training"]["gpus"]
 # ---------------------------------------------------------------- the start-up check
 
 
-def start_check(target_rules):
-    """Compare every existing output's provenance with what this configuration would make it with: print
-    one line per group made by other settings or code, and force the jobs that remake the stale files
-    the requested targets need (fewshot_core/freshness.py)."""
+def start_check():
+    """Compare every existing output's key with the one this configuration and code give it: one line per
+    group of stale files, whose stamps are dated now (fewshot_core/freshness.py)."""
     from fewshot_core import freshness
     from fewshot_core.outputs import needed_by, upstream
-    from fewshot_core.snakemake_hook import (
-        HookError,
-        making_a_report,
-        when_the_dag_is_built,
-    )
 
     planted = freshness.links_line(RUN)
     if planted:
         sys.exit(f"Start-up check: {planted}. Nothing was run.")
     findings = freshness.check(SETTINGS)
     if making_a_report():
-        figures = target_rules["report"]
+        figures = TARGETS["report"]
         kinds = upstream(set().union(*(needed_by(f, RUN) or set() for f in figures)))
         refusal = freshness.report_refusal(SETTINGS, findings, kinds, figures)
         if refusal:
@@ -189,30 +203,34 @@ def start_check(target_rules):
                 f"Report: {refusal}: the report would describe results this configuration has not made. Run "
                 "the workflow with it first (snakemake --cores N), or write the report with --report-after-run."
             )
-    if findings:
-        try:
-            when_the_dag_is_built(
-                workflow, lambda settings: force_stale(findings, settings, target_rules)
-            )
-        except HookError as err:
-            sys.exit(f"Start-up check: {err}. Nothing was run.")
-
-
-def force_stale(findings, settings, target_rules):
-    """Print the start-up lines and add the stale files the requested targets need to ``--forcerun``."""
-    from fewshot_core import freshness
-    from fewshot_core.outputs import needed_by, upstream
-
-    files = []
-    for t in settings.targets or ["all"]:
-        files += target_rules.get(t, [t])
-    kinds = [needed_by(f, RUN) for f in files]
-    needed = set(OUTPUTS) if None in kinds else upstream(set().union(*kinds))
-    stale = freshness.rerun(findings, SETTINGS.rerun_on_code_change)
-    forced = {f.path for f in stale if f.kind in needed}
-    for line in freshness.report(findings, forced, SETTINGS.rerun_on_code_change):
+    freshness.mark(SETTINGS, findings)
+    for line in freshness.report(findings):
         print(line, file=sys.stderr)
-    settings.forcerun = frozenset({*settings.forcerun, *forced})
+
+
+def making_a_report():
+    """True when Snakemake was started to write a report (``--report``, on its command line or in a
+    profile) without running the workflow first: Snakemake's own parser reads its command line again.
+    """
+    from snakemake.cli import parse_args
+
+    try:
+        args = parse_args(sys.argv[1:])[1]
+    except BaseException:  # not started as the snakemake command: no report
+        return False
+    return bool(getattr(args, "report", None)) and not getattr(
+        args, "report_after_run", False
+    )
+
+
+def stamps(*kinds):
+    """An input function: the stamps of the rule's outputs, newer than them when the start-up check found
+    them stale, so that Snakemake remakes them (fewshot_core/freshness.py)."""
+    from fewshot_core.freshness import stamp
+
+    return lambda wildcards: [
+        stamp(out(k, **dict(wildcards.items())), RUN) for k in kinds
+    ]
 
 
 # ---------------------------------------------------------------- the run's start and end
@@ -222,21 +240,8 @@ SERVER = []
 
 
 def begin_run():
-    """Before the first job of a real run: download CIFAR-10 if allowed and missing, and start the warm
-    server that forks local jobs (fewshot_core/server.py; FEWSHOT_NO_SERVER=1 runs each job on its own).
-    """
-    if SETTINGS.download:
-        from fewshot_core.data import download
-        from fewshot_core.errors import DataError
-
-        try:
-            if download(SETTINGS.data.name, SETTINGS.data.root):
-                print(
-                    f"{SETTINGS.data.name} downloaded into {SETTINGS.data.root}",
-                    file=sys.stderr,
-                )
-        except DataError as err:
-            sys.exit(f"data.download: {err}. Nothing was run.")
+    """Before the first job of a real run: start the warm server that forks local jobs
+    (fewshot_core/server.py; FEWSHOT_NO_SERVER=1 runs each job on its own)."""
     if not workflow.local_exec or os.environ.get("FEWSHOT_NO_SERVER"):
         return
     from fewshot_core.launch import SERVER_VARIABLE

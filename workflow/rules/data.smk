@@ -1,4 +1,6 @@
 rule make_holdout:
+    input:
+        stamps=stamps("holdout"),
     output:
         out("holdout"),
     log:

@@ -7,6 +7,7 @@ rule train_leaves:
         unpack(get_start),
         holdout=out("holdout"),
         splits=get_tree_splits,
+        stamps=stamps("leaves", "leaf_weights"),
     output:
         table=out("leaves"),
         weights=out("leaf_weights"),
@@ -35,7 +36,8 @@ rule train_leaves:
 
 rule collect_leaves:
     input:
-        all_of("leaves"),
+        tables=all_of("leaves"),
+        stamps=stamps("leaves_table"),
     output:
         out("leaves_table"),
     log:
@@ -51,4 +53,4 @@ rule collect_leaves:
     params:
         spec=spec_json(SETTINGS.collect_spec()),
     shell:
-        "fewshot collect-leaves --spec {params.spec:q} --tables {input:q} --out {output:q} > {log:q} 2>&1"
+        "fewshot collect-leaves --spec {params.spec:q} --tables {input.tables:q} --out {output:q} > {log:q} 2>&1"

@@ -3,7 +3,8 @@
 
 rule compute_split_distances:
     input:
-        all_of("splits"),
+        splits=all_of("splits"),
+        stamps=stamps("splits_table", "split_distance"),
     output:
         splits=out("splits_table"),
         distance=out("split_distance"),
@@ -20,7 +21,7 @@ rule compute_split_distances:
     params:
         spec=spec_json(SETTINGS.distances_spec()),
     shell:
-        "fewshot compute-split-distances --spec {params.spec:q} --splits {input:q}"
+        "fewshot compute-split-distances --spec {params.spec:q} --splits {input.splits:q}"
         " --out-splits {output.splits:q} --out-distance {output.distance:q} > {log:q} 2>&1"
 
 

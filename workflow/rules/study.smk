@@ -7,6 +7,7 @@
 rule pretrain_oneshot:
     input:
         holdout=out("holdout"),
+        stamps=stamps("pretrained"),
     output:
         out("pretrained"),
     log:
@@ -29,6 +30,8 @@ rule pretrain_oneshot:
 
 
 rule sample_study_set:
+    input:
+        stamps=stamps("study_set"),
     output:
         out("study_set"),
     log:
@@ -51,6 +54,7 @@ rule train_standalone:
     input:
         study_set=out("study_set"),
         holdout=out("holdout", seed=SETTINGS.study.seed),
+        stamps=stamps("standalone"),
     output:
         out("standalone"),
     log:
@@ -76,6 +80,7 @@ rule train_standalone:
 rule read_benchmark:
     input:
         study_set=out("study_set"),
+        stamps=stamps("benchmark"),
     output:
         out("benchmark"),
     log:
@@ -98,6 +103,7 @@ rule train_oneshot:
     input:
         unpack(get_start),
         holdout=out("holdout"),
+        stamps=stamps("oneshot"),
     output:
         out("oneshot"),
     log:
@@ -126,6 +132,7 @@ rule evaluate_study:
         holdout=out("holdout"),
         splits=get_tree_splits,
         leaf_weights=get_tree_leaf_weights,
+        stamps=stamps("study"),
     output:
         out("study"),
     log:
@@ -154,6 +161,7 @@ rule evaluate_oneshot:
         study_set=out("study_set"),
         holdout=out("holdout"),
         oneshot=out("oneshot"),
+        stamps=stamps("oneshot_study"),
     output:
         out("oneshot_study"),
     log:
@@ -180,6 +188,7 @@ rule score_study:
     input:
         study_set=out("study_set"),
         holdout=out("holdout", seed=SETTINGS.study.seed),
+        stamps=stamps("zero_cost"),
     output:
         out("zero_cost"),
     log:
@@ -205,6 +214,7 @@ rule rank_study:
         studies=all_of("study"),
         oneshots=all_of("oneshot_study"),
         zero_cost=all_of("zero_cost"),
+        stamps=stamps("ranking", "study_summary"),
     output:
         ranking=out("ranking"),
         summary=out("study_summary"),

@@ -4,6 +4,7 @@
 rule train_root:
     input:
         holdout=out("holdout"),
+        stamps=stamps("root"),
     output:
         out("root"),
     log:
@@ -30,6 +31,7 @@ rule score_edges:
         holdout=out("holdout"),
         weights=get_scoring_weights,
         previous=get_splits_above,
+        stamps=stamps("scores"),
     output:
         out("scores"),
     log:
@@ -56,6 +58,7 @@ rule split_nodes:
     input:
         scores=out("scores"),
         previous=get_splits_above,
+        stamps=stamps("splits"),
     output:
         out("splits"),
     log:
@@ -82,6 +85,7 @@ rule train_children:
         holdout=out("holdout"),
         parent_weights=get_parent_weights,
         splits=get_splits_above,
+        stamps=stamps("nodes"),
     output:
         out("nodes"),
     log:
