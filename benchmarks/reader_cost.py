@@ -37,10 +37,10 @@ def scores(rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
 
 
-def pairs(rng: np.random.Generator, metrics: int, seeds: int = 10, splits_per_tree: int = 7) -> pd.DataFrame:
-    """Every pair of the run's splits of one depth, as the split-distance table lists them (an upper bound)."""
-    per_depth = metrics * seeds * splits_per_tree // 3
-    n = per_depth * (per_depth - 1) // 2
+def pairs(rng: np.random.Generator, metrics: int, seeds: int = 10, depths: int = 3) -> pd.DataFrame:
+    """Every pair of the run's splits at one depth (1, 2 and 4 splits per tree), across metrics and seeds: at
+    least as many rows as the split-distance table lists."""
+    n = sum((k := metrics * seeds * 2**d) * (k - 1) // 2 for d in range(depths))
     return pd.DataFrame({
         "kind": rng.choice(["internal", "external", "between"], n), "metric_a": "snip", "metric_b": "grasp",
         "seed_a": rng.integers(0, seeds, n), "seed_b": rng.integers(0, seeds, n), "node_a": "r0", "node_b": "r1",

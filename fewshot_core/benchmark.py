@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from fewshot_core.columns import BENCHMARK_COLUMNS
 from fewshot_core.errors import ConfigError, DataError
-from fewshot_core.outputs import BENCHMARK_COLUMNS
 
 DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
 #: The benchmark's evaluation set holding each accuracy (NATS-Bench's ``get_metrics`` set names).

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fewshot_core import digests
-
 Kind = Literal["scalar", "vector", "none"]
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 #: Source files every metric's values depend on besides its own module.
@@ -129,12 +127,3 @@ def display_name(name: str) -> str:
     if name in CONTROLS:
         return CONTROLS[name].display
     return CATALOG[name].display if name in CATALOG else name
-
-
-def code_hash(name: str) -> str:
-    """A hash of the source that computes ``name``: its own module and the shared metric code.
-
-    The workflow puts it in the scoring rule's parameters, so editing a metric's module reruns the
-    jobs of the metrics it defines and no others.
-    """
-    return digests.of_sources(info(name).sources())

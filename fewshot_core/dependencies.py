@@ -5,7 +5,7 @@ calls, and the science modules these reach: the package modules they import or n
 module those import, directly or not. The machinery (:data:`MACHINERY`: records, catalogue, settings,
 specs, command line, server) decides where and how a file is kept and checked, not what it holds, so it
 is not followed: a file's format and columns are in its key (:func:`fewshot_core.outputs.key`). A
-catalogue metric's own module is in its scoring spec (:func:`fewshot_core.catalog.code_hash`), so that
+catalogue metric's own module is in its scoring spec (:func:`fewshot_core.settings.metric_code`), so that
 editing it reruns that metric's jobs alone. Torch-free and import-free: the code is read, never run.
 """
 
@@ -20,10 +20,15 @@ from fewshot_core import digests
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "fewshot_core"
 STAGES = "stages"
-#: The package's modules that make no content: where files live, how they are written and checked, how a
-#: run is configured and started. An edit to one reruns nothing; a stage's edit to its glue does.
-MACHINERY = frozenset({"artifacts", "catalog", "checks", "cli", "dependencies", "digests", "errors", "freshness",
-                       "launch", "outputs", "plan", "server", "settings", "specs", STAGES})
+#: The machinery: where files live, how they are written, checked and reported, how a run is configured and
+#: started. It makes no content, so an edit to it reruns nothing (a stage's edit to its glue does), and the
+#: science imports none of it (a test).
+MACHINERY = frozenset({"artifacts", "checks", "cli", "dependencies", "digests", "freshness", "launch", "outputs",
+                       "plan", "report", "server", "settings", "specs", STAGES})
+#: Not followed either: the errors' messages, the tables' columns (each kind's are in its own key) and the
+#: metric catalogue (names, settings' types and help: a metric's settings and the digest of its own module
+#: are in its jobs' specs).
+UNTRACKED = MACHINERY | {"catalog", "columns", "errors"}
 
 
 def module_file(module: str) -> Path:
@@ -65,12 +70,12 @@ def imports(module: str) -> frozenset[str]:
 def closure(modules: frozenset[str]) -> frozenset[str]:
     """The science modules among ``modules`` and every science module they import, directly or not (a
     submodule's package too: Python runs ``metrics/__init__.py`` before ``metrics/base.py``)."""
-    found, todo = set(), [m for m in modules if m not in MACHINERY]
+    found, todo = set(), [m for m in modules if m not in UNTRACKED]
     while todo:
         module = todo.pop()
         if module not in found:
             found.add(module)
-            todo += [m for m in imports(module) if m not in MACHINERY]
+            todo += [m for m in imports(module) if m not in UNTRACKED]
             todo += [module.rsplit(".", 1)[0]] if "." in module else []
     return frozenset(found)
 

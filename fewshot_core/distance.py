@@ -11,7 +11,7 @@ from itertools import combinations
 
 import pandas as pd
 
-from fewshot_core.outputs import PAIR_COLUMNS
+from fewshot_core.columns import PAIR_COLUMNS
 
 Partition = Sequence[Iterable[Hashable]]
 

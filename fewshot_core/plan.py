@@ -20,6 +20,7 @@ from fewshot_core.settings import (
     TrainSettings,
     TreeMetric,
     canonical_json,
+    metric_code,
 )
 from fewshot_core.specs import (
     BenchmarkSpec,
@@ -287,11 +288,8 @@ class RunSettings:
 
     @_memo
     def zero_cost_spec(self, proxy: str, chunk: int) -> ZeroCostSpec:
-        from fewshot_core import catalog, user_metrics
-
         m = self.proxies[proxy]
-        code = user_metrics.code_hash(m.function) if m.function else catalog.code_hash(m.name)
-        return ZeroCostSpec(self.run, self.data, self.supernet, proxy, m, code, self.study.seed, chunk,
+        return ZeroCostSpec(self.run, self.data, self.supernet, proxy, m, metric_code(m.name, m.function), self.study.seed, chunk,
                             self.study.archs_per_job, {"study_set": self.key("study_set"),
                                                        "holdout": self.key("holdout", self.study.seed)})
 

@@ -23,8 +23,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from fewshot_core.columns import RANKING_COLUMNS, SUMMARY_COLUMNS
 from fewshot_core.labels import CEILING, ONESHOT, RANDOM, oneshot_name
-from fewshot_core.outputs import RANKING_COLUMNS, SUMMARY_COLUMNS
 
 #: The training-free ranking whose ties group architectures of equal parameter count.
 PARAMS = "nparams"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass
@@ -28,6 +29,17 @@ def canonical_json(obj: Any) -> str:
     if dataclasses.is_dataclass(obj):
         obj = asdict(obj)
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def metric_code(name: str, function: str | None = None, workdir: str | os.PathLike = ".") -> str:
+    """The digest of the code that computes a metric, as parsed: a catalogue metric's own module and the
+    shared metric code, or the file of the user's ``function`` and the local modules it imports. In its jobs'
+    specs, so that editing one metric's code reruns the jobs that use it, no others."""
+    from fewshot_core import catalog, user_metrics
+
+    if function:
+        return digests.of_sources(user_metrics.local_sources(user_metrics.source_file(function, workdir)[0], workdir))
+    return digests.of_sources(catalog.info(name).sources())
 
 
 def digest(obj: Any) -> str:
@@ -168,10 +180,7 @@ class Scorer:
     def code_hash(self) -> str:
         """A hash of the source of every part (a catalogue module or the user's file): the scoring
         rule's parameter, so that editing one metric's code reruns the jobs that use it, no others."""
-        from fewshot_core import catalog, user_metrics
-
-        return ",".join(user_metrics.code_hash(p.function) if p.function else catalog.code_hash(p.name)
-                        for p in self.parts)
+        return ",".join(metric_code(p.name, p.function) for p in self.parts)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,10 @@ import torch.nn.functional as F
 
 from fewshot_core import data
 from fewshot_core import device as devices
-from fewshot_core.settings import EvalSettings, TrainSettings
 from fewshot_core.space import SearchCell, StandaloneNet, Supernet, architectures
+
+if TYPE_CHECKING:
+    from fewshot_core.settings import EvalSettings, TrainSettings
 
 MODES = ("single_path", "mixture")
 Network = Supernet | StandaloneNet

@@ -34,7 +34,6 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-from fewshot_core import digests
 from fewshot_core.errors import ConfigError, MetricError, cut, shown
 
 #: The environment variable that carries ``user_metric_time_limit`` (seconds per call) to the jobs.
@@ -172,13 +171,6 @@ def check(name: str, function: str, settings: dict, workdir: str | os.PathLike =
                           "the function")
     if unknown:
         raise ConfigError(f"metrics.{name}.settings: {attr} takes no {unknown}")
-
-
-def code_hash(function: str, workdir: str | os.PathLike = ".") -> str:
-    """A hash of the file that defines ``function`` and of the local modules it imports: editing any of
-    them reruns the jobs of that metric."""
-    path, _ = source_file(function, workdir)
-    return digests.of_sources(local_sources(path, workdir))
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import pytest
 from fewshot_core import artifacts, stages
 from fewshot_core.checks import load_settings
 from fewshot_core.errors import ConfigError
+from fewshot_core.settings import metric_code
 
 BASE = {"run": "custom", "seeds": [0, 1], "device": "cpu", "data": {"input_size": 8}, "supernet": {"C": 4},
         "tree": {"policy": {"levels": [2, 2]}, "edge_selection": "mincut"}}
@@ -347,9 +348,9 @@ def test_every_module_of_the_users_a_metric_imports_is_in_its_code_hash_whatever
     for function, imported in (("sub/m.py:score", "helper.py"), ("mypkg.metric:score", "mypkg/util.py")):
         sources = user_metrics.local_sources(user_metrics.source_file(function, tmp_path)[0], tmp_path)
         assert tmp_path / imported in sources and not any("numpy" in str(p) for p in sources)
-        before = user_metrics.code_hash(function, tmp_path)
+        before = metric_code("mine", function, tmp_path)
         (tmp_path / imported).write_text("K = 2\n")
-        assert user_metrics.code_hash(function, tmp_path) != before
+        assert metric_code("mine", function, tmp_path) != before
         (tmp_path / imported).write_text("K = 1\n")
 
 

@@ -297,7 +297,7 @@ def test_an_outputs_code_is_what_its_stage_reaches():
     rankings alone reach the ranking module, the splitting module is never a holdout's, a root's or a ground
     truth's; the machinery (records, catalogue, settings) is no output's code; a metric's own module is in its
     scoring spec instead."""
-    from fewshot_core.dependencies import MACHINERY, metric_modules
+    from fewshot_core.dependencies import UNTRACKED, metric_modules
     from fewshot_core.outputs import code_version
 
     code = {kind: set(code_version(o)) for kind, o in OUTPUTS.items()}
@@ -307,7 +307,7 @@ def test_an_outputs_code_is_what_its_stage_reaches():
                                                                     "pretrained", "study_set", "zero_cost"}
     assert "report" not in code["split_distance"] and "distance" in code["split_distance"]
     assert "train" in code["leaves"] and "train" not in code["splits"] and "metrics" not in code["leaves"]
-    assert all(f"stages.{OUTPUTS[k].rule}" in c and not c & metric_modules() and not c & MACHINERY
+    assert all(f"stages.{OUTPUTS[k].rule}" in c and not c & metric_modules() and not c & UNTRACKED
                for k, c in code.items())
 
 
@@ -379,7 +379,7 @@ def test_every_module_a_stage_loads_when_it_runs_is_in_its_outputs_record(tiny_r
     import json
     import re
 
-    from fewshot_core.dependencies import MACHINERY, metric_modules
+    from fewshot_core.dependencies import UNTRACKED, metric_modules
     from fewshot_core.launch import SERVER_VARIABLE
     from fewshot_core.outputs import code_version
     from tests.conftest import fewshot_command
@@ -400,7 +400,7 @@ def test_every_module_a_stage_loads_when_it_runs_is_in_its_outputs_record(tiny_r
     env = {k: v for k, v in ENV.items() if k != SERVER_VARIABLE}
     subprocess.run([sys.executable, "-c", FORK_EACH_JOB, str(tmp_path / "jobs.json"), str(tmp_path / "loaded.json")],
                    env=env, check=True)
-    allowed_extra = MACHINERY | metric_modules()
+    allowed_extra = UNTRACKED | metric_modules()
     for (rule, (kind, _)), (_, log, _), (status, modules) in zip(sorted(by_rule.items()), jobs,
                                                                  json.loads((tmp_path / "loaded.json").read_text())):
         assert status == 0, f"{rule}'s job failed: {(work / log).read_text()[-2000:]}"

@@ -91,3 +91,30 @@ def test_every_catalogued_output_is_made_by_a_rule_that_writes_it():
     for f in FIGURES.values():
         assert f'figure_pngs("{f.rule}")' in RULES[f.rule]["outputs"], f"rule {f.rule} does not draw {f.name}"
         assert (ROOT / "workflow" / "report" / f.caption).is_file(), f.name
+
+
+def test_the_science_imports_nothing_of_the_machinery():
+    """The search space, metrics, splitting, training, ranking, distance, data and benchmark know nothing of
+    records, settings, specs or the command line (fewshot_core/dependencies.py lists the machinery); imports
+    made for type annotations alone (under ``TYPE_CHECKING``) do not count: they never run."""
+    import ast
+
+    from fewshot_core import dependencies
+
+    def runtime_imports(tree: ast.AST) -> set[str]:
+        found = set()
+        for node in ast.iter_child_nodes(tree):
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.update(m for m in dependencies._named(node).values() if m)
+            found |= runtime_imports(node)
+        return found
+
+    package = dependencies.PACKAGE
+    science = {p.relative_to(package).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+               for p in package.rglob("*.py")} - dependencies.MACHINERY - {"__init__", "errors"}
+    assert {"space", "metrics", "splitting", "train", "ranking", "distance", "data", "benchmark"} <= science
+    reaching = {m: sorted(runtime_imports(ast.parse(dependencies.module_file(m).read_text())) & dependencies.MACHINERY)
+                for m in sorted(science)}
+    assert not {m: r for m, r in reaching.items() if r}, "science modules importing the machinery"

@@ -10,6 +10,7 @@ import yaml
 from fewshot_core import catalog, metrics, settings, specs
 from fewshot_core.checks import SCHEMA, load_settings
 from fewshot_core.errors import ConfigError
+from fewshot_core.settings import metric_code
 from tests.conftest import ROOT
 
 MINIMAL = {"run": "t", "seeds": [0], "metrics": {"snip": {}}}
@@ -30,8 +31,8 @@ def test_the_catalogue_and_the_registry_hold_the_same_metrics_and_settings():
 
 
 def test_code_hash_follows_the_metrics_own_module():
-    assert catalog.code_hash("snip") == catalog.code_hash("gradnorm")  # one module
-    assert catalog.code_hash("snip") != catalog.code_hash("ntk")
+    assert metric_code("snip") == metric_code("gradnorm")  # one module
+    assert metric_code("snip") != metric_code("ntk")
 
 
 def schema_leaves(schema, prefix=""):
