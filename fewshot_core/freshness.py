@@ -191,8 +191,8 @@ def _keys(inputs: dict) -> list[str]:
 def report_refusal(settings: RunSettings, findings: list[Finding], kinds: set[str], figures: list[str],
                    root: str | Path = ".") -> str | None:
     """Why a report of this configuration would show results it never made (None when it would not): a
-    figure, or an output of ``kinds`` (those the figures are drawn from), missing, or made by other settings
-    or from inputs that have changed since."""
+    figure, or an output of ``kinds`` (the tables the figures are drawn from), missing or stale, or a figure
+    drawn from other tables. The tables' keys cover everything they were made from, so no more is read."""
     run_dir = f"results/{settings.run}"
     missing = [f for f in figures if not Path(root, f).exists()]
     missing += [p for k, i in settings.outputs() if k in kinds

@@ -4,8 +4,7 @@ Every file one job hands to another is an :class:`Output`: its path template und
 ``results/<run>/``, its provenance kind (the catalogue's key), its format, its columns (tables) or
 keys (JSON), the wildcards that identify one file (recorded in its provenance and checked by every
 reader), the rule that makes it, the spec of :class:`~fewshot_core.plan.RunSettings` that
-decides its content, and the outputs it is made from; the package modules its content depends on
-(their digest is its code version) are computed from the code of the stage that makes it
+decides its content; the code its content depends on is computed from the stage that makes it
 (:mod:`fewshot_core.dependencies`). The Snakefile's path helpers, the writers and readers in
 :mod:`fewshot_core.stages`, the start-up check (:mod:`fewshot_core.freshness`) and ``summary`` all
 take it from here. Torch-free: the workflow imports this module while it parses.
@@ -13,7 +12,6 @@ take it from here. Torch-free: the workflow imports this module while it parses.
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -48,7 +46,6 @@ class Output:
     spec: str  # the RunSettings method whose spec decides the content, called with the identity
     identity: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()  # a table's columns, or a JSON file's keys beside "provenance"
-    needs: tuple[str, ...] = ()  # the kinds of output it is made from
     doc: str = ""
 
     def path(self, run_dir: str | Path, **wildcards) -> str:
@@ -64,57 +61,53 @@ class _Keep(dict):
 
 _ENTRIES = [
     Output("holdout", "data/holdout_seed{seed}.json", "json", "make_holdout", "holdout_spec", ("seed",),
-           ("train", "val"), (), "the seeded train/validation split of the training images"),
-    Output("root", "seed{seed}/root.pt", "weights", "train_root", "root_spec", ("seed",), (), ("holdout",),
+           ("train", "val"), "the seeded train/validation split of the training images"),
+    Output("root", "seed{seed}/root.pt", "weights", "train_root", "root_spec", ("seed",), (),
            "the seed's root supernet, shared by every metric (warmed up when warm-up epochs > 0)"),
     Output("scores", "{metric}/seed{seed}/scores_L{level}.parquet", "parquet", "score_edges", "score_spec",
-           ("metric", "seed", "level"), SCORE_COLUMNS, ("holdout", "root", "nodes", "splits"),
+           ("metric", "seed", "level"), SCORE_COLUMNS,
            "per node, edge and operation of a level: the variant's value, the parent's, the similarity row"),
     Output("splits", "{metric}/seed{seed}/split_L{level}.json", "json", "split_nodes", "split_spec",
-           ("metric", "seed", "level"), ("splits",), ("scores", "splits"),
+           ("metric", "seed", "level"), ("splits",),
            "per node of a level: the chosen edge, the operation groups, the cut, every scored edge's best cut"),
     Output("nodes", "{metric}/seed{seed}/nodes_L{level}.pt", "weights", "train_children", "children_spec",
-           ("metric", "seed", "level"), (), ("holdout", "root", "nodes", "splits"),
-           "with warm-up only: the weights of a level's nodes after their warm-up"),
+           ("metric", "seed", "level"), (), "with warm-up only: the weights of a level's nodes after their warm-up"),
     Output("leaves", "{metric}/seed{seed}/leaves/chunk{chunk}.parquet", "parquet", "train_leaves", "leaves_spec",
-           ("metric", "seed", "chunk"), LEAF_COLUMNS, ("holdout", "splits", "pretrained"),
+           ("metric", "seed", "chunk"), LEAF_COLUMNS,
            "the architectures sampled in some leaves, evaluated with the leaf's weights"),
     Output("leaf_weights", "{metric}/seed{seed}/leaves/chunk{chunk}.pt", "weights", "train_leaves", "leaves_spec",
-           ("metric", "seed", "chunk"), (), ("holdout", "splits", "pretrained"), "those leaves' trained weights"),
+           ("metric", "seed", "chunk"), (), "those leaves' trained weights"),
     Output("splits_table", "splits.parquet", "parquet", "compute_split_distances", "distances_spec", (),
-           SPLIT_COLUMNS, ("splits",), "every split of the run"),
+           SPLIT_COLUMNS, "every split of the run"),
     Output("split_distance", "split_distance.parquet", "parquet", "compute_split_distances", "distances_spec", (),
-           PAIR_COLUMNS, ("splits",), "every compared pair of splits (internal, external, between metrics) with its distance"),
+           PAIR_COLUMNS, "every compared pair of splits (internal, external, between metrics) with its distance"),
     Output("leaves_table", "leaves.parquet", "parquet", "collect_leaves", "collect_spec", (), LEAF_COLUMNS,
-           ("leaves",), "every evaluated architecture of every leaf"),
+           "every evaluated architecture of every leaf"),
     Output("pretrained", "seed{seed}/pretrained.pt", "weights", "pretrain_oneshot", "pretrain_spec", ("seed",), (),
-           ("holdout",), "with study.protocol transfer: the seed's pretrained one-shot supernet, "
+           "with study.protocol transfer: the seed's pretrained one-shot supernet, "
            "where every leaf and both one-shot baselines start"),
     Output("study_set", "study/archs.json", "json", "sample_study_set", "study_set_spec", (), ("archs", "excluded"),
-           (), "the ranking study's architectures"),
+           "the ranking study's architectures"),
     Output("standalone", "study/standalone_gt{gt}_chunk{chunk}.parquet", "parquet", "train_standalone",
-           "standalone_spec", ("gt", "chunk"), STANDALONE_COLUMNS, ("study_set", "holdout"),
+           "standalone_spec", ("gt", "chunk"), STANDALONE_COLUMNS,
            "ground truth: some study architectures trained from scratch with one ground-truth seed"),
     Output("oneshot", "seed{seed}/oneshot_{budget}leaves.pt", "weights", "train_oneshot", "oneshot_spec",
-           ("seed", "budget"), (), ("holdout", "pretrained"),
+           ("seed", "budget"), (),
            "the seed's one-shot baseline, trained as long as {budget} leaves (a tree's, or one)"),
     Output("benchmark", "study/benchmark.parquet", "parquet", "read_benchmark", "benchmark_spec", (),
-           BENCHMARK_COLUMNS, ("study_set",),
-           "with study.ground_truth.source nats_bench: the study architectures' accuracies in NAS-Bench-201"),
+           BENCHMARK_COLUMNS, "with study.ground_truth.source nats_bench: the study architectures' accuracies in NAS-Bench-201"),
     Output("oneshot_study", "study/oneshot_{budget}leaves_seed{seed}_chunk{chunk}.parquet", "parquet", "evaluate_oneshot",
-           "oneshot_eval_spec", ("seed", "budget", "chunk"), STUDY_COLUMNS, ("study_set", "holdout", "oneshot"),
+           "oneshot_eval_spec", ("seed", "budget", "chunk"), STUDY_COLUMNS,
            "some study architectures with a one-shot baseline's weights, on the test part"),
     Output("study", "{metric}/seed{seed}/study_chunk{chunk}.parquet", "parquet", "evaluate_study", "study_eval_spec",
-           ("metric", "seed", "chunk"), STUDY_COLUMNS, ("study_set", "holdout", "splits", "leaf_weights"),
+           ("metric", "seed", "chunk"), STUDY_COLUMNS,
            "some study architectures with their leaf's weights in one tree, on the test part"),
     Output("zero_cost", "study/zero_cost/{proxy}_chunk{chunk}.parquet", "parquet", "score_study", "zero_cost_spec",
-           ("proxy", "chunk"), ZERO_COST_COLUMNS, ("study_set", "holdout"),
+           ("proxy", "chunk"), ZERO_COST_COLUMNS,
            "some study architectures scored by a metric at initialisation: a training-free ranking"),
     Output("ranking", "ranking.parquet", "parquet", "rank_study", "ranking_spec", (), RANKING_COLUMNS,
-           ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"),
            "the ranking measures of every tree, one-shot baseline and training-free ranking, and the ceiling"),
     Output("study_summary", "study_summary.parquet", "parquet", "rank_study", "ranking_spec", (), SUMMARY_COLUMNS,
-           ("standalone", "benchmark", "study", "oneshot_study", "zero_cost"),
            "per metric and baseline: mean tau with its interval, and paired comparisons with random splits and one-shot"),
 ]
 #: Every output by kind, in the order the DAG makes them.
@@ -174,37 +167,6 @@ CHECKPOINTS = {
 def checkpoint(folder: str | Path, name: str, **fields) -> Path:
     """Where a training job keeps the checkpoint ``name`` (a key of :data:`CHECKPOINTS`) under ``folder``."""
     return Path(folder) / CHECKPOINTS[name].format(**fields)
-
-
-def upstream(kinds: set[str]) -> set[str]:
-    """``kinds`` and every kind of output they are made from."""
-    out, todo = set(), list(kinds)
-    while todo:
-        kind = todo.pop()
-        if kind not in out:
-            out.add(kind)
-            todo += OUTPUTS[kind].needs
-    return out
-
-
-def needed_by(path: str, run_dir: str) -> set[str] | None:
-    """The kinds of output a target needs made: the output ``path`` is, or those a figure is drawn from;
-    None when it is neither."""
-    for f in FIGURES.values():
-        if path in f.files(run_dir):
-            return set(f.made_from)
-    kind = match(path, run_dir)
-    return None if kind is None else {kind}
-
-
-def match(path: str, run_dir: str) -> str | None:
-    """The kind of output ``path`` is (None when it is none of them)."""
-    for o in _ENTRIES:
-        pattern = re.escape(o.path(run_dir)).replace(r"\{", "{").replace(r"\}", "}")
-        pattern = re.sub(r"{(\w+)}", r"[^/]+", pattern)
-        if re.fullmatch(pattern, path):
-            return o.kind
-    return None
 
 
 # ----------------------------------------------------------------------------- code and keys

@@ -188,7 +188,7 @@ def start_check():
     """Compare every existing output's key with the one this configuration and code give it: one line per
     group of stale files, whose stamps are dated now (fewshot_core/freshness.py)."""
     from fewshot_core import freshness
-    from fewshot_core.outputs import needed_by, upstream
+    from fewshot_core.outputs import FIGURES
 
     planted = freshness.links_line(RUN)
     if planted:
@@ -196,7 +196,7 @@ def start_check():
     findings = freshness.check(SETTINGS)
     if making_a_report():
         figures = TARGETS["report"]
-        kinds = upstream(set().union(*(needed_by(f, RUN) or set() for f in figures)))
+        kinds = {k for f in FIGURES.values() if f.files(RUN)[0] in figures for k in f.made_from}
         refusal = freshness.report_refusal(SETTINGS, findings, kinds, figures)
         if refusal:
             sys.exit(
