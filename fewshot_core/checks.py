@@ -500,7 +500,7 @@ def load_settings(config: dict, workdir: str | os.PathLike = ".", local: bool = 
     metrics.update(_controls(c["controls"], c["metrics"], c["tree"], given_tree, d["input_size"], metrics))
     proxies = _proxies(metrics, c["metrics"], d["input_size"])
     # A CPU trains in float32 whatever training.precision says: with device: cpu the training specs say
-    # float32, so the setting reruns nothing there (docs/design.md §7, precision_note for device: auto).
+    # float32, so the setting reruns nothing there (docs/design.md §10, precision_note for device: auto).
     precision = "float32" if c["device"] == "cpu" else t["precision"]
     settings = RunSettings(
         run=c["run"],

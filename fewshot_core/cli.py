@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import errno
+import inspect
 import os
 import signal
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fewshot_core import settings, specs, stages
+from fewshot_core import settings, stages
 from fewshot_core.errors import ArtifactError, ConfigError, DataError, MaskError, MetricError, SplitError
 
 #: The device a job runs on, set by the workflow: a result-neutral setting, so no rule's parameter.
@@ -27,87 +29,68 @@ PACKAGE = Path(__file__).resolve().parent
 #: Errors that a user's file or setting causes: shown as one message, never as a traceback.
 USER_ERRORS = (ArtifactError, ConfigError, DataError, MaskError, MetricError, SplitError)
 
-# name: (spec class, the stage, its path options (flag, help; "*" after a flag: several paths, "?": optional))
-STAGES: dict[str, tuple[type, Callable, list[tuple[str, str]]]] = {
-    "make-holdout": (specs.HoldoutSpec, stages.make_holdout, [("--out", "the holdout JSON")]),
-    "train-root": (specs.RootSpec, stages.train_root, [
-        ("--holdout", "the seed's holdout JSON"), ("--out", "the root weights"),
-        ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
-    "score-edges": (specs.ScoreSpec, stages.score_edges, [
-        ("--holdout", "the seed's holdout JSON"), ("--weights", "the root's or the level's node weights"),
-        ("--previous*", "split files of the levels above"), ("--out", "the scores table"),
-        ("--device", "auto, cpu or cuda[:i]")]),
-    "split-nodes": (specs.SplitSpec, stages.split_nodes, [
-        ("--scores", "the level's scores table"), ("--previous*", "split files of the levels above"),
-        ("--out", "the level's split file")]),
-    "train-children": (specs.ChildrenSpec, stages.train_children, [
-        ("--holdout", "the seed's holdout JSON"), ("--parent-weights", "the level above's weights"),
-        ("--splits*", "split files of the levels above"), ("--out", "the level's node weights"),
-        ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
-    "train-leaves": (specs.LeavesSpec, stages.train_leaves, [
-        ("--holdout", "the seed's holdout JSON"), ("--splits*", "every level's split file"),
-        ("--pretrained?", "the seed's pretrained one-shot supernet (protocol transfer)"),
-        ("--out-table", "the evaluated architectures"), ("--out-weights", "the trained leaves' weights"),
-        ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
-    "pretrain-oneshot": (specs.PretrainSpec, stages.pretrain_oneshot, [
-        ("--holdout", "the seed's holdout JSON"), ("--out", "the pretrained one-shot supernet"),
-        ("--checkpoints", "folder of in-progress checkpoints"), ("--device", "auto, cpu or cuda[:i]")]),
-    "sample-study-set": (specs.StudySetSpec, stages.sample_study_set, [("--out", "the study set JSON")]),
-    "train-standalone": (specs.StandaloneSpec, stages.train_standalone, [
-        ("--study-set", "the study set JSON"), ("--holdout", "the study seed's holdout JSON"),
-        ("--out", "the chunk's ground-truth table"), ("--checkpoints", "folder of in-progress checkpoints"),
-        ("--device", "auto, cpu or cuda[:i]")]),
-    "train-oneshot": (specs.OneShotSpec, stages.train_oneshot, [
-        ("--holdout", "the seed's holdout JSON"), ("--pretrained?", "the seed's pretrained one-shot supernet"),
-        ("--out", "the one-shot baseline's weights"), ("--checkpoints", "folder of in-progress checkpoints"),
-        ("--device", "auto, cpu or cuda[:i]")]),
-    "evaluate-study": (specs.StudyEvalSpec, stages.evaluate_study, [
-        ("--study-set", "the study set JSON"), ("--holdout", "the seed's holdout JSON"),
-        ("--splits*", "every level's split file of the tree"), ("--leaf-weights*", "the tree's leaf weights, by chunk"),
-        ("--out", "the tree's study table"), ("--device", "auto, cpu or cuda[:i]")]),
-    "evaluate-oneshot": (specs.OneShotEvalSpec, stages.evaluate_oneshot, [
-        ("--study-set", "the study set JSON"), ("--holdout", "the seed's holdout JSON"),
-        ("--oneshot", "the one-shot baseline's weights"), ("--out", "its study table"),
-        ("--device", "auto, cpu or cuda[:i]")]),
-    "score-study": (specs.ZeroCostSpec, stages.score_study, [
-        ("--study-set", "the study set JSON"), ("--holdout", "the study seed's holdout JSON"),
-        ("--out", "the training-free scores of a chunk"), ("--device", "auto, cpu or cuda[:i]")]),
-    "read-benchmark": (specs.BenchmarkSpec, stages.read_benchmark, [
-        ("--study-set", "the study set JSON"), ("--out", "the study architectures' accuracies in the benchmark")]),
-    "rank-study": (specs.RankingSpec, stages.rank_study, [
-        ("--truth*", "the benchmark's table, or every ground-truth table in (seed, chunk) order"),
-        ("--studies*", "every tree's study table, in (metric, seed, chunk) order"),
-        ("--oneshots*", "every one-shot baseline's study table, in (seed, budget, chunk) order"),
-        ("--zero-cost*", "every training-free table, in (metric, chunk) order"),
-        ("--out", "ranking.parquet"), ("--out-summary", "study_summary.parquet")]),
-    "collect-leaves": (specs.TreesSpec, stages.collect_leaves, [
-        ("--tables*", "every leaf table, in (metric, seed, chunk) order"), ("--out", "leaves.parquet")]),
-    "compute-split-distances": (specs.TreesSpec, stages.compute_split_distances, [
-        ("--splits*", "every split file, in (metric, seed, level) order"), ("--out-splits", "splits.parquet"),
-        ("--out-distance", "split_distance.parquet")]),
-    "draw-ranking": (specs.FiguresSpec, stages.draw_ranking, [
-        ("--ranking", "ranking.parquet"), ("--summary", "study_summary.parquet"),
-        ("--out", "the figure's PNG (PDF and CSV beside it)")]),
-    "draw-figures": (specs.FiguresSpec, stages.draw_figures, [
-        ("--splits", "splits.parquet"), ("--distance", "split_distance.parquet"), ("--out-dir", "figures folder")]),
+#: What each file option of the stages holds, by parameter name (a stage's options are its function's
+#: parameters: ``list[Path]`` takes several paths, ``Path | None`` may be left out).
+OPTIONS = {
+    "holdout": "the seed's holdout JSON", "study_set": "the study set JSON", "weights": "the weights it is scored with",
+    "previous": "split files of the levels above", "scores": "the level's scores table",
+    "parent_weights": "the level above's weights", "splits": "split files, in (metric, seed, level) order",
+    "pretrained": "the seed's pretrained one-shot supernet (protocol transfer)",
+    "leaf_weights": "the tree's leaf weights, by chunk", "oneshot": "the one-shot baseline's weights",
+    "truth": "the benchmark's table, or every ground-truth table in (seed, chunk) order",
+    "studies": "every tree's study table, in (metric, seed, chunk) order",
+    "oneshots": "every one-shot baseline's study table, in (seed, budget, chunk) order",
+    "zero_cost": "every training-free table, in (metric, chunk) order",
+    "tables": "every leaf table, in (metric, seed, chunk) order", "ranking": "ranking.parquet",
+    "summary": "study_summary.parquet", "distance": "split_distance.parquet", "out": "the output file",
+    "out_table": "the evaluated architectures", "out_weights": "the trained leaves' weights",
+    "out_summary": "study_summary.parquet", "out_splits": "splits.parquet", "out_distance": "split_distance.parquet",
+    "out_dir": "the figures' folder", "checkpoints": "folder of in-progress checkpoints",
+    "device": "auto, cpu or cuda[:i]",
 }
+
+
+def _stages() -> dict[str, Callable]:
+    """Every stage function, by its command's name: one per rule of the output catalogue and the figures."""
+    from fewshot_core.outputs import FIGURES, OUTPUTS
+
+    rules = dict.fromkeys([o.rule for o in OUTPUTS.values()] + [f.rule for f in FIGURES.values()])
+    return {rule.replace("_", "-"): getattr(stages, rule) for rule in rules}
+
+
+def options(stage: Callable) -> tuple[type, dict[str, str]]:
+    """A stage's spec class and its options: ``{parameter: "one" | "several" | "optional"}`` (``device`` and the
+    log aside), read from its signature."""
+    hints = typing.get_type_hints(stage)
+    kinds = {}
+    for name in inspect.signature(stage).parameters:
+        if name in ("spec", "log"):
+            continue
+        hint = hints[name]
+        kinds[name] = ("several" if typing.get_origin(hint) is list else
+                       "optional" if type(None) in typing.get_args(hint) else "one")
+    return hints["spec"], kinds
+
+
+STAGES = _stages()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fewshot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (spec_cls, stage, paths) in STAGES.items():
+    for name, stage in STAGES.items():
         doc = (stage.__doc__ or "").splitlines()[0]
+        spec_cls, kinds = options(stage)
         p = sub.add_parser(name, help=doc, description=doc)
         p.add_argument("--spec", required=True, help=f"the stage's settings as JSON ({spec_cls.__name__})")
-        for flag, help_ in paths:
-            many = flag.endswith("*")
-            if flag == "--device":
+        for option, kind in kinds.items():
+            flag = "--" + option.replace("_", "-")
+            if option == "device":
                 p.add_argument(flag, default=os.environ.get(DEVICE_VARIABLE, "auto"),
-                               help=f"{help_} (default: ${DEVICE_VARIABLE}, else auto)")
+                               help=f"{OPTIONS[option]} (default: ${DEVICE_VARIABLE}, else auto)")
                 continue
-            p.add_argument(flag.rstrip("*?"), nargs="*" if many else None, default=[] if many else None,
-                           required=not (many or flag.endswith("?")), help=help_)
+            p.add_argument(flag, nargs="*" if kind == "several" else None, default=[] if kind == "several" else None,
+                           required=kind == "one", help=OPTIONS[option])
     p = sub.add_parser("summary", help="print a finished run's splits and split distances as tables")
     p.add_argument("run_dir", type=Path, help="a run's results folder, e.g. results/default")
     return parser
@@ -138,16 +121,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             print(summary(args.run_dir))
             return
-        spec_cls, stage, paths = STAGES[args.command]
+        stage = STAGES[args.command]
+        spec_cls, kinds = options(stage)
         try:
             kwargs = {"spec": settings.spec_from_json(spec_cls, args.spec)}
         except ValueError as err:
             raise ConfigError(f"--spec is not a valid {spec_cls.__name__}: {err}") from err
-        for flag, _ in paths:
-            name = flag.rstrip("*?").lstrip("-").replace("-", "_")
-            value = getattr(args, name)
-            kwargs[name] = (value if name == "device" or value is None else
-                            [Path(v) for v in value] if isinstance(value, list) else Path(value))
+        for option in kinds:
+            value = getattr(args, option)
+            kwargs[option] = (value if option == "device" or value is None else
+                              [Path(v) for v in value] if isinstance(value, list) else Path(value))
         stage(**kwargs)
     except USER_ERRORS as err:
         print(f"fewshot {args.command}: error: {err}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The device a stage computes on, and the numerics it computes with there.
 
-docs/design.md §7 ("Devices"): on a GPU every stage runs with float32 kept float32 (no TF32) and
+docs/design.md §10 ("Devices"): on a GPU every stage runs with float32 kept float32 (no TF32) and
 cuDNN's deterministic kernels, so that a metric's value is the reference code's and a repeated GPU run
 repeats; training may trade precision for speed only where the configuration says so
 (``training.precision``). Every random draw is made on the CPU (:mod:`fewshot_core.train`), so the
@@ -56,7 +56,7 @@ def set_tf32(enabled: bool) -> None:
     older flags (``cudnn.allow_tf32``, ``cudnn.flags()``, ``matmul.allow_tf32``,
     ``get_float32_matmul_precision()``: profilers, ``torch.compile``, a user's metric) raise RuntimeError
     once the newer ones were set alone; setting the older ones sets the newer ones to agree, so that
-    either set reads without error (docs/design.md §7)."""
+    either set reads without error (docs/design.md §10)."""
     with quiet():
         torch.backends.cuda.matmul.allow_tf32 = enabled
         torch.backends.cudnn.allow_tf32 = enabled

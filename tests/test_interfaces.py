@@ -1,6 +1,6 @@
 """Each stage's interface agrees wherever it is stated, checked in a second without running anything: the
-rule (its named inputs and outputs, its shell command), the command line (``cli.STAGES``), the stage
-function's parameters, the catalogue's rule for each output, and the names of the inputs its spec records."""
+rule (its named inputs and outputs, its shell command), the stage function's parameters (which the command
+line's options follow: ``cli.options``), the catalogue's rule for each output, and the names of the inputs its spec records."""
 
 from __future__ import annotations
 
@@ -49,13 +49,12 @@ def test_the_rules_were_read():
 
 @pytest.mark.parametrize("rule", sorted(FEWSHOT))
 def test_a_rules_command_is_its_stage_with_the_stages_own_flags(rule):
-    spec_class, stage, paths = cli.STAGES[command(rule)]
+    stage = cli.STAGES[command(rule)]
     assert stage.__name__ == rule, "a rule runs the stage of its own name"
-    cli_flags = {flag.rstrip("*?") for flag, _ in paths}
-    params = set(inspect.signature(stage).parameters) - {"log"}
-    assert {f.lstrip("-").replace("-", "_") for f in cli_flags} | {"spec"} == params
+    _, kinds = cli.options(stage)  # the command's options are the stage's parameters
+    cli_flags = {"--" + option.replace("_", "-") for option in kinds}
     given = flags(rule)
-    optional = {flag.rstrip("*?") for flag, _ in paths if flag.endswith(("?", "*"))} | {"--device"}
+    optional = {"--" + option.replace("_", "-") for option, kind in kinds.items() if kind != "one"} | {"--device"}
     assert set(given) - {"--spec"} <= cli_flags, "the rule passes a flag the command does not take"
     assert cli_flags - optional <= set(given), "the rule leaves out a flag the command needs"
     for flag, what in given.items():
@@ -78,7 +77,7 @@ def test_every_input_a_spec_records_is_a_file_the_stage_reads(rule):
     else:
         identity = {"metric": "snip", "seed": 0, "level": 1, "chunk": 0, "gt": 0, "budget": 4, "proxy": "snip"}
         spec = settings.spec_for(kind.kind, {k: identity[k] for k in kind.identity})
-    stage = cli.STAGES[command(rule)][1]
+    stage = cli.STAGES[command(rule)]
     reads = {p for p in inspect.signature(stage).parameters if not p.startswith("out")}
     reads -= NOT_FILES | {"checkpoints"}
     recorded = set(getattr(spec, "inputs", {}))

@@ -212,10 +212,14 @@ def making_a_report():
     """True when Snakemake was started to write a report (``--report``, on its command line or in a
     profile) without running the workflow first: Snakemake's own parser reads its command line again.
     """
+    import contextlib
+    import io
+
     from snakemake.cli import parse_args
 
-    try:
-        args = parse_args(sys.argv[1:])[1]
+    try:  # quietly: Snakemake already said which profile it reads
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = parse_args(sys.argv[1:])[1]
     except BaseException:  # not started as the snakemake command: no report
         return False
     return bool(getattr(args, "report", None)) and not getattr(
