@@ -23,7 +23,7 @@ include: "workflow/rules/study.smk"
 
 
 # Jobs of about a second run where Snakemake runs, never through a cluster's queue: there, each
-# would wait its turn and start a fresh process for a second's work (docs/design.md §7).
+# would wait its turn and start a fresh process for a second's work (docs/design.md §10).
 localrules:
     make_holdout,
     split_nodes,

@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import os
+import signal
 import struct
 import zipfile
 import zlib
@@ -49,20 +50,24 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
 
     The temporary file is created anew (``O_EXCL | O_NOFOLLOW``: never through a link planted at its
     name) and the rename replaces a link at ``path`` rather than writing through it. It is removed on any
-    exception, SIGTERM and SIGINT included (the command line turns both into exceptions), so a killed job
-    leaves neither a partial file nor a stray one.
+    exception, SIGTERM and SIGINT included (the command line turns both into exceptions; both are held while
+    the file is made, so one cannot land between its making and the ``try`` that removes it), so a killed
+    job leaves neither a partial file nor a stray one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if tmp.is_file() and not tmp.is_symlink():
         tmp.unlink()  # left by a job killed outright that had this process id (a container's pids repeat)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # until the try below
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except FileExistsError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         raise ArtifactError(f"{tmp} already exists{' as a symbolic link' if tmp.is_symlink() else ''}: this tool "
                             "writes only files it creates; remove it and rerun the workflow") from None
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a signal held since the file was made lands here
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
@@ -304,7 +309,7 @@ def _torch_load(path: str | os.PathLike, what: str, fmt: str) -> tuple[dict, Any
                             f"{REMEDY}") from err
     if found != fmt:
         raise ArtifactError(f"{path} is a {found!r} file, not a {what} of this version ({fmt}); {REMEDY}")
-    if isinstance(provenance, dict) and provenance.get(CONTENT) not in (None, digests.short(tensors)):
+    if not isinstance(provenance, dict) or provenance.get(CONTENT) != digests.short(tensors):
         raise ArtifactError(f"{path}: its tensors are not those its record names: the file is damaged; {REMEDY}")
     try:
         obj = torch.load(io.BytesIO(tensors), map_location="cpu", weights_only=True)

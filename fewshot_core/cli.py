@@ -58,6 +58,16 @@ def _stages() -> dict[str, Callable]:
     return {rule.replace("_", "-"): getattr(stages, rule) for rule in rules}
 
 
+def code_version_of(rule: str) -> None:
+    """Digest the code of every output ``rule`` makes (cached for the job's records): at its start, so that
+    an edit made while the job runs is not named as the code that made its outputs."""
+    from fewshot_core.outputs import OUTPUTS, code_version
+
+    for output in OUTPUTS.values():
+        if output.rule == rule:
+            code_version(output)
+
+
 def options(stage: Callable) -> tuple[type, dict[str, str]]:
     """A stage's spec class and its options: ``{parameter: "one" | "several" | "optional"}`` (``device`` and the
     log aside), read from its signature."""
@@ -122,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(summary(args.run_dir))
             return
         stage = STAGES[args.command]
+        code_version_of(stage.__name__)  # the code it is about to run, digested before it runs
         spec_cls, kinds = options(stage)
         try:
             kwargs = {"spec": settings.spec_from_json(spec_cls, args.spec)}

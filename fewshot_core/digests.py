@@ -1,10 +1,12 @@
 """The project's digests: one hash, one length, one policy for code.
 
 A digest names what made a file (a spec, an input file, a module's code, the weights a run started from)
-in its provenance record: SHA-256, its first 16 hex digits. Code is digested as parsed, docstrings, comments
-and layout left out, so that a change of prose reruns nothing; the package's modules, the catalogue's metric
-sources and a user's metric files alike. Data files are named by size, modification time and digest, and
-read again only when the first two change. Torch-free: the workflow imports it while it parses.
+in its provenance record: SHA-256, its first 16 hex digits. Code is digested as parsed and written back
+(``ast.unparse``), docstrings, comments and layout left out, so that a change of prose reruns nothing; the
+package's modules, the catalogue's metric sources and a user's metric files alike. Not ``ast.dump``, whose
+text changes with Python's minor version (3.12 added fields), which would make every key another. Data files
+are named by size, modification time and digest, and read again only when the first two change. Torch-free:
+the workflow imports it while it parses.
 """
 
 from __future__ import annotations
@@ -57,12 +59,12 @@ def of_code(path: Path) -> str:
 
 @cache
 def _of_source(source: str, filename: str) -> str:
-    return short(ast.dump(_NoDocstrings().visit(ast.parse(source, filename=filename))))
+    return short(ast.unparse(_NoDocstrings().visit(ast.parse(source, filename=filename))))
 
 
 def of_ast(node: ast.AST) -> str:
     """The digest of one parsed function or class, as :func:`of_code` digests a file."""
-    return short(ast.dump(_NoDocstrings().visit(copy.deepcopy(node))))
+    return short(ast.unparse(_NoDocstrings().visit(copy.deepcopy(node))))
 
 
 @cache

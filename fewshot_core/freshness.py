@@ -136,7 +136,7 @@ def mark(settings: RunSettings, findings: list[Finding], root: str | Path = ".")
         text = settings.key(kind, *identity.values())
         if path in stale:
             text += f" stale since {time.time_ns()}"
-        elif full.is_file() and full.read_text() == text:
+        elif full.is_file() and full.stat().st_mtime_ns == 0 and full.read_text() == text:
             continue
         full.parent.mkdir(parents=True, exist_ok=True)
         full.write_text(text)

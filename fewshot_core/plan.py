@@ -21,6 +21,7 @@ from fewshot_core.settings import (
     TreeMetric,
     canonical_json,
     metric_code,
+    spec_from_json,
 )
 from fewshot_core.specs import (
     BenchmarkSpec,
@@ -44,6 +45,9 @@ from fewshot_core.specs import (
 from fewshot_core.tree import leaf_names
 
 # ----------------------------------------------------------------------------- the run
+
+#: The images' digest the workflow's main process read, for the processes of its cluster jobs.
+IMAGES_VARIABLE = "FEWSHOT_IMAGES"
 
 
 def _memo(method):
@@ -84,11 +88,13 @@ class RunSettings:
     _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def canonical(self, spec) -> str:
-        """:func:`canonical_json` of a spec this object built, computed once: the workflow asks for the
-        same specs (and their digests) many thousand times while it builds the paper's DAG."""
+        """:func:`canonical_json` of a spec this object built, as its job reads it back (a float setting
+        written as ``0`` in the configuration is ``0.0`` there), computed once: the workflow asks for the same
+        specs many thousand times while it builds the paper's DAG."""
         key = ("json", id(spec))
         if key not in self._cache:
-            self._cache[key] = (spec, canonical_json(spec))  # the spec is kept: its id stays its own
+            text = canonical_json(spec_from_json(type(spec), canonical_json(spec)))
+            self._cache[key] = (spec, text)  # the spec is kept: its id stays its own
         return self._cache[key][1]
 
     def key(self, kind: str, *identity) -> str:
@@ -104,10 +110,15 @@ class RunSettings:
 
     def images(self) -> str:
         """The digest of the dataset's files as they are now (those its loader reads): the holdouts' specs name
-        it, so replaced images rerun everything made from them."""
+        it, so replaced images rerun everything made from them. Read once per run: the workflow's main process
+        hands it to the processes of its cluster jobs (:meth:`use_images`), which parse the workflow again."""
         if "images" not in self._cache:
             self._cache["images"] = digests.of_files(data_files(self.data.name, self.data.root))
         return self._cache["images"]
+
+    def use_images(self, digest: str) -> None:
+        """Take the images' digest the workflow's main process read (:meth:`images`)."""
+        self._cache["images"] = digest
 
     def levels(self, metric: str) -> int:
         """The levels of ``metric``'s trees."""

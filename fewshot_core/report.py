@@ -461,7 +461,7 @@ def devices_line(found: Counter) -> str:
     listed = ", ".join(f"{d} ({n} file{'s' * (n != 1)})" for d, n in sorted(found.items()))
     if len({d.split(":")[0] for d in found}) > 1:
         return (f"Computed on more than one device: {listed}; results agree across devices to floating-point "
-                "rounding, not bit for bit (docs/design.md §7).")
+                "rounding, not bit for bit (docs/design.md §10).")
     return f"Computed on {listed}." if found else ""
 
 
@@ -476,7 +476,11 @@ def summary(run_dir: Path) -> str:
     splits, pairs = read_run_tables(files["splits_table"], files["split_distance"])
     made = splits.attrs["provenance"]
     trees = sorted({(m, int(s)) for m, s in zip(splits.metric, splits.seed)})
-    text = (f"Run {made['run']!r}: {len(trees)} trees ({len({m for m, _ in trees})} metrics x "
+    stale = freshness.stale_in_run(run_dir)
+    table_behind = stale.get(str(files["splits_table"]))
+    warning = (f"Note: {files['splits_table']} is not what the split files there and this code make "
+               f"({table_behind}); `snakemake splits` remakes it.\n\n" if table_behind else "")
+    text = (f"{warning}Run {made['run']!r}: {len(trees)} trees ({len({m for m, _ in trees})} metrics x "
             f"{len({s for _, s in trees})} seeds), from {files['splits_table'].name} and "
             f"{files['split_distance'].name} (key {made['key']}). {devices_line(devices_of(run_dir))}\n\n"
             + summary_text(splits, pairs))
@@ -488,7 +492,6 @@ def summary(run_dir: Path) -> str:
     except ArtifactError as err:  # out of date (a study chunk remade since), damaged: the trees above still hold
         return text + f"\n\nRanking study: not shown: {err}"
     study = ranking.attrs["provenance"]
-    stale = freshness.stale_in_run(run_dir)
     behind = [f"{files[k]} ({stale[str(files[k])]})" for k in ("splits_table", "ranking") if str(files[k]) in stale]
     if behind:
         return text + (f"\n\nRanking study: not shown: {'; '.join(behind)}: the ranking is not what this run's trees "

@@ -6,6 +6,7 @@ import sys
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.cli import DEVICE_VARIABLE, PACKAGE, PACKAGE_VARIABLE
 from fewshot_core.outputs import BENCHMARK, LOG, OUTPUTS, figures_of
+from fewshot_core.plan import IMAGES_VARIABLE
 from fewshot_core.user_metrics import TIME_LIMIT_VARIABLE
 
 # The whole configuration is checked here, before any job: a bad value stops the run, naming its key.
@@ -36,6 +37,12 @@ def download_data():
 
 if SETTINGS.download and workflow.is_main_process:
     download_data()
+# The images' digest (in the holdouts' specs) is read once, here, and handed to the processes of cluster
+# jobs, which parse the workflow again: each would read CIFAR-10's 170 MB otherwise.
+if workflow.is_main_process:
+    os.environ[IMAGES_VARIABLE] = SETTINGS.images()
+elif IMAGES_VARIABLE in os.environ:
+    SETTINGS.use_images(os.environ[IMAGES_VARIABLE])
 METRICS = list(SETTINGS.metrics)  # every tree's metric or control
 # The device changes how a job runs, not what it computes: it reaches the jobs through their
 # environment, not as a parameter, so changing it reruns nothing.
