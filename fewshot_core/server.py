@@ -33,7 +33,8 @@ from fewshot_core.outputs import digest_imported_modules
 
 #: What every job imports: loaded once here before the server listens, shared by the forked children.
 PRELOAD = ("torch", "numpy", "pandas", "pyarrow.parquet", "fewshot_core.cli", "fewshot_core.stages",
-           "fewshot_core.train", "fewshot_core.metrics", "fewshot_core.space", "fewshot_core.data")
+           "fewshot_core.train", "fewshot_core.metrics", "fewshot_core.space", "fewshot_core.data",
+           "fewshot_core.splitting", "fewshot_core.tree", "fewshot_core.labels")
 #: What some jobs import (an optimiser's first step loads torch._dynamo, ntk torch.func, a ranking
 #: scipy.stats, a figure matplotlib): loaded when a second job arrives, so that a run of one job (a
 #: rerun after a change, a fault) does not pay for them; 2.6 s of its 4.8 s of imports on 2 cores.

@@ -307,7 +307,10 @@ def test_weight_files_with_code_are_refused_and_nothing_runs(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     import io
+    import json
     import zipfile
+
+    from fewshot_core import digests
 
     path = tmp_path / "evil.pt"
     torch.save({"format": artifacts.WEIGHTS_FORMAT, "supernet": Evil(), "nodes": Evil()}, path)
@@ -318,7 +321,7 @@ def test_weight_files_with_code_are_refused_and_nothing_runs(tmp_path):
     torch.save({"supernet": Evil(), "nodes": Evil()}, tensors)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("format", artifacts.WEIGHTS_FORMAT)
-        z.writestr("provenance.json", '{"kind": "root"}')
+        z.writestr("provenance.json", json.dumps({"kind": "root", "content": digests.short(tensors.getvalue())}))
         z.writestr("tensors.pt", tensors.getvalue())
     with pytest.raises(ArtifactError, match="evil.pt.*must not be loaded"):
         artifacts.load_weights(path, {"kind": "root"})

@@ -219,3 +219,18 @@ def test_precision_on_a_cpu_is_in_no_spec_and_with_device_auto_without_a_gpu_the
     for config, local, gpus in ((auto, False, 0), (auto, True, 1), (cpu, True, 0), ({**auto, "training": {}}, True, 0)):
         monkeypatch.setattr(checks, "cuda_devices", lambda gpus=gpus: gpus)
         assert checks.precision_note(checks.validated(config), local) is None
+
+
+def test_a_job_computes_the_key_the_plan_gives_its_output_whatever_the_numbers_look_like():
+    """A float setting written as a whole number (``grad_clip: 0`` turns clipping off) reaches the job as
+    ``0.0``: the plan keys every spec as its job reads it back, so the key the job records is the one every
+    reader and the start-up check expect."""
+    from fewshot_core import artifacts
+    from fewshot_core.outputs import OUTPUTS
+
+    config = {**MINIMAL, "training": {"optimizer": {"grad_clip": 0, "lr_min": 0}}}
+    plan = load_settings(config)
+    for kind, identity in plan.outputs():
+        spec = plan.spec_for(kind, identity)
+        as_read = settings.spec_from_json(type(spec), plan.canonical(spec))  # what the job's command line builds
+        assert artifacts.record(OUTPUTS[kind], as_read)["key"] == plan.key(kind, *identity.values()), kind
