@@ -21,7 +21,6 @@ from fewshot_core.settings import (
     TreeMetric,
     canonical_json,
     metric_code,
-    spec_from_json,
 )
 from fewshot_core.specs import (
     BenchmarkSpec,
@@ -88,13 +87,11 @@ class RunSettings:
     _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def canonical(self, spec) -> str:
-        """:func:`canonical_json` of a spec this object built, as its job reads it back (a float setting
-        written as ``0`` in the configuration is ``0.0`` there), computed once: the workflow asks for the same
-        specs many thousand times while it builds the paper's DAG."""
+        """:func:`canonical_json` of a spec this object built, computed once: the workflow asks for the
+        same specs many thousand times while it builds the paper's DAG."""
         key = ("json", id(spec))
         if key not in self._cache:
-            text = canonical_json(spec_from_json(type(spec), canonical_json(spec)))
-            self._cache[key] = (spec, text)  # the spec is kept: its id stays its own
+            self._cache[key] = (spec, canonical_json(spec))  # the spec is kept: its id stays its own
         return self._cache[key][1]
 
     def key(self, kind: str, *identity) -> str:

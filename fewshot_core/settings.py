@@ -12,6 +12,7 @@ Torch-free: the workflow imports this module while it parses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import types
@@ -59,8 +60,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected an object, got {value!r}")
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
+        hints, names = _fields(tp)
         if set(value) != names:
             raise ValueError(f"{where}: keys {sorted(value)} are not {sorted(names)}")
         return tp(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in value.items()})
@@ -72,6 +72,23 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def _as_floats(settings: Any) -> None:
+    """A whole number given for a float setting (``grad_clip: 0`` turns clipping off) as a float, as a job
+    reads its spec back (:func:`spec_from_json`): the key the plan gives an output and the one its job
+    records are then one."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(settings, f.name, float(value))
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[dict[str, Any], set[str]]:
+    """A dataclass's resolved field types and its field names, once per class (resolving the annotations'
+    strings is most of reading a spec back: the workflow reads every one of the paper's 3,941 back)."""
+    return typing.get_type_hints(cls), {f.name for f in dataclasses.fields(cls)}
 
 
 def spec_from_json(cls: type[T], text: str) -> T:
@@ -94,6 +111,9 @@ class DataSettings:
     val_fraction: float
     train_images: int | None
 
+    def __post_init__(self) -> None:
+        _as_floats(self)
+
 
 @dataclass(frozen=True)
 class SupernetSettings:
@@ -113,6 +133,9 @@ class OptimizerSettings:
     nesterov: bool
     weight_decay: float
     grad_clip: float
+
+    def __post_init__(self) -> None:
+        _as_floats(self)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from fewshot_core.checks import load_settings_or_exit
 from fewshot_core.cli import DEVICE_VARIABLE, PACKAGE, PACKAGE_VARIABLE
@@ -203,7 +204,12 @@ def start_check():
     findings = freshness.check(SETTINGS)
     if making_a_report():
         figures = TARGETS["report"]
-        kinds = {k for f in FIGURES.values() if f.files(RUN)[0] in figures for k in f.made_from}
+        kinds = {
+            k
+            for f in FIGURES.values()
+            if f.files(RUN)[0] in figures
+            for k in f.made_from
+        }
         refusal = freshness.report_refusal(SETTINGS, findings, kinds, figures)
         if refusal:
             sys.exit(
@@ -224,14 +230,43 @@ def making_a_report():
 
     from snakemake.cli import parse_args
 
+    if not may_ask_for_a_report(sys.argv[1:]):
+        return False
     try:  # quietly: Snakemake already said which profile it reads
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             args = parse_args(sys.argv[1:])[1]
     except BaseException:  # not started as the snakemake command: no report
         return False
     return bool(getattr(args, "report", None)) and not getattr(
         args, "report_after_run", False
     )
+
+
+def may_ask_for_a_report(args):
+    """False when neither the command line nor a profile it names mentions a report: then the full parse of
+    the command line (a quarter of a second at every start) is not needed. A profile named but not found
+    here (one of the user's own) counts as maybe."""
+    if any(a.startswith("--report") for a in args):
+        return True
+    named = [
+        v.split("=", 1)[1]
+        for v in args
+        if v.startswith(("--profile=", "--workflow-profile="))
+    ]
+    named += [
+        args[i + 1]
+        for i, a in enumerate(args[:-1])
+        if a in ("--profile", "--workflow-profile")
+    ]
+    named += [os.environ.get("SNAKEMAKE_PROFILE", ""), "profiles/default"]
+    places = [Path(n) for n in named if n]
+    if any(not p.exists() for p in places):
+        return True
+    files = [f for p in places for f in ([p] if p.is_file() else p.glob("*.y*ml"))]
+    return any("report" in f.read_text(errors="replace") for f in files)
 
 
 def stamps(*kinds):
