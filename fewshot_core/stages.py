@@ -1,11 +1,13 @@
 """The workflow's stages: one function per rule, a typed spec and file paths in, files out.
 
 Each stage reads its inputs through :mod:`fewshot_core.artifacts`, which checks that every file is
-what the job expects (kind, run, identity, and the spec digest the stage's own spec names for it),
+what the job expects (kind, run, identity, the key the stage's own spec names for it, and its bytes),
 and writes its outputs atomically with a provenance record (:func:`fewshot_core.artifacts.record`).
-Paths, kinds and columns come from the catalogue of outputs (:mod:`fewshot_core.outputs`).
-Training stages keep their checkpoints under the run's ``checkpoints/`` folder while they run,
-resume one only when it was made by the same settings, and delete them once their outputs are written.
+The command line's options are each stage's parameters (:mod:`fewshot_core.cli`). A stage imports the
+science it uses inside its function: its outputs' code is what the function reaches
+(:mod:`fewshot_core.dependencies`). Training stages keep their checkpoints under the run's
+``checkpoints/`` folder while they run, resume one only when it was made for the same output key and
+origin, and delete them once their outputs are written.
 """
 
 from __future__ import annotations
