@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fewshot_core import artifacts  # noqa: E402
-from fewshot_core.outputs import PAIR_COLUMNS, SCORE_COLUMNS  # noqa: E402
+from fewshot_core.columns import PAIR_COLUMNS, SCORE_COLUMNS  # noqa: E402
 
 
 def scores(rng: np.random.Generator) -> pd.DataFrame:

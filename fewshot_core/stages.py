@@ -23,11 +23,9 @@ import pandas as pd
 
 from fewshot_core import artifacts, digests
 from fewshot_core.artifacts import record
-from fewshot_core.errors import ArtifactError, DataError, SplitError
-from fewshot_core.outputs import (
+from fewshot_core.columns import (
     BENCHMARK_COLUMNS,
     LEAF_COLUMNS,
-    OUTPUTS,
     RANKING_COLUMNS,
     SCORE_COLUMNS,
     SPLIT_COLUMNS,
@@ -35,9 +33,9 @@ from fewshot_core.outputs import (
     STUDY_COLUMNS,
     SUMMARY_COLUMNS,
     ZERO_COST_COLUMNS,
-    checkpoint,
-    key,
 )
+from fewshot_core.errors import ArtifactError, DataError, SplitError
+from fewshot_core.outputs import OUTPUTS, checkpoint, key
 from fewshot_core.settings import DataSettings, MetricSettings, SupernetSettings, canonical_json
 from fewshot_core.specs import (
     BenchmarkSpec,
