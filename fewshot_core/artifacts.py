@@ -97,12 +97,6 @@ def expect(output: Output, run: str, key: str, **identity: Any) -> dict:
     return {"kind": output.kind, "run": run, **identity, "key": key}
 
 
-def file_format(path: str | os.PathLike) -> str:
-    """How an artifact at ``path`` keeps its record: ``parquet``, ``json`` or ``weights`` (a zip)."""
-    suffix = Path(path).suffix
-    return {".parquet": "parquet", ".json": "json"}.get(suffix, "weights")
-
-
 def check_provenance(path: str | os.PathLike, found: Any, expected: Mapping[str, Any], content: str | None = None) -> dict:
     """``found`` if it is a provenance record holding every field of ``expected`` with the same value, and
     (``content`` given) naming that digest of the bytes read as its own."""
